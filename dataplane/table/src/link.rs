@@ -1,0 +1,69 @@
+//! A blocking client for the data plane's control socket, shared by control and tests.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::wire::{read_frame, write_frame, Ack, Message, TableMessage};
+
+/// Why talking to the data plane failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The socket failed or closed.
+    #[error("control link: {0}")]
+    Io(#[from] io::Error),
+    /// The data plane refused the table and kept the previous one.
+    #[error("data plane refused table version {version}: {reason}")]
+    Refused {
+        /// The version refused.
+        version: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The reply did not decode or was not the one expected.
+    #[error("control link: unexpected reply: {0}")]
+    Protocol(String),
+}
+
+/// A connection to a data plane's control socket.
+#[derive(Debug)]
+pub struct ControlClient {
+    stream: UnixStream,
+}
+
+impl ControlClient {
+    /// Connects, with `timeout` on every later read and write.
+    pub fn connect(path: &Path, timeout: Duration) -> io::Result<Self> {
+        let stream = UnixStream::connect(path)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        Ok(ControlClient { stream })
+    }
+
+    /// Sends a table and waits for the data plane's answer.
+    pub fn apply(&mut self, table: TableMessage) -> Result<Ack, LinkError> {
+        match self.call(&Message::ApplyTable(table))? {
+            Message::Applied(ack) => Ok(ack),
+            Message::Refused { version, reason } => Err(LinkError::Refused { version, reason }),
+            other => Err(LinkError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// Asks which table the data plane serves.
+    pub fn status(&mut self) -> Result<Ack, LinkError> {
+        match self.call(&Message::StatusRequest)? {
+            Message::Status(ack) => Ok(ack),
+            other => Err(LinkError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    fn call(&mut self, msg: &Message) -> Result<Message, LinkError> {
+        write_frame(&mut self.stream, msg)?;
+        let payload = read_frame(&mut self.stream)?.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::UnexpectedEof, "data plane closed the link")
+        })?;
+        Message::read(&payload).map_err(|e| LinkError::Protocol(e.to_string()))
+    }
+}

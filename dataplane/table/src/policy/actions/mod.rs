@@ -1,0 +1,37 @@
+//! The actions of a traffic policy (SPEC §4). Each file owns one action: its config
+//! type, its validation and its execution. Adding an action touches its file and the
+//! registry in [`super::action`].
+
+pub mod add_headers;
+pub mod custom_response;
+pub mod deny;
+pub mod forward_internal;
+pub mod remove_headers;
+
+/// Header storage an action may edit. The data plane implements it over its parsed
+/// heads; tests implement it over a plain list.
+pub trait HeadersMut {
+    /// Appends a header, keeping any already present.
+    fn append(&mut self, name: &str, value: &str);
+    /// Removes every header with this name (case-insensitive).
+    fn remove(&mut self, name: &str);
+}
+
+/// Checks that `name` is a valid HTTP field name (RFC 9110 token).
+pub(crate) fn check_header_name(name: &str) -> Result<(), String> {
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(is_tchar) {
+        return Err(format!("`{name}` is not a valid header name"));
+    }
+    Ok(())
+}
+
+/// Checks that `value` can be sent as an HTTP field value (no CR, LF or NUL).
+pub(crate) fn check_header_value(name: &str, value: &str) -> Result<(), String> {
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(format!(
+            "the value of header `{name}` contains CR, LF or NUL"
+        ));
+    }
+    Ok(())
+}

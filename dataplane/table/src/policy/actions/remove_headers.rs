@@ -1,0 +1,32 @@
+//! `remove-headers`: remove headers from the request or response.
+
+use serde::Deserialize;
+
+use super::HeadersMut;
+
+/// Config of `remove-headers`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveHeaders {
+    /// Names of the headers to remove (case-insensitive).
+    pub headers: Vec<String>,
+}
+
+impl RemoveHeaders {
+    /// Checks the names are header names.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.headers.is_empty() {
+            return Err("headers is empty".into());
+        }
+        self.headers
+            .iter()
+            .try_for_each(|n| super::check_header_name(n))
+    }
+
+    /// Removes every header named in the config.
+    pub fn apply(&self, headers: &mut impl HeadersMut) {
+        for name in &self.headers {
+            headers.remove(name);
+        }
+    }
+}

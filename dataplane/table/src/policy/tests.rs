@@ -1,0 +1,169 @@
+use super::*;
+use crate::endpoint::{Binding, EndpointKind, Upstream};
+use crate::url::{EndpointUrl, Scheme};
+
+fn parse_err(text: &str) -> PolicyError {
+    Policy::parse(text).unwrap_err()
+}
+
+fn check(url: &str, kind: EndpointKind, text: &str) -> Result<(), PolicyError> {
+    let url = EndpointUrl::parse(url).unwrap();
+    let binding = Binding::resolve(&url, None).unwrap();
+    Policy::parse(text)
+        .unwrap()
+        .validate_for(&url, binding, &kind)
+}
+
+fn agent() -> EndpointKind {
+    EndpointKind::Agent {
+        upstream: Upstream::parse("8080", Scheme::Http).unwrap(),
+    }
+}
+
+#[derive(Default)]
+struct Headers(Vec<(String, String)>);
+
+impl actions::HeadersMut for Headers {
+    fn append(&mut self, name: &str, value: &str) {
+        self.0.push((name.into(), value.into()));
+    }
+    fn remove(&mut self, name: &str) {
+        self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+}
+
+const SEED: &str = r#"
+on_http_request:
+  - actions:
+      - type: custom-response
+        config:
+          status_code: 200
+          body: Hello world!
+"#;
+
+#[test]
+fn yaml_and_json_give_the_same_model() {
+    let yaml = Policy::parse(SEED).unwrap();
+    let json = Policy::parse(
+        r#"{"on_http_request":[{"actions":[{"type":"custom-response",
+            "config":{"status_code":200,"body":"Hello world!"}}]}]}"#,
+    )
+    .unwrap();
+    assert_eq!(yaml, json);
+    assert_eq!(Policy::parse("  ").unwrap(), Policy::default());
+}
+
+#[test]
+fn errors_name_their_path() {
+    let e = parse_err("on_http_requets: []");
+    assert_eq!(e.path, "on_http_requets");
+    let e = parse_err(
+        "on_http_request:\n  - actions:\n      - type: deny\n        config:\n          status_cod: 401\n",
+    );
+    assert_eq!(e.path, "on_http_request[0].actions[0].config");
+    assert!(e.message.contains("status_cod"), "{e}");
+    let e = parse_err("on_http_request:\n  - actions:\n      - type: denyy\n");
+    assert_eq!(e.path, "on_http_request[0].actions[0].type");
+    assert!(e.message.contains("known types"), "{e}");
+    let e = parse_err("on_http_request:\n  - actoins: []\n");
+    assert_eq!(e.path, "on_http_request[0].actoins");
+    let e = parse_err("on_http_request:\n  - actions: []\n");
+    assert_eq!(e.path, "on_http_request[0].actions");
+    let e = parse_err("on_http_request: [\n");
+    assert!(e.message.starts_with("invalid YAML"), "{e}");
+    let e = parse_err("{\"on_http_request\": [}");
+    assert!(e.message.contains("line 1"), "{e}");
+    let e = parse_err(
+        "on_http_request:\n  - expressions: [\"req.method == 'GET'\"]\n    actions: [{type: deny}]\n",
+    );
+    assert_eq!(e.path, "on_http_request[0].expressions");
+}
+
+#[test]
+fn action_configs_are_checked() {
+    let e = parse_err("on_http_request:\n  - actions:\n      - type: forward-internal\n        config: {url: https://a.example.com}\n");
+    assert!(e.message.contains("not internal"), "{e}");
+    let e = parse_err(
+        "on_http_request:\n  - actions:\n      - type: deny\n        config: {status_code: 99}\n",
+    );
+    assert!(e.message.contains("out of range"), "{e}");
+    let e = parse_err("on_http_request:\n  - actions:\n      - type: add-headers\n        config: {headers: {\"bad name\": x}}\n");
+    assert!(e.message.contains("not a valid header name"), "{e}");
+    let e = parse_err("on_http_request:\n  - actions:\n      - type: custom-response\n        config: {headers: {content-length: 3}}\n");
+    assert!(e.message.contains("content-length"), "{e}");
+}
+
+#[test]
+fn validation_against_the_endpoint() {
+    check("https://a.internal", agent(), SEED).unwrap();
+    let tcp_connect = "on_tcp_connect:\n  - actions: [{type: deny}]\n";
+    let e = check("https://a.internal", agent(), tcp_connect).unwrap_err();
+    assert!(e.message.contains("would never run"), "{e}");
+    check("http://a.example.com", agent(), tcp_connect).unwrap();
+    let e = check("tcp://a.example.com:5000", agent(), SEED).unwrap_err();
+    assert!(e.message.contains("only have on_tcp_connect"), "{e}");
+    let e = check(
+        "http://a.example.com",
+        agent(),
+        "on_http_response:\n  - actions: [{type: deny}]\n",
+    )
+    .unwrap_err();
+    assert!(e.message.contains("cannot run in on_http_response"), "{e}");
+    let e = check(
+        "http://a.example.com",
+        agent(),
+        "on_http_request:\n  - actions: [{type: deny}, {type: add-headers, config: {headers: {a: b}}}]\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.path, "on_http_request[0].actions[1]");
+    assert!(e.message.contains("unreachable"), "{e}");
+    let e = check(
+        "http://a.example.com",
+        agent(),
+        "on_http_request:\n  - actions: [{type: forward-internal, config: {url: 'tcp://db.internal:5432'}}]\n",
+    )
+    .unwrap_err();
+    assert!(e.message.contains("within http/https"), "{e}");
+}
+
+#[test]
+fn cloud_endpoints_must_end_every_request() {
+    check("http://a.example.com", EndpointKind::Cloud, SEED).unwrap();
+    let e = check("http://a.example.com", EndpointKind::Cloud, "").unwrap_err();
+    assert!(e.message.contains("must end every request"), "{e}");
+    let continues = "on_http_request:\n  - actions: [{type: forward-internal, config: {url: a.internal, on_error: continue}}]\n";
+    check("http://a.example.com", EndpointKind::Cloud, continues).unwrap_err();
+    let halts =
+        "on_http_request:\n  - actions: [{type: forward-internal, config: {url: a.internal}}]\n";
+    check("http://a.example.com", EndpointKind::Cloud, halts).unwrap();
+}
+
+#[test]
+fn actions_execute_on_headers() {
+    let p = Policy::parse(
+        "on_http_request:\n  - actions:\n      - type: add-headers\n        config: {headers: {x-a: '1', Host: new.example.com}}\n      - type: remove-headers\n        config: {headers: [X-Drop]}\n",
+    )
+    .unwrap();
+    let mut h = Headers(vec![
+        ("host".into(), "old.example.com".into()),
+        ("x-drop".into(), "1".into()),
+    ]);
+    for action in &p.on_http_request[0].actions {
+        assert!(matches!(action.execute(&mut h), Verdict::Next));
+    }
+    assert_eq!(
+        h.0,
+        vec![
+            ("x-a".to_string(), "1".to_string()),
+            ("Host".to_string(), "new.example.com".to_string())
+        ]
+    );
+    let deny = Policy::parse(
+        "on_http_request:\n  - actions: [{type: deny, config: {status_code: 451}}]\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        deny.on_http_request[0].actions[0].execute(&mut h),
+        Verdict::Deny(451)
+    ));
+}

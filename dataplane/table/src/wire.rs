@@ -1,0 +1,374 @@
+//! The control link's wire format: length-prefixed, versioned messages.
+//!
+//! A frame is a big-endian `u32` length and that many payload bytes. A payload starts
+//! with the protocol version ([`WIRE_VERSION`]) and a message kind, then the message's
+//! fields: integers big-endian, strings and lists prefixed by a `u32` count. A reader
+//! rejects unknown versions and kinds, short input and trailing bytes.
+
+use std::io::{self, Read, Write};
+
+use crate::endpoint::EndpointRecord;
+
+/// The version of this wire format. A peer speaking another version is refused.
+pub const WIRE_VERSION: u8 = 1;
+
+/// The largest frame either side accepts (a 100,000-endpoint table is ≈ 30 MiB).
+pub const MAX_FRAME: usize = 512 << 20;
+
+/// A table as control sends it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableMessage {
+    /// The table's version.
+    pub version: u64,
+    /// Every endpoint.
+    pub endpoints: Vec<EndpointRecord>,
+}
+
+/// A public listener the data plane holds: which URL port it serves, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerInfo {
+    /// The port in endpoint URLs.
+    pub url_port: u16,
+    /// The local address it is bound to.
+    pub local_addr: String,
+}
+
+/// The data plane's state after a table was applied or asked about.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ack {
+    /// The version of the table being served (0: none).
+    pub version: u64,
+    /// The public listeners it holds.
+    pub listeners: Vec<ListenerInfo>,
+}
+
+/// A message on the control link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Message {
+    /// control → data plane: serve this table.
+    ApplyTable(TableMessage),
+    /// data plane → control: the table was applied.
+    Applied(Ack),
+    /// data plane → control: the table was refused; the previous one is still served.
+    Refused {
+        /// The version refused.
+        version: u64,
+        /// Why, in words for a person.
+        reason: String,
+    },
+    /// control → data plane: which table do you serve?
+    StatusRequest,
+    /// data plane → control: the table being served.
+    Status(Ack),
+}
+
+/// Why bytes did not decode.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidMessage {
+    /// The payload ended early.
+    #[error("message truncated")]
+    Truncated,
+    /// Bytes were left after the message.
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+    /// Another wire version.
+    #[error("unsupported wire version {0} (this side speaks {WIRE_VERSION})")]
+    UnsupportedVersion(u8),
+    /// An unknown message kind.
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+    /// A string that is not UTF-8.
+    #[error("a string is not valid UTF-8")]
+    InvalidUtf8,
+    /// A boolean other than 0 or 1.
+    #[error("invalid boolean {0}")]
+    InvalidBool(u8),
+}
+
+/// A cursor over received bytes.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    /// Reads from the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], InvalidMessage> {
+        if self.buf.len() < n {
+            return Err(InvalidMessage::Truncated);
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, InvalidMessage> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, InvalidMessage> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self) -> Result<u32, InvalidMessage> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, InvalidMessage> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    fn bool(&mut self) -> Result<bool, InvalidMessage> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(InvalidMessage::InvalidBool(b)),
+        }
+    }
+
+    fn string(&mut self) -> Result<String, InvalidMessage> {
+        let n = self.u32()? as usize;
+        let bytes = self.take(n)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| InvalidMessage::InvalidUtf8)
+    }
+
+    /// A count of items that each need at least `min_item` bytes, checked against what
+    /// is left so a forged count cannot make us allocate.
+    fn count(&mut self, min_item: usize) -> Result<usize, InvalidMessage> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min_item) > self.buf.len() {
+            return Err(InvalidMessage::Truncated);
+        }
+        Ok(n)
+    }
+
+    fn finish(self) -> Result<(), InvalidMessage> {
+        match self.buf.len() {
+            0 => Ok(()),
+            n => Err(InvalidMessage::TrailingBytes(n)),
+        }
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_u32(out, s.len() as u32);
+    out.extend_from_slice(s.as_bytes());
+}
+
+const KIND_APPLY: u8 = 1;
+const KIND_APPLIED: u8 = 2;
+const KIND_REFUSED: u8 = 3;
+const KIND_STATUS_REQUEST: u8 = 4;
+const KIND_STATUS: u8 = 5;
+
+impl Message {
+    /// Appends the payload (without the frame length) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(WIRE_VERSION);
+        match self {
+            Message::ApplyTable(t) => {
+                out.push(KIND_APPLY);
+                out.extend_from_slice(&t.version.to_be_bytes());
+                put_u32(out, t.endpoints.len() as u32);
+                for e in &t.endpoints {
+                    put_str(out, &e.id);
+                    put_str(out, &e.account);
+                    put_str(out, &e.url);
+                    put_str(out, &e.binding);
+                    put_str(out, &e.upstream);
+                    out.push(e.pooling_enabled as u8);
+                    put_str(out, &e.traffic_policy);
+                }
+            }
+            Message::Applied(ack) | Message::Status(ack) => {
+                out.push(if matches!(self, Message::Applied(_)) {
+                    KIND_APPLIED
+                } else {
+                    KIND_STATUS
+                });
+                out.extend_from_slice(&ack.version.to_be_bytes());
+                put_u32(out, ack.listeners.len() as u32);
+                for l in &ack.listeners {
+                    out.extend_from_slice(&l.url_port.to_be_bytes());
+                    put_str(out, &l.local_addr);
+                }
+            }
+            Message::Refused { version, reason } => {
+                out.push(KIND_REFUSED);
+                out.extend_from_slice(&version.to_be_bytes());
+                put_str(out, reason);
+            }
+            Message::StatusRequest => out.push(KIND_STATUS_REQUEST),
+        }
+    }
+
+    /// Decodes one payload, refusing anything left over.
+    pub fn read(payload: &[u8]) -> Result<Message, InvalidMessage> {
+        let mut r = Reader::new(payload);
+        let version = r.u8()?;
+        if version != WIRE_VERSION {
+            return Err(InvalidMessage::UnsupportedVersion(version));
+        }
+        let msg = match r.u8()? {
+            KIND_APPLY => {
+                let version = r.u64()?;
+                // Six length prefixes and a bool: 25 bytes at least per endpoint.
+                let n = r.count(25)?;
+                let mut endpoints = Vec::with_capacity(n);
+                for _ in 0..n {
+                    endpoints.push(EndpointRecord {
+                        id: r.string()?,
+                        account: r.string()?,
+                        url: r.string()?,
+                        binding: r.string()?,
+                        upstream: r.string()?,
+                        pooling_enabled: r.bool()?,
+                        traffic_policy: r.string()?,
+                    });
+                }
+                Message::ApplyTable(TableMessage { version, endpoints })
+            }
+            kind @ (KIND_APPLIED | KIND_STATUS) => {
+                let version = r.u64()?;
+                let n = r.count(6)?;
+                let mut listeners = Vec::with_capacity(n);
+                for _ in 0..n {
+                    listeners.push(ListenerInfo {
+                        url_port: r.u16()?,
+                        local_addr: r.string()?,
+                    });
+                }
+                let ack = Ack { version, listeners };
+                if kind == KIND_APPLIED {
+                    Message::Applied(ack)
+                } else {
+                    Message::Status(ack)
+                }
+            }
+            KIND_REFUSED => Message::Refused {
+                version: r.u64()?,
+                reason: r.string()?,
+            },
+            KIND_STATUS_REQUEST => Message::StatusRequest,
+            kind => return Err(InvalidMessage::UnknownKind(kind)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+/// Writes one frame: length, then payload.
+pub fn write_frame(w: &mut impl Write, msg: &Message) -> io::Result<()> {
+    let mut buf = vec![0u8; 4];
+    msg.encode(&mut buf);
+    let len = (buf.len() - 4) as u32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    w.write_all(&buf)?;
+    w.flush()
+}
+
+/// Reads one frame's payload; `Ok(None)` at a clean end of stream.
+pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the limit of {MAX_FRAME}"),
+        ));
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload)?;
+    Ok(Some(payload))
+}
+
+/// Decodes a payload as a table message; used by the fuzz target and the state cache.
+#[doc(hidden)]
+pub fn decode_table(payload: &[u8]) -> Result<TableMessage, InvalidMessage> {
+    match Message::read(payload)? {
+        Message::ApplyTable(t) => Ok(t),
+        _ => Err(InvalidMessage::UnknownKind(0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(msg: Message) {
+        let mut buf = Vec::new();
+        msg.encode(&mut buf);
+        assert_eq!(Message::read(&buf).unwrap(), msg);
+        for cut in 0..buf.len() {
+            assert!(Message::read(&buf[..cut]).is_err(), "prefix {cut} decoded");
+        }
+        buf.push(0);
+        assert_eq!(Message::read(&buf), Err(InvalidMessage::TrailingBytes(1)));
+    }
+
+    #[test]
+    fn every_message_roundtrips() {
+        roundtrip(Message::ApplyTable(TableMessage {
+            version: 7,
+            endpoints: vec![EndpointRecord {
+                id: "ep_1".into(),
+                account: "a".into(),
+                url: "http://x.example.com".into(),
+                binding: "public".into(),
+                upstream: "8080".into(),
+                pooling_enabled: true,
+                traffic_policy: "on_http_request: []".into(),
+            }],
+        }));
+        let ack = Ack {
+            version: 3,
+            listeners: vec![ListenerInfo {
+                url_port: 80,
+                local_addr: "127.0.0.1:4000".into(),
+            }],
+        };
+        roundtrip(Message::Applied(ack.clone()));
+        roundtrip(Message::Status(ack));
+        roundtrip(Message::Refused {
+            version: 2,
+            reason: "no".into(),
+        });
+        roundtrip(Message::StatusRequest);
+    }
+
+    #[test]
+    fn refuses_other_versions_and_forged_counts() {
+        assert_eq!(
+            Message::read(&[9, KIND_STATUS_REQUEST]),
+            Err(InvalidMessage::UnsupportedVersion(9))
+        );
+        assert_eq!(
+            Message::read(&[1, 99]),
+            Err(InvalidMessage::UnknownKind(99))
+        );
+        let mut forged = vec![WIRE_VERSION, KIND_APPLY];
+        forged.extend_from_slice(&1u64.to_be_bytes());
+        forged.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(Message::read(&forged), Err(InvalidMessage::Truncated));
+    }
+}
