@@ -1,1 +1,119 @@
-fn main() {}
+//! The `innergate-dataplane` binary: flags, logging, signals.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use innergate_dataplane::config::{parse_duration, parse_port_map, Config};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// innergate data plane: serves the endpoints that control pushes.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Pin each worker thread to a core.
+    #[arg(long)]
+    pin_workers: bool,
+    /// Address public listeners bind.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Listen for URL port A on local port B (`A=B`; B=0 lets the OS choose). Repeatable.
+    #[arg(long = "port-map", value_parser = parse_port_map)]
+    port_map: Vec<(u16, u16)>,
+    /// Unix socket where control pushes endpoint tables.
+    #[arg(long)]
+    control_socket: Option<PathBuf>,
+    /// Directory keeping the last applied table for restarts without control.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Largest request head in bytes (431 above).
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_header_bytes: usize,
+    /// Most client connections per worker.
+    #[arg(long, default_value_t = 65_536)]
+    max_connections_per_worker: usize,
+    /// Time for a request head to arrive.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+    /// Time an idle keep-alive client connection is kept.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Time between reads or writes of a client body.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    body_timeout: Duration,
+    /// Time to connect to an upstream (504 after).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    upstream_connect_timeout: Duration,
+    /// Time between reads from an upstream (504 before the response head).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    upstream_read_timeout: Duration,
+    /// Idle upstream connections kept per upstream and worker.
+    #[arg(long, default_value_t = 64)]
+    upstream_keepalive: usize,
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let defaults = Config::default();
+    let config = Config {
+        workers: args.workers.unwrap_or(defaults.workers),
+        pin_workers: args.pin_workers,
+        bind: args.bind,
+        port_map: args.port_map.into_iter().collect(),
+        control_socket: args.control_socket.clone(),
+        state_dir: args.state_dir,
+        max_header_bytes: args.max_header_bytes,
+        max_connections_per_worker: args.max_connections_per_worker,
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        body_timeout: args.body_timeout,
+        upstream_connect_timeout: args.upstream_connect_timeout,
+        upstream_read_timeout: args.upstream_read_timeout,
+        upstream_keepalive: args.upstream_keepalive,
+        ..defaults
+    };
+    // Block the shutdown signals before threads start so that every thread inherits
+    // the mask and only the main thread takes them, with sigwait.
+    let signals = shutdown_signals();
+    let workers = config.workers;
+    let _data_plane = match innergate_dataplane::start(config) {
+        Ok(dp) => dp,
+        Err(e) => {
+            log::error!("{e}");
+            std::process::exit(1);
+        }
+    };
+    log::info!("data plane running with {workers} workers");
+    let signal = wait_for(&signals);
+    log::info!("signal {signal} received; exiting");
+    if let Some(path) = args.control_socket {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+fn shutdown_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; the calls only write into it and set this
+    // thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for(set: &libc::sigset_t) -> i32 {
+    let mut signal = 0;
+    // SAFETY: `set` is a valid, initialised signal set; sigwait writes one int.
+    unsafe { libc::sigwait(set, &mut signal) };
+    signal
+}

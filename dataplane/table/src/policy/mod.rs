@@ -105,7 +105,11 @@ impl Policy {
                 )
             })?
         } else {
-            serde_saphyr::from_str(text).map_err(|e| err("", format!("invalid YAML: {e}")))?
+            // YAML 1.2 booleans: `yes`, `no`, `on`, `y` stay strings (a header value
+            // of `yes` must not become `true`).
+            let options = serde_saphyr::options! { strict_booleans: true };
+            serde_saphyr::from_str_with_options(text, options)
+                .map_err(|e| err("", format!("invalid YAML: {e}")))?
         };
         let obj = match doc {
             Value::Object(o) => o,

@@ -54,6 +54,25 @@ fn yaml_and_json_give_the_same_model() {
 }
 
 #[test]
+fn yaml_scalars_stay_the_text_users_wrote() {
+    let p = Policy::parse(
+        "on_http_request:\n  - actions:\n      - type: add-headers\n        config: {headers: {x-a: yes, x-b: 80}}\n      - type: custom-response\n        config: {body: 404}\n",
+    )
+    .unwrap();
+    let Action::AddHeaders(add) = &p.on_http_request[0].actions[0] else {
+        panic!()
+    };
+    assert_eq!(
+        add.headers,
+        [("x-a".into(), "yes".into()), ("x-b".into(), "80".into())]
+    );
+    let Action::CustomResponse(custom) = &p.on_http_request[0].actions[1] else {
+        panic!()
+    };
+    assert_eq!(custom.body, "404");
+}
+
+#[test]
 fn errors_name_their_path() {
     let e = parse_err("on_http_requets: []");
     assert_eq!(e.path, "on_http_requets");

@@ -14,7 +14,7 @@ pub struct CustomResponse {
     #[serde(default, deserialize_with = "super::add_headers::ordered_headers")]
     pub headers: Vec<(String, String)>,
     /// The body, sent as is with a Content-Length.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::scalar_string")]
     pub body: String,
 }
 

@@ -22,6 +22,7 @@ pub enum OnError {
 #[serde(deny_unknown_fields)]
 pub struct ForwardInternalConfig {
     /// The internal URL to forward to.
+    #[serde(deserialize_with = "super::scalar_string")]
     pub url: String,
     /// What to do when the forward fails.
     #[serde(default)]

@@ -17,6 +17,20 @@ pub trait HeadersMut {
     fn remove(&mut self, name: &str);
 }
 
+/// Reads a string field that YAML users may write as a bare number or boolean
+/// (`body: 404`), keeping the text they meant.
+pub(crate) fn scalar_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    use serde::de::Error;
+    match <serde_json::Value as serde::Deserialize>::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        serde_json::Value::Bool(b) => Ok(b.to_string()),
+        other => Err(D::Error::custom(format!(
+            "expected a string, found {other}"
+        ))),
+    }
+}
+
 /// Checks that `name` is a valid HTTP field name (RFC 9110 token).
 pub(crate) fn check_header_name(name: &str) -> Result<(), String> {
     let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);

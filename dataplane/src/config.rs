@@ -1,0 +1,115 @@
+//! The data plane's settings, with defaults chosen against what nginx and HAProxy ship.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything a data plane process is configured with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Worker threads, one runtime each.
+    pub workers: usize,
+    /// Pin worker `i` to CPU `i mod cores`.
+    pub pin_workers: bool,
+    /// io_uring submission-queue size per worker.
+    pub ring_entries: u32,
+    /// The address public listeners bind.
+    pub bind: IpAddr,
+    /// URL port → local port (0: chosen by the OS). Unmapped ports listen as named.
+    pub port_map: BTreeMap<u16, u16>,
+    /// Where control connects to push tables.
+    pub control_socket: Option<PathBuf>,
+    /// Where the last applied table is kept for restarts without control.
+    pub state_dir: Option<PathBuf>,
+    /// Largest request head accepted (431 above it). nginx: 8–32 KiB, HAProxy: 16 KiB.
+    pub max_header_bytes: usize,
+    /// Connections a worker holds at most; more are closed at accept.
+    pub max_connections_per_worker: usize,
+    /// Time for a whole request head to arrive (nginx client_header_timeout 60 s,
+    /// HAProxy timeout http-request often 10 s).
+    pub header_timeout: Duration,
+    /// Time a kept-alive client connection may sit idle (nginx 75 s).
+    pub idle_timeout: Duration,
+    /// Time between two reads or writes of a client body (nginx 60 s).
+    pub body_timeout: Duration,
+    /// Time to connect to an upstream (nginx proxy_connect_timeout 60 s).
+    pub upstream_connect_timeout: Duration,
+    /// Time between two reads from an upstream (nginx proxy_read_timeout 60 s).
+    pub upstream_read_timeout: Duration,
+    /// Idle upstream connections kept per upstream address and worker.
+    pub upstream_keepalive: usize,
+    /// How long an idle upstream connection is reused.
+    pub upstream_idle_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pin_workers: false,
+            ring_entries: 1024,
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port_map: BTreeMap::new(),
+            control_socket: None,
+            state_dir: None,
+            max_header_bytes: 64 * 1024,
+            max_connections_per_worker: 65_536,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(60),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_read_timeout: Duration::from_secs(60),
+            upstream_keepalive: 64,
+            upstream_idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 10s or 500ms"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("`{s}`: use ms, s or m")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Parses `URLPORT=LOCALPORT`.
+pub fn parse_port_map(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("`{s}` is not URLPORT=LOCALPORT (e.g. 80=8080, or 80=0 for any)");
+    let (a, b) = s.split_once('=').ok_or_else(bad)?;
+    let url_port: u16 = a.trim().parse().map_err(|_| bad())?;
+    let local: u16 = b.trim().parse().map_err(|_| bad())?;
+    if url_port == 0 {
+        return Err(bad());
+    }
+    Ok((url_port, local))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_port_maps() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3h").is_err());
+        assert_eq!(parse_port_map("80=0"), Ok((80, 0)));
+        assert!(parse_port_map("0=80").is_err());
+        assert!(parse_port_map("80").is_err());
+    }
+}

@@ -1,0 +1,97 @@
+//! The control link server: a unix socket where control pushes tables and asks what is
+//! served. One thread per connection; each message is answered before the next is read.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use innergate_table::wire::{read_frame, write_frame, Message};
+
+use crate::supervisor::Supervisor;
+
+/// Binds the control socket, replacing a stale one but never a live one.
+pub(crate) fn bind(path: &Path) -> io::Result<UnixListener> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is in use by a running data plane", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    // The socket controls every endpoint: owner only.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves control connections until the process ends.
+pub(crate) fn spawn(listener: UnixListener, supervisor: Arc<Mutex<Supervisor>>) -> io::Result<()> {
+    thread::Builder::new()
+        .name("ig-control".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                match stream {
+                    Ok(stream) => {
+                        let supervisor = supervisor.clone();
+                        let spawned = thread::Builder::new()
+                            .name("ig-control-conn".into())
+                            .spawn(move || serve(stream, &supervisor));
+                        if let Err(e) = spawned {
+                            log::error!("control link: cannot start a thread: {e}");
+                        }
+                    }
+                    Err(e) => log::warn!("control link: accept: {e}"),
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn serve(mut stream: UnixStream, supervisor: &Mutex<Supervisor>) {
+    loop {
+        let payload = match read_frame(&mut stream) {
+            Ok(Some(payload)) => payload,
+            Ok(None) => return,
+            Err(e) => {
+                log::warn!("control link: {e}");
+                return;
+            }
+        };
+        let reply = match Message::read(&payload) {
+            Ok(Message::ApplyTable(table)) => {
+                let version = table.version;
+                let mut supervisor = supervisor.lock().unwrap_or_else(|e| e.into_inner());
+                match supervisor.apply(&table, true) {
+                    Ok(ack) => Message::Applied(ack),
+                    Err(reason) => {
+                        log::warn!("refused table version {version}: {reason}");
+                        Message::Refused { version, reason }
+                    }
+                }
+            }
+            Ok(Message::StatusRequest) => Message::Status(
+                supervisor
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .status(),
+            ),
+            Ok(other) => Message::Refused {
+                version: 0,
+                reason: format!("unexpected message on the control link: {other:?}"),
+            },
+            Err(e) => Message::Refused {
+                version: 0,
+                reason: format!("undecodable message: {e}"),
+            },
+        };
+        if let Err(e) = write_frame(&mut stream, &reply) {
+            log::warn!("control link: {e}");
+            return;
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! One client connection: read a request head, route it, run the policy chain, then
+//! proxy to the upstream or answer locally; repeat while the connection is kept alive.
+//! Pipelined requests are answered in order because they are served one at a time.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+use super::body::{self, Chunking, CopyError, BODY_BUFFER};
+use super::buf::{write_all, ReadBuf};
+use super::framing::{self, BodyLength};
+use super::head::{write_decimal, HeadError, RequestHead, ResponseHead};
+use super::upstream::{UpstreamConn, UpstreamPool};
+use crate::error::{ProxyError, ERROR_CODE_HEADER};
+use crate::policy::{self, Answer, Chain, RequestOutcome};
+use crate::routes::RouteTable;
+use crate::worker::Worker;
+
+/// What happens to the client connection after an exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// The client side of a connection.
+struct Client {
+    stream: TcpStream,
+    rb: ReadBuf,
+    peer: SocketAddr,
+    /// The URL port of the listener that accepted it.
+    url_port: u16,
+}
+
+/// Per-connection scratch space, reused by every request on the connection.
+#[derive(Default)]
+struct Scratch {
+    req: RequestHead,
+    resp: ResponseHead,
+    out: Vec<u8>,
+    body: Vec<u8>,
+    chain: Chain,
+}
+
+/// What the request head says about the exchange.
+#[derive(Clone, Copy, Debug)]
+struct RequestFacts {
+    body: BodyLength,
+    keep_alive: bool,
+    is_head: bool,
+    minor_version: u8,
+}
+
+/// Serves a client connection until it closes or a request ends it.
+pub(crate) async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, url_port: u16) {
+    let _ = stream.set_nodelay(true);
+    let mut client = Client {
+        stream,
+        rb: ReadBuf::with_capacity(8 * 1024),
+        peer,
+        url_port,
+    };
+    let mut scratch = Scratch::default();
+    let mut first = true;
+    while serve_one(&worker, &mut client, &mut scratch, first).await == Next::KeepAlive {
+        first = false;
+    }
+}
+
+async fn serve_one(worker: &Worker, client: &mut Client, s: &mut Scratch, first: bool) -> Next {
+    let head_len = match read_request_head(worker, client, &mut s.req, first).await {
+        Ok(Some(n)) => n,
+        Ok(None) => return Next::Close,
+        Err(e) => return answer_error(client, s, e).await,
+    };
+    client.rb.consume(head_len);
+    let Ok(body) = framing::request_body(&s.req) else {
+        return answer_error(client, s, ProxyError::AmbiguousFraming).await;
+    };
+    let facts = RequestFacts {
+        body,
+        keep_alive: s.req.wants_keep_alive(),
+        is_head: s.req.is_head(),
+        minor_version: s.req.minor_version,
+    };
+    let mut host_buf = [0u8; 256];
+    let Some(host) = s.req.host(&mut host_buf) else {
+        return answer_error(client, s, ProxyError::MissingHost).await;
+    };
+    let table = worker.table();
+    let Some(pool) = table.public_http(client.url_port, host) else {
+        let answer = Answer::Error(ProxyError::NoEndpoint);
+        return answer_locally(client, s, &table, answer, 0, facts).await;
+    };
+    let entry = table.pick(pool);
+    match policy::run_request(&table, entry, &mut s.req, &mut s.chain) {
+        RequestOutcome::Upstream(addr) => proxy(worker, client, s, &table, addr, host, facts).await,
+        RequestOutcome::Answer { answer, phases } => {
+            answer_locally(client, s, &table, answer, phases, facts).await
+        }
+    }
+}
+
+/// Reads until a complete request head is buffered. `Ok(None)`: the client closed or
+/// went quiet, and the connection just ends.
+async fn read_request_head(
+    worker: &Worker,
+    client: &mut Client,
+    req: &mut RequestHead,
+    first: bool,
+) -> Result<Option<usize>, ProxyError> {
+    let config = &worker.config;
+    let mut started: Option<Instant> = None;
+    loop {
+        if !client.rb.is_empty() {
+            match req.parse(client.rb.bytes()) {
+                Ok(Some(n)) => return Ok(Some(n)),
+                Ok(None) => {}
+                Err(HeadError::TooManyHeaders) => return Err(ProxyError::HeadersTooLarge),
+                Err(HeadError::Malformed) => return Err(ProxyError::MalformedRequest),
+            }
+            if client.rb.len() >= config.max_header_bytes {
+                return Err(ProxyError::HeadersTooLarge);
+            }
+            started.get_or_insert_with(Instant::now);
+        }
+        // A quiet keep-alive connection gets the idle timeout; once a request has
+        // begun (or on a new connection) the whole head must arrive in time.
+        let wait = match started {
+            Some(t) => config.header_timeout.saturating_sub(t.elapsed()),
+            None if first => config.header_timeout,
+            None => config.idle_timeout,
+        };
+        let read = client.rb.fill(&mut client.stream, config.max_header_bytes);
+        match monoio::time::timeout(wait, read).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// Sends the request to the upstream at `addr` and the response back to the client.
+async fn proxy(
+    worker: &Worker,
+    client: &mut Client,
+    s: &mut Scratch,
+    table: &RouteTable,
+    addr: SocketAddr,
+    host: &str,
+    facts: RequestFacts,
+) -> Next {
+    let config = &worker.config;
+    let expect_continue = facts.minor_version == 1
+        && !facts.body.is_empty()
+        && s.req.headers.has_token("expect", "100-continue");
+    encode_upstream_request(&s.req, client.peer, host, &mut s.out);
+
+    // A reused connection the upstream closed meanwhile fails before any response
+    // byte; a request without a body can then be sent again on a fresh connection.
+    let mut attempt = 0;
+    let mut up = loop {
+        attempt += 1;
+        let retryable = |up: &UpstreamConn| up.reused && attempt == 1 && facts.body.is_empty();
+        let mut up = match worker.pool.take(addr) {
+            Some(up) => up,
+            None => match UpstreamPool::connect(addr, config.upstream_connect_timeout).await {
+                Ok(up) => up,
+                Err(e) => return answer_error_keep(client, s, e, facts).await,
+            },
+        };
+        let head = std::mem::take(&mut s.out);
+        let (res, head) = monoio::io::AsyncWriteRentExt::write_all(&mut up.stream, head).await;
+        s.out = head;
+        if res.is_err() {
+            if retryable(&up) {
+                continue;
+            }
+            return answer_error_keep(client, s, ProxyError::UpstreamClosed, facts).await;
+        }
+        if !facts.body.is_empty() {
+            if expect_continue {
+                s.out.clear();
+                s.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                if write_all(&mut client.stream, &mut s.out).await.is_err() {
+                    return Next::Close;
+                }
+            }
+            let copied = body::copy(
+                &mut client.stream,
+                &mut client.rb,
+                &mut up.stream,
+                facts.body,
+                Chunking::Keep,
+                config.body_timeout,
+            )
+            .await;
+            match copied {
+                Ok(()) => {}
+                Err(CopyError::Source) => return Next::Close,
+                Err(CopyError::Framing) => {
+                    return answer_error(client, s, ProxyError::AmbiguousFraming).await
+                }
+                Err(CopyError::Sink) => {
+                    return answer_error(client, s, ProxyError::UpstreamClosed).await
+                }
+            }
+        }
+        match read_response_head(&mut up, &mut s.resp, config.upstream_read_timeout).await {
+            Ok(()) => break up,
+            Err(ProxyError::UpstreamClosed) if retryable(&up) => continue,
+            Err(e) => {
+                let close = !facts.body.is_empty();
+                return answer_error_with(client, s, e, facts, close).await;
+            }
+        }
+    };
+
+    // Interim responses: 100 was ours to send; others go to HTTP/1.1 clients.
+    while (100..200).contains(&s.resp.status) {
+        if s.resp.status == 101 {
+            return answer_error(client, s, ProxyError::UpstreamInvalidResponse).await;
+        }
+        if s.resp.status != 100 && facts.minor_version == 1 {
+            s.out.clear();
+            s.resp.write_status_line(&mut s.out);
+            s.resp.headers.write_fields(&mut s.out, is_hop_by_hop);
+            s.out.extend_from_slice(b"\r\n");
+            if write_all(&mut client.stream, &mut s.out).await.is_err() {
+                return Next::Close;
+            }
+        }
+        if let Err(e) = read_response_head(&mut up, &mut s.resp, config.upstream_read_timeout).await
+        {
+            return answer_error(client, s, e).await;
+        }
+    }
+
+    let Ok(resp_body) = framing::response_body(&s.resp, facts.is_head) else {
+        return answer_error_keep(client, s, ProxyError::UpstreamInvalidResponse, facts).await;
+    };
+    let upstream_reusable = s.resp.keeps_alive() && resp_body != BodyLength::UntilClose;
+    s.resp.headers.remove_all(ERROR_CODE_HEADER.as_bytes());
+
+    if let Some((custom, outer)) = policy::run_response(table, &s.chain, &mut s.resp.headers) {
+        // A policy replaced the response: its body is not wanted.
+        if resp_body.is_empty() && upstream_reusable {
+            worker.pool.put(addr, up);
+        }
+        let answer = Answer::Custom(custom);
+        return answer_locally(client, s, table, answer, outer, facts).await;
+    }
+
+    let remove_chunking = facts.minor_version == 0 && resp_body == BodyLength::Chunked;
+    let close = !facts.keep_alive || resp_body == BodyLength::UntilClose || remove_chunking;
+    s.out.clear();
+    s.resp.write_status_line(&mut s.out);
+    s.resp.headers.write_fields(&mut s.out, |name| {
+        is_hop_by_hop(name) || (remove_chunking && name.eq_ignore_ascii_case(b"transfer-encoding"))
+    });
+    write_connection_header(&mut s.out, close, facts.minor_version);
+    s.out.extend_from_slice(b"\r\n");
+
+    // A small body already read goes out with the head in one write.
+    let mut remaining = resp_body;
+    if let BodyLength::Fixed(n) = resp_body {
+        if n as usize <= BODY_BUFFER && up.rb.len() as u64 >= n {
+            s.out.extend_from_slice(&up.rb.bytes()[..n as usize]);
+            up.rb.consume(n as usize);
+            remaining = BodyLength::Empty;
+        }
+    }
+    if write_all(&mut client.stream, &mut s.out).await.is_err() {
+        return Next::Close;
+    }
+    let chunking = if remove_chunking {
+        Chunking::Remove
+    } else {
+        Chunking::Keep
+    };
+    let copied = body::copy(
+        &mut up.stream,
+        &mut up.rb,
+        &mut client.stream,
+        remaining,
+        chunking,
+        config.upstream_read_timeout,
+    )
+    .await;
+    match copied {
+        Ok(()) if upstream_reusable => worker.pool.put(addr, up),
+        Ok(()) => {}
+        Err(_) => return Next::Close,
+    }
+    if close {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    }
+}
+
+/// Reads a response head from the upstream into `resp`, consuming it.
+async fn read_response_head(
+    up: &mut UpstreamConn,
+    resp: &mut ResponseHead,
+    timeout: Duration,
+) -> Result<(), ProxyError> {
+    loop {
+        if !up.rb.is_empty() {
+            match resp.parse(up.rb.bytes()) {
+                Ok(Some(n)) => {
+                    up.rb.consume(n);
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(_) => return Err(ProxyError::UpstreamInvalidResponse),
+            }
+        }
+        match monoio::time::timeout(timeout, up.rb.fill(&mut up.stream, 64 * 1024)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(_)) if up.rb.is_empty() => return Err(ProxyError::UpstreamClosed),
+            Ok(Ok(_)) | Ok(Err(_)) => {
+                return Err(if up.rb.is_empty() {
+                    ProxyError::UpstreamClosed
+                } else {
+                    ProxyError::UpstreamInvalidResponse
+                })
+            }
+            Err(_) => return Err(ProxyError::UpstreamTimeout),
+        }
+    }
+}
+
+/// Writes the head the upstream receives: the client's request line and fields minus
+/// hop-by-hop ones, plus X-Forwarded-For/Host/Proto describing the client side.
+fn encode_upstream_request(req: &RequestHead, peer: SocketAddr, host: &str, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(req.method());
+    out.push(b' ');
+    out.extend_from_slice(req.target());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    req.headers.write_fields(out, |name| {
+        is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"expect")
+            || name.eq_ignore_ascii_case(b"x-forwarded-for")
+            || name.eq_ignore_ascii_case(b"x-forwarded-host")
+            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+    });
+    out.extend_from_slice(b"x-forwarded-for: ");
+    for earlier in req.headers.get_all("x-forwarded-for") {
+        out.extend_from_slice(earlier);
+        out.extend_from_slice(b", ");
+    }
+    let _ = write!(out, "{}", peer.ip());
+    out.extend_from_slice(b"\r\nx-forwarded-host: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n\r\n");
+}
+
+/// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1).
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP: [&[u8]; 6] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"upgrade",
+    ];
+    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+fn write_connection_header(out: &mut Vec<u8>, close: bool, minor_version: u8) {
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if minor_version == 0 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+}
+
+/// Answers with a response the data plane makes, after the response phases of
+/// `chain[..phases]`.
+async fn answer_locally(
+    client: &mut Client,
+    s: &mut Scratch,
+    table: &RouteTable,
+    answer: Answer<'_>,
+    mut phases: usize,
+    facts: RequestFacts,
+) -> Next {
+    build_answer(answer, &mut s.resp, &mut s.body);
+    while let Some((custom, outer)) =
+        policy::run_response(table, &s.chain[..phases], &mut s.resp.headers)
+    {
+        build_answer(Answer::Custom(custom), &mut s.resp, &mut s.body);
+        phases = outer;
+    }
+    // The request body was not read; keep the connection only if it is already
+    // buffered and can be skipped.
+    let skipped = match facts.body {
+        BodyLength::Empty => true,
+        BodyLength::Fixed(n) if client.rb.len() as u64 >= n => {
+            client.rb.consume(n as usize);
+            true
+        }
+        _ => false,
+    };
+    let close = !facts.keep_alive || !skipped;
+    send_local(client, s, facts, close).await
+}
+
+fn build_answer(answer: Answer<'_>, resp: &mut ResponseHead, body: &mut Vec<u8>) {
+    body.clear();
+    match answer {
+        Answer::Custom(custom) => {
+            resp.local(custom.status_code);
+            for (name, value) in &custom.headers {
+                resp.headers.append_bytes(name.as_bytes(), value.as_bytes());
+            }
+            body.extend_from_slice(custom.body.as_bytes());
+        }
+        Answer::Deny(status) => {
+            resp.local(status);
+            mark_error(resp, body, ProxyError::Denied);
+        }
+        Answer::Error(error) => {
+            resp.local(error.status());
+            mark_error(resp, body, error);
+        }
+    }
+}
+
+fn mark_error(resp: &mut ResponseHead, body: &mut Vec<u8>, error: ProxyError) {
+    resp.headers
+        .append_bytes(b"content-type", b"text/plain; charset=utf-8");
+    resp.headers
+        .append_bytes(ERROR_CODE_HEADER.as_bytes(), error.code().as_bytes());
+    body.extend_from_slice(error.message().as_bytes());
+    body.push(b'\n');
+}
+
+async fn send_local(
+    client: &mut Client,
+    s: &mut Scratch,
+    facts: RequestFacts,
+    close: bool,
+) -> Next {
+    s.out.clear();
+    s.resp.write_status_line(&mut s.out);
+    s.resp.headers.write_fields(&mut s.out, |_| false);
+    s.out.extend_from_slice(b"content-length: ");
+    write_decimal(&mut s.out, s.body.len() as u64);
+    s.out.extend_from_slice(b"\r\n");
+    write_connection_header(&mut s.out, close, facts.minor_version);
+    s.out.extend_from_slice(b"\r\n");
+    if !facts.is_head {
+        s.out.extend_from_slice(&s.body);
+    }
+    if write_all(&mut client.stream, &mut s.out).await.is_err() || close {
+        return Next::Close;
+    }
+    Next::KeepAlive
+}
+
+/// Answers an error and closes: the request could not be read reliably.
+async fn answer_error(client: &mut Client, s: &mut Scratch, error: ProxyError) -> Next {
+    let facts = RequestFacts {
+        body: BodyLength::Empty,
+        keep_alive: false,
+        is_head: false,
+        minor_version: 1,
+    };
+    answer_error_with(client, s, error, facts, true).await
+}
+
+/// Answers an error before the request body was sent on; the connection stays open
+/// when the body can be skipped.
+async fn answer_error_keep(
+    client: &mut Client,
+    s: &mut Scratch,
+    error: ProxyError,
+    facts: RequestFacts,
+) -> Next {
+    let skipped = match facts.body {
+        BodyLength::Empty => true,
+        BodyLength::Fixed(n) if client.rb.len() as u64 >= n => {
+            client.rb.consume(n as usize);
+            true
+        }
+        _ => false,
+    };
+    answer_error_with(client, s, error, facts, !facts.keep_alive || !skipped).await
+}
+
+async fn answer_error_with(
+    client: &mut Client,
+    s: &mut Scratch,
+    error: ProxyError,
+    facts: RequestFacts,
+    close: bool,
+) -> Next {
+    if error.side() == crate::error::Side::Upstream {
+        log::debug!("{} for {}: {}", error.code(), client.peer, error.message());
+    }
+    build_answer(Answer::Error(error), &mut s.resp, &mut s.body);
+    send_local(client, s, facts, close).await
+}

@@ -1,0 +1,75 @@
+//! `innergate-dataplane`: serves the endpoints of an innergate table.
+//!
+//! Start reading at [`start`]: it spawns the [`worker`] threads (one monoio runtime
+//! each), restores the last table from the state directory, and opens the control
+//! socket, where the [`supervisor`] applies new tables in two phases. A request is
+//! served by [`http::conn`] on the worker that accepted it, routed with the immutable
+//! [`routes::RouteTable`], and run through the policy [`policy`] executor, which also
+//! performs forward-internal hops in memory.
+
+pub mod config;
+mod control;
+mod error;
+pub mod http;
+mod policy;
+mod routes;
+mod state;
+mod supervisor;
+mod worker;
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+pub use config::Config;
+
+/// Why the data plane could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A worker runtime could not be built.
+    #[error("cannot start worker {worker}: {source}")]
+    Worker {
+        /// Which worker.
+        worker: usize,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The state directory is unusable.
+    #[error("state directory: {0}")]
+    StateDir(io::Error),
+    /// The control socket could not be opened.
+    #[error("control socket: {0}")]
+    ControlSocket(io::Error),
+}
+
+/// A running data plane. It runs until the process exits.
+#[derive(Debug)]
+pub struct DataPlane {
+    _supervisor: Arc<Mutex<supervisor::Supervisor>>,
+}
+
+/// Starts workers, restores the saved table and opens the control socket.
+pub fn start(config: Config) -> Result<DataPlane, StartError> {
+    let config = Arc::new(config);
+    let workers = (0..config.workers.max(1))
+        .map(|id| {
+            worker::spawn(id, config.clone())
+                .map_err(|source| StartError::Worker { worker: id, source })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let state = match &config.state_dir {
+        Some(dir) => Some(state::StateFile::open(dir).map_err(StartError::StateDir)?),
+        None => None,
+    };
+    let mut supervisor = supervisor::Supervisor::new(config.clone(), workers, state);
+    supervisor.restore();
+    let supervisor = Arc::new(Mutex::new(supervisor));
+    if let Some(path) = &config.control_socket {
+        let listener = control::bind(path).map_err(StartError::ControlSocket)?;
+        control::spawn(listener, supervisor.clone()).map_err(StartError::ControlSocket)?;
+        log::info!("control socket at {}", path.display());
+    }
+    Ok(DataPlane {
+        _supervisor: supervisor,
+    })
+}

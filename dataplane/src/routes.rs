@@ -1,0 +1,253 @@
+//! The compiled, immutable form of an endpoint table that workers route with.
+//!
+//! Built once per table on the control thread, shared read-only by every worker: host
+//! indexes per public port, internal indexes per (account, scheme, port), pools, and
+//! resolved upstream addresses.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use innergate_table::{
+    Binding, EndpointKind, EndpointTable, EndpointUrl, HostPattern, Policy, Scheme,
+};
+use smallvec::SmallVec;
+
+/// Index of an endpoint in [`RouteTable::endpoints`].
+pub(crate) type EndpointIdx = u32;
+/// Index of a pool in [`RouteTable::pools`].
+pub(crate) type PoolIdx = u32;
+
+/// Where traffic that a policy does not end goes.
+#[derive(Clone, Debug)]
+pub(crate) enum Target {
+    /// A cloud endpoint: nowhere; its policy must end the request.
+    None,
+    /// An agent endpoint's plain-HTTP upstream.
+    Upstream(SocketAddr),
+    /// An agent endpoint whose upstream host did not resolve.
+    Unresolved,
+}
+
+/// One endpoint, ready to serve.
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub(crate) id: String,
+    pub(crate) account: u32,
+    pub(crate) url: EndpointUrl,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) target: Target,
+    pub(crate) pool: PoolIdx,
+}
+
+/// Hosts of one namespace: exact names beat wildcards; the longest wildcard suffix wins.
+#[derive(Debug, Default)]
+struct HostIndex {
+    exact: HashMap<Box<str>, PoolIdx>,
+    wildcard: HashMap<Box<str>, PoolIdx>,
+}
+
+impl HostIndex {
+    fn insert(&mut self, host: &HostPattern, pool: PoolIdx) {
+        match host {
+            HostPattern::Exact(h) => self.exact.insert(h.as_str().into(), pool),
+            HostPattern::Wildcard(s) => self.wildcard.insert(s.as_str().into(), pool),
+        };
+    }
+
+    fn get(&self, host: &HostPattern) -> Option<PoolIdx> {
+        match host {
+            HostPattern::Exact(h) => self.exact.get(h.as_str()),
+            HostPattern::Wildcard(s) => self.wildcard.get(s.as_str()),
+        }
+        .copied()
+    }
+
+    /// Looks up a lowercased host.
+    fn lookup(&self, host: &str) -> Option<PoolIdx> {
+        if let Some(&p) = self.exact.get(host) {
+            return Some(p);
+        }
+        if self.wildcard.is_empty() {
+            return None;
+        }
+        // Suffixes from the longest: `a.b.c` tries `b.c`, then `c`.
+        let mut rest = host;
+        while let Some(dot) = rest.find('.') {
+            rest = &rest[dot + 1..];
+            if let Some(&p) = self.wildcard.get(rest) {
+                return Some(p);
+            }
+        }
+        None
+    }
+}
+
+/// Why a table cannot be served by this data plane.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CompileError {
+    /// A protocol this data plane does not serve yet.
+    #[error("endpoint {id}: {what} are not served by this data plane yet")]
+    Unsupported { id: String, what: &'static str },
+}
+
+/// A table ready for workers.
+#[derive(Debug, Default)]
+pub(crate) struct RouteTable {
+    pub(crate) endpoints: Vec<Route>,
+    pools: Vec<SmallVec<[EndpointIdx; 2]>>,
+    /// Public http hosts by URL port.
+    public_http: HashMap<u16, HostIndex>,
+    /// Internal hosts by (account, scheme, port).
+    internal: HashMap<(u32, Scheme, u16), HostIndex>,
+    /// Public URL ports and the scheme each serves.
+    pub(crate) listen_ports: BTreeMap<u16, Scheme>,
+}
+
+impl RouteTable {
+    /// Compiles a checked table, resolving upstream host names (this may block; it runs
+    /// on the control thread, never on a worker).
+    pub(crate) fn compile(table: &EndpointTable) -> Result<RouteTable, CompileError> {
+        let mut routes = RouteTable::default();
+        let mut accounts: HashMap<&str, u32> = HashMap::new();
+        let mut resolved: HashMap<(String, u16), Option<SocketAddr>> = HashMap::new();
+        for (i, ep) in table.endpoints.iter().enumerate() {
+            let next_account = accounts.len() as u32;
+            let account = *accounts.entry(ep.account.as_str()).or_insert(next_account);
+            if ep.binding == Binding::Public && ep.url.scheme != Scheme::Http {
+                return Err(CompileError::Unsupported {
+                    id: ep.id.clone(),
+                    what: "public https, tcp and tls endpoints",
+                });
+            }
+            let target = match &ep.kind {
+                EndpointKind::Cloud => Target::None,
+                EndpointKind::Agent { upstream } => {
+                    if upstream.scheme != Scheme::Http {
+                        return Err(CompileError::Unsupported {
+                            id: ep.id.clone(),
+                            what: "upstreams other than http://",
+                        });
+                    }
+                    let key = (upstream.host.clone(), upstream.port);
+                    let addr = *resolved.entry(key).or_insert_with(|| {
+                        let addr = (upstream.host.as_str(), upstream.port)
+                            .to_socket_addrs()
+                            .ok()
+                            .and_then(|mut a| a.next());
+                        if addr.is_none() {
+                            log::warn!("endpoint {}: upstream {upstream} does not resolve", ep.id);
+                        }
+                        addr
+                    });
+                    addr.map_or(Target::Unresolved, Target::Upstream)
+                }
+            };
+            let index = match ep.binding {
+                Binding::Public => {
+                    routes.listen_ports.insert(ep.url.port, ep.url.scheme);
+                    routes.public_http.entry(ep.url.port).or_default()
+                }
+                Binding::Internal => routes
+                    .internal
+                    .entry((account, ep.url.scheme, ep.url.port))
+                    .or_default(),
+            };
+            let pool = match index.get(&ep.url.host) {
+                Some(pool) => pool,
+                None => {
+                    let pool = routes.pools.len() as PoolIdx;
+                    routes.pools.push(SmallVec::new());
+                    index.insert(&ep.url.host, pool);
+                    pool
+                }
+            };
+            routes.pools[pool as usize].push(i as EndpointIdx);
+            routes.endpoints.push(Route {
+                id: ep.id.clone(),
+                account,
+                url: ep.url.clone(),
+                policy: ep.policy.clone(),
+                target,
+                pool,
+            });
+        }
+        Ok(routes)
+    }
+
+    /// The pool serving `host` on public http port `port`.
+    pub(crate) fn public_http(&self, port: u16, host: &str) -> Option<PoolIdx> {
+        self.public_http.get(&port)?.lookup(host)
+    }
+
+    /// The pool an internal URL names within `account`.
+    pub(crate) fn internal(&self, account: u32, url: &EndpointUrl) -> Option<PoolIdx> {
+        let index = self.internal.get(&(account, url.scheme, url.port))?;
+        match &url.host {
+            HostPattern::Exact(h) => index.lookup(h),
+            HostPattern::Wildcard(_) => None,
+        }
+    }
+
+    /// A pool member, uniformly at random.
+    pub(crate) fn pick(&self, pool: PoolIdx) -> EndpointIdx {
+        let members = &self.pools[pool as usize];
+        members[fastrand::usize(..members.len())]
+    }
+
+    pub(crate) fn route(&self, idx: EndpointIdx) -> &Route {
+        &self.endpoints[idx as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use innergate_table::EndpointRecord;
+
+    fn table(urls: &[(&str, &str)]) -> RouteTable {
+        let records: Vec<_> = urls
+            .iter()
+            .enumerate()
+            .map(|(i, (account, url))| EndpointRecord {
+                id: format!("ep_{i}"),
+                account: account.to_string(),
+                url: url.to_string(),
+                upstream: "127.0.0.1:9".into(),
+                ..Default::default()
+            })
+            .collect();
+        RouteTable::compile(&EndpointTable::from_records(1, &records).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn exact_beats_wildcard_and_longest_wildcard_wins() {
+        let t = table(&[
+            ("a", "http://*.example.com"),
+            ("a", "http://*.api.example.com"),
+            ("a", "http://x.api.example.com"),
+        ]);
+        let ep = |host| {
+            t.public_http(80, host)
+                .map(|p| t.route(t.pick(p)).id.clone())
+        };
+        assert_eq!(ep("x.api.example.com").as_deref(), Some("ep_2"));
+        assert_eq!(ep("y.api.example.com").as_deref(), Some("ep_1"));
+        assert_eq!(ep("deep.y.api.example.com").as_deref(), Some("ep_1"));
+        assert_eq!(ep("api.example.com").as_deref(), Some("ep_0"));
+        assert_eq!(ep("example.com"), None);
+        assert_eq!(ep("other.com"), None);
+        assert_eq!(t.public_http(81, "x.api.example.com"), None);
+    }
+
+    #[test]
+    fn internal_lookups_stay_in_the_account() {
+        let t = table(&[("a", "https://api.internal"), ("b", "https://api.internal")]);
+        let url = EndpointUrl::parse("https://api.internal").unwrap();
+        let a = t.route(t.pick(t.internal(0, &url).unwrap()));
+        let b = t.route(t.pick(t.internal(1, &url).unwrap()));
+        assert_eq!((a.id.as_str(), b.id.as_str()), ("ep_0", "ep_1"));
+        assert!(t.internal(2, &url).is_none());
+        assert!(t.public_http(443, "api.internal").is_none());
+    }
+}

@@ -1,0 +1,238 @@
+//! Worker threads: one monoio runtime each, its own SO_REUSEPORT listener per public
+//! port, its own upstream pool, its own view of the current table. Tables arrive in
+//! two phases (prepare, then commit or abort) over a channel; nothing on the request
+//! path locks or touches another worker's memory.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::upstream::UpstreamPool;
+use crate::routes::RouteTable;
+
+/// A message from the supervisor to a worker.
+#[derive(Debug)]
+pub(crate) enum WorkerMsg {
+    /// Get ready to serve `table`, adopting these new listeners (not yet accepting).
+    Prepare {
+        table: Arc<RouteTable>,
+        listeners: Vec<(u16, std::net::TcpListener)>,
+        reply: flume::Sender<Result<(), String>>,
+    },
+    /// Serve the prepared table.
+    Commit,
+    /// Drop the prepared table and listeners.
+    Abort,
+}
+
+/// The supervisor's side of a worker.
+#[derive(Debug)]
+pub(crate) struct WorkerHandle {
+    pub(crate) inbox: flume::Sender<WorkerMsg>,
+    _thread: thread::JoinHandle<()>,
+}
+
+/// A worker's handle on a shared table. Workers clone an `Rc` of this per request:
+/// a thread-local count, where cloning the `Arc` itself would bounce one atomic
+/// counter between every core.
+#[derive(Debug)]
+pub(crate) struct LocalTable(Arc<RouteTable>);
+
+impl std::ops::Deref for LocalTable {
+    type Target = RouteTable;
+
+    fn deref(&self) -> &RouteTable {
+        &self.0
+    }
+}
+
+/// A table a worker has adopted but does not serve yet.
+struct Prepared {
+    table: Arc<RouteTable>,
+    listeners: Vec<(u16, TcpListener)>,
+}
+
+/// A worker's state, owned by its thread.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    pub(crate) config: Arc<Config>,
+    table: RefCell<Rc<LocalTable>>,
+    pub(crate) pool: UpstreamPool,
+    connections: Cell<usize>,
+    last_limit_log: Cell<Option<Instant>>,
+}
+
+impl Worker {
+    /// The current table. A request keeps the table it started with.
+    pub(crate) fn table(&self) -> Rc<LocalTable> {
+        self.table.borrow().clone()
+    }
+}
+
+/// Starts worker `id`; returns once its runtime is built.
+pub(crate) fn spawn(id: usize, config: Arc<Config>) -> io::Result<WorkerHandle> {
+    let (inbox, messages) = flume::unbounded();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = thread::Builder::new()
+        .name(format!("ig-worker-{id}"))
+        .spawn(move || {
+            if config.pin_workers {
+                let cores = thread::available_parallelism().map_or(1, |n| n.get());
+                if let Err(e) = monoio::utils::bind_to_cpu_set([id % cores]) {
+                    log::warn!("worker {id}: cannot pin to cpu {}: {e:?}", id % cores);
+                }
+            }
+            let uring = monoio::utils::detect_uring();
+            let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                .with_entries(config.ring_entries)
+                .enable_timer()
+                .build();
+            let mut runtime = match runtime {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            if id == 0 {
+                if uring {
+                    log::info!("workers use the io_uring driver");
+                } else {
+                    log::warn!(
+                        "io_uring is unavailable here; workers fall back to the epoll driver"
+                    );
+                }
+            }
+            let _ = ready_tx.send(Ok(()));
+            runtime.block_on(run(config, messages));
+        })?;
+    ready_rx
+        .recv()
+        .map_err(|_| io::Error::other("worker thread exited during start"))??;
+    Ok(WorkerHandle {
+        inbox,
+        _thread: thread,
+    })
+}
+
+async fn run(config: Arc<Config>, messages: flume::Receiver<WorkerMsg>) {
+    let worker = Rc::new(Worker {
+        pool: UpstreamPool::new(config.upstream_keepalive, config.upstream_idle_timeout),
+        config,
+        table: RefCell::new(Rc::new(LocalTable(Arc::default()))),
+        connections: Cell::new(0),
+        last_limit_log: Cell::new(None),
+    });
+    // Dropping a port's sender stops its accept loop.
+    let mut accepting: HashMap<u16, flume::Sender<()>> = HashMap::new();
+    let mut prepared: Option<Prepared> = None;
+    while let Ok(msg) = messages.recv_async().await {
+        match msg {
+            WorkerMsg::Prepare {
+                table,
+                listeners,
+                reply,
+            } => {
+                let adopted: io::Result<Vec<_>> = listeners
+                    .into_iter()
+                    .map(|(port, l)| {
+                        if monoio::utils::is_legacy() {
+                            l.set_nonblocking(true)?;
+                        }
+                        Ok((port, TcpListener::from_std(l)?))
+                    })
+                    .collect();
+                let answer = match adopted {
+                    Ok(listeners) => {
+                        prepared = Some(Prepared { table, listeners });
+                        Ok(())
+                    }
+                    Err(e) => {
+                        prepared = None;
+                        Err(format!("worker cannot adopt a listener: {e}"))
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+            WorkerMsg::Commit => {
+                let Some(Prepared { table, listeners }) = prepared.take() else {
+                    continue;
+                };
+                accepting.retain(|port, _| table.listen_ports.contains_key(port));
+                *worker.table.borrow_mut() = Rc::new(LocalTable(table));
+                for (port, listener) in listeners {
+                    let (stop_tx, stop_rx) = flume::bounded(1);
+                    accepting.insert(port, stop_tx);
+                    monoio::spawn(accept_loop(worker.clone(), listener, port, stop_rx));
+                }
+            }
+            WorkerMsg::Abort => prepared = None,
+        }
+    }
+}
+
+async fn accept_loop(
+    worker: Rc<Worker>,
+    listener: TcpListener,
+    url_port: u16,
+    stop: flume::Receiver<()>,
+) {
+    let mut stop = std::pin::pin!(stop.recv_async());
+    loop {
+        monoio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if worker.connections.get() >= worker.config.max_connections_per_worker {
+                        log_connection_limit(&worker);
+                        drop(stream);
+                        continue;
+                    }
+                    worker.connections.set(worker.connections.get() + 1);
+                    let worker = worker.clone();
+                    monoio::spawn(async move {
+                        let _count = ConnectionCount(worker.clone());
+                        crate::http::conn::serve(worker, stream, peer, url_port).await;
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and the like: back off instead of spinning.
+                    log::warn!("accept on port {url_port}: {e}");
+                    monoio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+fn log_connection_limit(worker: &Worker) {
+    let now = Instant::now();
+    let due = worker
+        .last_limit_log
+        .get()
+        .is_none_or(|t| now.duration_since(t) > Duration::from_secs(5));
+    if due {
+        worker.last_limit_log.set(Some(now));
+        log::warn!(
+            "connection limit reached: {} connections on this worker \
+             (--max-connections-per-worker); closing new connections",
+            worker.config.max_connections_per_worker
+        );
+    }
+}
+
+/// Counts a connection for as long as it is served.
+struct ConnectionCount(Rc<Worker>);
+
+impl Drop for ConnectionCount {
+    fn drop(&mut self) {
+        self.0.connections.set(self.0.connections.get() - 1);
+    }
+}

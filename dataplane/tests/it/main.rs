@@ -1,0 +1,8 @@
+//! The data plane seen from outside: the real binary, real sockets, real backends.
+
+mod bad_input;
+mod control_link;
+mod forward_internal;
+mod forwarding;
+mod policy;
+mod support;

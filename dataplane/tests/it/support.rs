@@ -1,0 +1,557 @@
+//! Test fixtures: the real data plane process, a recording backend, an HTTP client.
+//! Everything listens on 127.0.0.1 with OS-chosen ports and stops when dropped.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use innergate_table::link::{ControlClient, LinkError};
+use innergate_table::wire::{Ack, TableMessage};
+use innergate_table::EndpointRecord;
+
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+// === impl DataPlane ===
+
+/// A running `innergate-dataplane` with its own control socket and state directory.
+pub struct DataPlane {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    extra: Vec<String>,
+    version: u64,
+    pub ack: Ack,
+}
+
+impl DataPlane {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let mut dp = DataPlane {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            version: 0,
+            ack: Ack::default(),
+        };
+        dp.spawn();
+        dp
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("control.sock")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_innergate-dataplane"))
+            .args([
+                "--workers",
+                "2",
+                "--bind",
+                "127.0.0.1",
+                "--port-map",
+                "80=0",
+            ])
+            .arg("--control-socket")
+            .arg(self.socket())
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .args(&self.extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start innergate-dataplane");
+        self.child = Some(child);
+        let deadline = Instant::now() + TIMEOUT;
+        while ControlClient::connect(&self.socket(), TIMEOUT).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "data plane did not open its control socket"
+            );
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("data plane exited: {status}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Kills the process (SIGKILL) and starts it again on the same directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        self.ack = self.control().status().unwrap();
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn control(&self) -> ControlClient {
+        ControlClient::connect(&self.socket(), TIMEOUT).unwrap()
+    }
+
+    pub fn try_push(&mut self, endpoints: Vec<EndpointRecord>) -> Result<Ack, LinkError> {
+        self.version += 1;
+        let ack = self.control().apply(TableMessage {
+            version: self.version,
+            endpoints,
+        })?;
+        self.ack = ack.clone();
+        Ok(ack)
+    }
+
+    pub fn push(&mut self, endpoints: Vec<EndpointRecord>) -> Ack {
+        self.try_push(endpoints).expect("table applied")
+    }
+
+    /// Where public http URL port 80 is served.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.ack
+            .listeners
+            .iter()
+            .find(|l| l.url_port == 80)
+            .expect("a listener for port 80")
+            .local_addr
+            .parse()
+            .unwrap()
+    }
+
+    /// Resident memory of the process in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for DataPlane {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// === endpoint records ===
+
+pub fn agent(id: &str, account: &str, url: &str, upstream: impl ToString) -> EndpointRecord {
+    EndpointRecord {
+        id: id.into(),
+        account: account.into(),
+        url: url.into(),
+        upstream: upstream.to_string(),
+        ..Default::default()
+    }
+}
+
+pub fn cloud(id: &str, account: &str, url: &str, policy: &str) -> EndpointRecord {
+    EndpointRecord {
+        id: id.into(),
+        account: account.into(),
+        url: url.into(),
+        traffic_policy: policy.into(),
+        ..Default::default()
+    }
+}
+
+pub fn with_policy(mut record: EndpointRecord, policy: &str) -> EndpointRecord {
+    record.traffic_policy = policy.into();
+    record
+}
+
+pub fn pooled(mut record: EndpointRecord) -> EndpointRecord {
+    record.pooling_enabled = true;
+    record
+}
+
+/// A policy that forwards every request to `url`.
+pub fn forward_to(url: &str) -> String {
+    format!(
+        "on_http_request:\n  - actions:\n      - type: forward-internal\n        config:\n          url: {url}\n"
+    )
+}
+
+/// A policy that answers every request with `body`.
+pub fn answer(body: &str) -> String {
+    format!(
+        "on_http_request:\n  - actions:\n      - type: custom-response\n        config:\n          status_code: 200\n          body: {body}\n"
+    )
+}
+
+// === impl Backend ===
+
+/// A request as the backend received it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub chunked: bool,
+    /// Which backend connection carried it.
+    pub connection: usize,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Handler = dyn Fn(&Recorded) -> Option<Vec<u8>> + Send + Sync;
+
+/// An HTTP/1.1 server on a thread per connection that records every request and
+/// answers with what the handler returns (`None`: never answer).
+pub struct Backend {
+    pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Backend {
+    pub fn start(handler: impl Fn(&Recorded) -> Option<Vec<u8>> + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let backend = Backend {
+            addr,
+            connections: Arc::default(),
+            requests: Arc::default(),
+            stop: Arc::default(),
+        };
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (connections, requests, stop) = (
+            backend.connections.clone(),
+            backend.requests.clone(),
+            backend.stop.clone(),
+        );
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let id = connections.fetch_add(1, Ordering::SeqCst);
+                let (handler, requests, stop) = (handler.clone(), requests.clone(), stop.clone());
+                thread::spawn(move || serve_backend(stream, id, &*handler, &requests, &stop));
+            }
+        });
+        backend
+    }
+
+    /// Answers every request with 200 and `body`.
+    pub fn text(body: &'static str) -> Self {
+        Self::start(move |_| Some(ok(body)))
+    }
+
+    /// Answers with the request body, in the request's framing.
+    pub fn echo() -> Self {
+        Self::start(|r| Some(echo_response(r)))
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+pub fn ok(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+pub fn echo_response(r: &Recorded) -> Vec<u8> {
+    let mut out = Vec::new();
+    if r.chunked {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+        for chunk in r.body.chunks(70_000) {
+            out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+    } else {
+        out.extend_from_slice(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                r.body.len()
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(&r.body);
+    }
+    out
+}
+
+fn serve_backend(
+    stream: TcpStream,
+    id: usize,
+    handler: &Handler,
+    requests: &Mutex<Vec<Recorded>>,
+    stop: &AtomicBool,
+) {
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    while !stop.load(Ordering::SeqCst) {
+        let Some(head) = read_head(&mut reader) else {
+            return;
+        };
+        let mut lines = head.lines();
+        let request_line = lines.next().unwrap_or_default().to_string();
+        let mut parts = request_line.split(' ');
+        let method = parts.next().unwrap_or_default().to_string();
+        let target = parts.next().unwrap_or_default().to_string();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let mut recorded = Recorded {
+            method,
+            target,
+            headers,
+            body: Vec::new(),
+            chunked: false,
+            connection: id,
+        };
+        if recorded
+            .header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+        {
+            recorded.chunked = true;
+            let Some(body) = read_chunked(&mut reader) else {
+                return;
+            };
+            recorded.body = body;
+        } else if let Some(n) = recorded.header("content-length") {
+            let mut body = vec![0; n.parse().unwrap()];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            recorded.body = body;
+        }
+        requests.lock().unwrap().push(recorded.clone());
+        match handler(&recorded) {
+            Some(response) => {
+                if writer.write_all(&response).is_err() {
+                    return;
+                }
+            }
+            None => {
+                // Never answer; hold the connection until the peer goes away.
+                let mut sink = Vec::new();
+                let _ = reader.read_to_end(&mut sink);
+                return;
+            }
+        }
+        if recorded.header("connection") == Some("close") {
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+fn read_head(reader: &mut impl BufRead) -> Option<String> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" || line == "\n" {
+            return Some(head);
+        }
+        head.push_str(&line);
+    }
+}
+
+fn read_chunked(reader: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let size = usize::from_str_radix(line.trim().split(';').next()?, 16).ok()?;
+        if size == 0 {
+            // Trailers until the empty line.
+            loop {
+                let mut t = String::new();
+                if reader.read_line(&mut t).ok()? == 0 || t == "\r\n" {
+                    return Some(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..]).ok()?;
+        let mut crlf = [0; 2];
+        reader.read_exact(&mut crlf).ok()?;
+    }
+}
+
+// === impl HttpConn ===
+
+/// A response as the client received it.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn error_code(&self) -> Option<&str> {
+        self.header("innergate-error-code")
+    }
+}
+
+/// A client connection that can carry several requests.
+pub struct HttpConn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl HttpConn {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        HttpConn {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    /// Sends a request with `Host: host` and an optional Content-Length body.
+    pub fn request(&mut self, method: &str, host: &str, path: &str, body: &[u8]) -> Response {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+        if !body.is_empty() {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        self.send(req.as_bytes());
+        self.send(body);
+        self.read_response()
+    }
+
+    pub fn get(&mut self, host: &str, path: &str) -> Response {
+        self.request("GET", host, path, b"")
+    }
+
+    /// Reads one response (not to a HEAD request).
+    pub fn read_response(&mut self) -> Response {
+        self.try_read_response().expect("a response")
+    }
+
+    pub fn try_read_response(&mut self) -> Option<Response> {
+        let head = read_head(&mut self.reader)?;
+        let mut lines = head.lines();
+        let status_line = lines.next()?;
+        let status = status_line.split(' ').nth(1)?.parse().ok()?;
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let mut response = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if (100..200).contains(&status) || status == 204 || status == 304 {
+            return Some(response);
+        }
+        if response
+            .header("transfer-encoding")
+            .is_some_and(|v| v.contains("chunked"))
+        {
+            response.body = read_chunked(&mut self.reader)?;
+        } else if let Some(n) = response.header("content-length") {
+            let mut body = vec![0; n.parse().ok()?];
+            self.reader.read_exact(&mut body).ok()?;
+            response.body = body;
+        } else {
+            self.reader.read_to_end(&mut response.body).ok()?;
+        }
+        Some(response)
+    }
+
+    /// Whether the server closed the connection: EOF or reset within 5 s. Bytes or
+    /// silence mean it is still open.
+    pub fn is_closed(&mut self) -> bool {
+        let stream = self.reader.get_ref();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let closed = match self.reader.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(TIMEOUT))
+            .unwrap();
+        closed
+    }
+}
+
+/// One GET on a fresh connection.
+pub fn get(addr: SocketAddr, host: &str, path: &str) -> Response {
+    HttpConn::connect(addr).get(host, path)
+}
+
+/// Sends raw bytes on a fresh connection and reads one response.
+pub fn raw(addr: SocketAddr, bytes: &[u8]) -> (Response, HttpConn) {
+    let mut conn = HttpConn::connect(addr);
+    conn.send(bytes);
+    let response = conn.read_response();
+    (response, conn)
+}
