@@ -1,1 +1,468 @@
-fn main() {}
+//! The `innergate` binary: control process, `up`, accounts, API client, agent mode.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use innergate::client::{policy_arg, show_endpoint, show_page, ApiClient};
+use innergate::endpoint::{CreateEndpoint, UpdateEndpoint};
+use innergate::serve::{self, ServeOptions};
+use innergate::up::{self, UpOptions};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// innergate: endpoints, traffic policies and internal endpoints on your own machines.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+enum Top {
+    /// Run the control process: API, store, pushes to the data plane.
+    Serve {
+        /// Where the API listens.
+        #[arg(long, default_value = "127.0.0.1:4040")]
+        api: SocketAddr,
+        /// The data directory (embedded store).
+        #[arg(long, default_value = "./innergate-data")]
+        data: PathBuf,
+        /// The data plane's control socket.
+        #[arg(long)]
+        dataplane_socket: Option<PathBuf>,
+        /// How long an agent endpoint lives without renewal.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        lease_ttl: Duration,
+    },
+    /// Run control and a data plane together, with the seed quickstart.
+    Up {
+        /// The data directory.
+        #[arg(long, default_value = "./innergate-data")]
+        data: PathBuf,
+        /// Where the API listens.
+        #[arg(long, default_value = "127.0.0.1:4040")]
+        api: SocketAddr,
+        /// The address public listeners bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+        /// The port of the quickstart's public endpoint.
+        #[arg(long, default_value_t = 8080)]
+        http_port: u16,
+        /// Data plane workers (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// How long an agent endpoint lives without renewal.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        lease_ttl: Duration,
+    },
+    /// Manage accounts.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+    /// Call the Endpoints API.
+    Api {
+        #[command(subcommand)]
+        command: ApiCommand,
+    },
+    /// Agent mode: put an http endpoint in front of UPSTREAM while this runs.
+    Http(AgentArgs),
+    /// Agent mode: put a tcp endpoint in front of UPSTREAM while this runs.
+    Tcp(AgentArgs),
+    /// Agent mode: put a tls endpoint in front of UPSTREAM while this runs.
+    Tls(AgentArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountsCommand {
+    /// Create an account and print its API key (alone, on stdout).
+    Create {
+        /// The account's name.
+        name: String,
+        /// The data directory of the control process.
+        #[arg(long, default_value = "./innergate-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ApiAccess {
+    /// The API's base URL.
+    #[arg(
+        long,
+        env = "INNERGATE_API_URL",
+        default_value = "http://127.0.0.1:4040",
+        global = true
+    )]
+    api_url: String,
+    /// The API key.
+    #[arg(long, env = "INNERGATE_API_KEY", hide_env_values = true, global = true)]
+    api_key: Option<String>,
+    /// Print JSON instead of text for people.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiCommand {
+    /// Endpoints.
+    Endpoints {
+        #[command(subcommand)]
+        command: EndpointsCommand,
+        #[command(flatten)]
+        access: ApiAccess,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EndpointsCommand {
+    /// Create an endpoint.
+    Create {
+        #[arg(long)]
+        url: String,
+        /// agent or cloud (default: agent with --upstream-url, else cloud).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// public or internal (default: from the URL).
+        #[arg(long)]
+        binding: Option<String>,
+        /// The policy: YAML or JSON text, or @FILE.
+        #[arg(long)]
+        traffic_policy: Option<String>,
+        /// The upstream of an agent endpoint.
+        #[arg(long)]
+        upstream_url: Option<String>,
+        #[arg(long)]
+        pooling_enabled: bool,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// List endpoints, newest first.
+    List {
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        before_id: Option<String>,
+    },
+    /// Show one endpoint.
+    Get { id: String },
+    /// Change fields of an endpoint.
+    Update {
+        id: String,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        binding: Option<String>,
+        #[arg(long)]
+        traffic_policy: Option<String>,
+        #[arg(long)]
+        upstream_url: Option<String>,
+        #[arg(long)]
+        pooling_enabled: Option<bool>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// Delete an endpoint.
+    Delete { id: String },
+}
+
+#[derive(Debug, Args)]
+struct AgentArgs {
+    /// The service: a port (127.0.0.1:PORT), host:port or a URL.
+    upstream: String,
+    /// The endpoint's URL.
+    #[arg(long)]
+    url: String,
+    /// public or internal (default: from the URL).
+    #[arg(long)]
+    binding: Option<String>,
+    /// A file with the endpoint's traffic policy.
+    #[arg(long)]
+    traffic_policy_file: Option<PathBuf>,
+    #[arg(long)]
+    pooling_enabled: bool,
+    #[command(flatten)]
+    access: ApiAccess,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, scale) = if let Some(ms) = s.strip_suffix("ms") {
+        (ms, 0.001)
+    } else if let Some(sec) = s.strip_suffix('s') {
+        (sec, 1.0)
+    } else {
+        (s, 1.0)
+    };
+    n.parse::<f64>()
+        .map(|v| Duration::from_secs_f64(v * scale))
+        .map_err(|_| format!("`{s}` is not a duration like 30s or 500ms"))
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let result = match Cli::parse().command {
+        Top::Serve {
+            api,
+            data,
+            dataplane_socket,
+            lease_ttl,
+        } => run_serve(ServeOptions {
+            api,
+            data,
+            dataplane_socket,
+            lease_ttl,
+        }),
+        Top::Up {
+            data,
+            api,
+            bind,
+            http_port,
+            workers,
+            lease_ttl,
+        } => up::run(UpOptions {
+            data,
+            api,
+            bind,
+            http_port,
+            workers,
+            lease_ttl,
+        }),
+        Top::Accounts {
+            command: AccountsCommand::Create { name, data },
+        } => create_account(&name, &data),
+        Top::Api {
+            command: ApiCommand::Endpoints { command, access },
+        } => endpoints(command, &access),
+        Top::Http(args) => agent("http", args),
+        Top::Tcp(args) => agent("tcp", args),
+        Top::Tls(args) => agent("tls", args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn run_serve(opts: ServeOptions) -> Result<(), String> {
+    runtime()?.block_on(serve::run(
+        opts,
+        |addr, _| println!("api: http://{addr}"),
+        serve::shutdown_signal(),
+    ))
+}
+
+fn create_account(name: &str, data: &std::path::Path) -> Result<(), String> {
+    let created = match innergate::admin::create_account_remote(data, name) {
+        Some(result) => {
+            eprintln!("created through the running control process");
+            result
+        }
+        None => {
+            let opts = ServeOptions {
+                api: "127.0.0.1:0".parse().expect("a literal address"),
+                data: data.to_path_buf(),
+                dataplane_socket: None,
+                lease_ttl: Duration::from_secs(30),
+            };
+            let core = serve::start_core(&opts)?;
+            let result = core
+                .call_blocking(|reply| innergate::core::Command::CreateAccount(name.into(), reply))
+                .and_then(|r| r);
+            let _ = std::fs::remove_file(innergate::admin::socket_path(data));
+            result
+        }
+    };
+    let (account, key) = created.map_err(|e| e.to_string())?;
+    eprintln!(
+        "account {} ({}); the key is shown once:",
+        account.id, account.name
+    );
+    println!("{key}");
+    Ok(())
+}
+
+fn client(access: &ApiAccess) -> Result<ApiClient, String> {
+    let key = access
+        .api_key
+        .as_deref()
+        .ok_or("no API key: pass --api-key or set INNERGATE_API_KEY")?;
+    Ok(ApiClient::new(&access.api_url, key))
+}
+
+fn print<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("API types serialize")
+        );
+    } else {
+        print!("{}", human(value));
+    }
+}
+
+fn endpoints(command: EndpointsCommand, access: &ApiAccess) -> Result<(), String> {
+    let api = client(access)?;
+    let json = access.json;
+    match command {
+        EndpointsCommand::Create {
+            url,
+            kind,
+            binding,
+            traffic_policy,
+            upstream_url,
+            pooling_enabled,
+            description,
+            metadata,
+        } => {
+            let body = CreateEndpoint {
+                url,
+                kind,
+                bindings: binding.map(|b| vec![b]),
+                traffic_policy: traffic_policy.as_deref().map(policy_arg).transpose()?,
+                upstream_url,
+                pooling_enabled: Some(pooling_enabled),
+                description,
+                metadata,
+            };
+            let created = api.create(&body).map_err(|e| e.to_string())?;
+            print(json, &created, show_endpoint);
+        }
+        EndpointsCommand::List { limit, before_id } => {
+            let page = api
+                .list(limit, before_id.as_deref())
+                .map_err(|e| e.to_string())?;
+            print(json, &page, show_page);
+        }
+        EndpointsCommand::Get { id } => {
+            let endpoint = api.get(&id).map_err(|e| e.to_string())?;
+            print(json, &endpoint, show_endpoint);
+        }
+        EndpointsCommand::Update {
+            id,
+            url,
+            binding,
+            traffic_policy,
+            upstream_url,
+            pooling_enabled,
+            description,
+            metadata,
+        } => {
+            let body = UpdateEndpoint {
+                url,
+                bindings: binding.map(|b| vec![b]),
+                traffic_policy: traffic_policy.as_deref().map(policy_arg).transpose()?,
+                upstream_url,
+                pooling_enabled,
+                description,
+                metadata,
+            };
+            let updated = api.update(&id, &body).map_err(|e| e.to_string())?;
+            print(json, &updated, show_endpoint);
+        }
+        EndpointsCommand::Delete { id } => {
+            api.delete(&id).map_err(|e| e.to_string())?;
+            if json {
+                println!("{{\"deleted\":\"{id}\"}}");
+            } else {
+                println!("deleted {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Registers an agent endpoint, renews its lease while running, removes it on
+/// SIGINT/SIGTERM.
+fn agent(proto: &str, args: AgentArgs) -> Result<(), String> {
+    let api = client(&args.access)?;
+    let upstream = if args.upstream.contains("://") {
+        args.upstream.clone()
+    } else {
+        let scheme = if proto == "http" { "http" } else { "tcp" };
+        if args.upstream.bytes().all(|b| b.is_ascii_digit()) {
+            format!("{scheme}://127.0.0.1:{}", args.upstream)
+        } else {
+            format!("{scheme}://{}", args.upstream)
+        }
+    };
+    let url = if args.url.contains("://") {
+        args.url.clone()
+    } else {
+        format!("{proto}://{}", args.url)
+    };
+    let traffic_policy = args
+        .traffic_policy_file
+        .as_ref()
+        .map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())))
+        .transpose()?;
+    let endpoint = api
+        .create(&CreateEndpoint {
+            url,
+            kind: Some("agent".into()),
+            bindings: args.binding.map(|b| vec![b]),
+            traffic_policy,
+            upstream_url: Some(upstream.clone()),
+            pooling_enabled: Some(args.pooling_enabled),
+            description: Some(format!("innergate {proto} agent")),
+            metadata: None,
+        })
+        .map_err(|e| e.to_string())?;
+    if args.access.json {
+        println!(
+            "{}",
+            serde_json::to_string(&endpoint).expect("API types serialize")
+        );
+    } else {
+        println!("{} -> {upstream}  ({})", endpoint.url, endpoint.id);
+    }
+    let runtime = runtime()?;
+    let outcome: Result<(), String> = runtime.block_on(async {
+        // The first renewal comes soon; its answer says how long leases last.
+        let mut every = Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                _ = serve::shutdown_signal() => return Ok(()),
+                _ = tokio::time::sleep(every) => {}
+            }
+            let (api, id) = (api.clone(), endpoint.id.clone());
+            let renewed = tokio::task::spawn_blocking(move || api.renew_lease(&id))
+                .await
+                .map_err(|e| e.to_string())?;
+            match renewed {
+                Ok(lease) => {
+                    every = Duration::from_secs((lease.expires_in_secs / 3).clamp(1, 10));
+                }
+                Err(e) if e.status_code == 404 => {
+                    return Err(format!("endpoint {} is gone: {e}", endpoint.id))
+                }
+                Err(e) => log::warn!("lease renewal failed: {e}"),
+            }
+        }
+    });
+    if outcome.is_ok() {
+        match api.delete(&endpoint.id) {
+            Ok(()) => eprintln!("removed {}", endpoint.id),
+            Err(e) => eprintln!("could not remove {}: {e}", endpoint.id),
+        }
+    }
+    outcome
+}

@@ -72,8 +72,8 @@ impl Supervisor {
                 msg.version, self.version
             ));
         }
-        let table =
-            EndpointTable::from_records(msg.version, &msg.endpoints).map_err(|e| e.to_string())?;
+        let table = EndpointTable::from_records(msg.version, &msg.endpoints)
+            .map_err(|e| format!("endpoint {}: {e}", e.endpoint_id()))?;
         let routes = Arc::new(RouteTable::compile(&table).map_err(|e| e.to_string())?);
 
         let mut new_listeners: BTreeMap<u16, (SocketAddr, Vec<TcpListener>)> = BTreeMap::new();

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::endpoint::{Binding, Endpoint, EndpointError, EndpointRecord};
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyErrorKind};
 use crate::url::{EndpointUrl, Scheme};
 
 /// A checked set of endpoints at a version.
@@ -23,7 +23,7 @@ pub struct EndpointTable {
 #[non_exhaustive]
 pub enum TableError {
     /// One endpoint is invalid on its own.
-    #[error("endpoint {id}: {source}")]
+    #[error("{source}")]
     Endpoint {
         /// The endpoint's id.
         id: String,
@@ -34,7 +34,7 @@ pub enum TableError {
     #[error("duplicate endpoint id {0}")]
     DuplicateId(String),
     /// Same account, URL and binding without pooling on both.
-    #[error("endpoint {id}: {url} is already used by {other}; enable pooling on both to share it")]
+    #[error("{url} is already used by {other}; enable pooling on both to share it")]
     PoolingConflict {
         /// The later endpoint.
         id: String,
@@ -44,7 +44,7 @@ pub enum TableError {
         url: String,
     },
     /// Some members of a URL have pooling and some do not.
-    #[error("endpoint {id}: {url} mixes pooled and unpooled endpoints")]
+    #[error("{url} mixes pooled and unpooled endpoints: pooling must be enabled on all or none")]
     MixedPooling {
         /// The offending endpoint.
         id: String,
@@ -52,7 +52,7 @@ pub enum TableError {
         url: String,
     },
     /// A public URL claimed by a second account.
-    #[error("endpoint {id}: {url} belongs to another account")]
+    #[error("{url} belongs to another account")]
     UrlOwnedElsewhere {
         /// The offending endpoint.
         id: String,
@@ -60,7 +60,7 @@ pub enum TableError {
         url: String,
     },
     /// Two protocols, or two tcp endpoints, on one public port.
-    #[error("endpoint {id}: port {port} already serves {existing}")]
+    #[error("port {port} already serves {existing}")]
     PortConflict {
         /// The offending endpoint.
         id: String,
@@ -72,6 +72,32 @@ pub enum TableError {
 }
 
 impl TableError {
+    /// Whether the cause is a clash with other endpoints (HTTP 409) rather than a
+    /// mistake in the endpoint itself (HTTP 400).
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            TableError::DuplicateId(_)
+                | TableError::PoolingConflict { .. }
+                | TableError::MixedPooling { .. }
+                | TableError::UrlOwnedElsewhere { .. }
+                | TableError::PortConflict { .. }
+        )
+    }
+
+    /// The endpoint the error is about. Messages leave it out so that an API user, who
+    /// has no id for an endpoint being created, reads only what is wrong.
+    pub fn endpoint_id(&self) -> &str {
+        match self {
+            TableError::Endpoint { id, .. }
+            | TableError::PoolingConflict { id, .. }
+            | TableError::MixedPooling { id, .. }
+            | TableError::UrlOwnedElsewhere { id, .. }
+            | TableError::PortConflict { id, .. } => id,
+            TableError::DuplicateId(id) => id,
+        }
+    }
+
     /// A stable code for the cause, used by the API's `error_code`.
     pub fn code(&self) -> &'static str {
         match self {
@@ -81,7 +107,11 @@ impl TableError {
                     "ERR_IG_7101"
                 }
                 EndpointError::InvalidUpstream(_) => "ERR_IG_7102",
-                EndpointError::Policy(_) => "ERR_IG_7103",
+                EndpointError::Policy(p) => match p.kind {
+                    PolicyErrorKind::Parse => "ERR_IG_7103",
+                    PolicyErrorKind::Invalid => "ERR_IG_7110",
+                    PolicyErrorKind::NotTerminating => "ERR_IG_7109",
+                },
                 EndpointError::InvalidId(_) | EndpointError::MissingAccount(_) => "ERR_IG_7104",
             },
             TableError::DuplicateId(_) => "ERR_IG_7105",

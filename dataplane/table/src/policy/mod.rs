@@ -58,9 +58,22 @@ pub struct Policy {
     pub on_http_response: Vec<Rule>,
 }
 
+/// What kind of mistake a policy has, for stable error codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyErrorKind {
+    /// The document does not parse, or names unknown phases, keys, actions or fields.
+    Parse,
+    /// It parses but does not fit the endpoint (phase, family, unreachable action).
+    Invalid,
+    /// A cloud endpoint's policy can let a request through.
+    NotTerminating,
+}
+
 /// Why a policy was refused: where, and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct PolicyError {
+    /// The kind of mistake.
+    pub kind: PolicyErrorKind,
     /// Where in the document, e.g. `on_http_request[2].actions[0].config`; empty for
     /// the document as a whole.
     pub path: String,
@@ -80,6 +93,7 @@ impl fmt::Display for PolicyError {
 
 fn err(path: impl Into<String>, message: impl Into<String>) -> PolicyError {
     PolicyError {
+        kind: PolicyErrorKind::Parse,
         path: path.into(),
         message: message.into(),
     }
@@ -160,11 +174,16 @@ impl Policy {
         binding: Binding,
         kind: &EndpointKind,
     ) -> Result<(), PolicyError> {
+        let invalid = |path: &str, message: String| PolicyError {
+            kind: PolicyErrorKind::Invalid,
+            path: path.to_string(),
+            message,
+        };
         let family = url.scheme.family();
         if family == Family::Stream {
             for phase in [Phase::HttpRequest, Phase::HttpResponse] {
                 if !self.phase(phase).is_empty() {
-                    return Err(err(
+                    return Err(invalid(
                         phase.key(),
                         format!("{} endpoints may only have on_tcp_connect", url.scheme),
                     ));
@@ -173,11 +192,12 @@ impl Policy {
         }
         if family == Family::Http && binding == Binding::Internal && !self.on_tcp_connect.is_empty()
         {
-            return Err(err(
+            return Err(invalid(
                 "on_tcp_connect",
                 "internal http/https endpoints are reached by forward-internal without a \
                  new TCP connection, so on_tcp_connect would never run; move these rules \
-                 to on_http_request",
+                 to on_http_request"
+                    .into(),
             ));
         }
         for phase in Phase::ALL {
@@ -186,8 +206,8 @@ impl Policy {
                 for (a, action) in rule.actions.iter().enumerate() {
                     let path = format!("{}[{r}].actions[{a}]", phase.key());
                     if terminated {
-                        return Err(err(
-                            path,
+                        return Err(invalid(
+                            &path,
                             format!(
                                 "{} is unreachable: an earlier action of this rule always \
                                  ends the phase",
@@ -196,8 +216,8 @@ impl Policy {
                         ));
                     }
                     if !action.phases().contains(&phase) {
-                        return Err(err(
-                            path,
+                        return Err(invalid(
+                            &path,
                             format!("{} cannot run in {}", action.type_name(), phase.key()),
                         ));
                     }
@@ -221,11 +241,14 @@ impl Policy {
                 .iter()
                 .any(|rule| rule.actions.iter().any(Action::terminates));
             if !ends {
-                return Err(err(
-                    phase.key(),
-                    "a cloud endpoint has no upstream, so its policy must end every request \
-                     with custom-response, deny or forward-internal (on_error: halt)",
-                ));
+                return Err(PolicyError {
+                    kind: PolicyErrorKind::NotTerminating,
+                    path: phase.key().into(),
+                    message:
+                        "a cloud endpoint has no upstream, so its policy must end every request \
+                     with custom-response, deny or forward-internal (on_error: halt)"
+                            .into(),
+                });
             }
         }
         Ok(())

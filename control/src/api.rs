@@ -1,0 +1,125 @@
+//! The Endpoints API over HTTP/1.1 JSON (SPEC §6), on axum.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::core::{Command, CoreHandle, ListQuery};
+use crate::endpoint::{CreateEndpoint, UpdateEndpoint};
+use crate::error::ApiError;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status_code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self)).into_response()
+    }
+}
+
+/// The API's routes over a control core.
+pub fn router(core: CoreHandle) -> Router {
+    Router::new()
+        .route("/endpoints", post(create).get(list))
+        .route("/endpoints/{id}", get(get_one).patch(update).delete(delete))
+        .route("/endpoints/{id}/lease", post(renew_lease))
+        .fallback(|| async { ApiError::bad_query("no such route; see /endpoints") })
+        .with_state(core)
+}
+
+/// The account the request's bearer key belongs to.
+async fn account(core: &CoreHandle, headers: &HeaderMap) -> Result<String, ApiError> {
+    let key = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(ApiError::unauthorized)?;
+    let found = core
+        .call(|reply| Command::Authenticate(key.to_string(), reply))
+        .await??;
+    found.map(|a| a.id).ok_or_else(ApiError::unauthorized)
+}
+
+fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    json.map(|Json(v)| v)
+        .map_err(|e| ApiError::bad_body(e.body_text()))
+}
+
+async fn create(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+    json: Result<Json<CreateEndpoint>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let account = account(&core, &headers).await?;
+    let request = body(json)?;
+    let view = core
+        .call(|reply| Command::Create(account, request, reply))
+        .await??;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn list(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let account = account(&core, &headers).await?;
+    let Query(query) = query.map_err(|e| ApiError::bad_query(e.body_text()))?;
+    let page = core
+        .call(|reply| Command::List(account, query, reply))
+        .await??;
+    Ok(Json(page).into_response())
+}
+
+async fn get_one(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let account = account(&core, &headers).await?;
+    let view = core
+        .call(|reply| Command::Get(account, id, reply))
+        .await??;
+    Ok(Json(view).into_response())
+}
+
+async fn update(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    json: Result<Json<UpdateEndpoint>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let account = account(&core, &headers).await?;
+    let request = body(json)?;
+    let view = core
+        .call(|reply| Command::Update(account, id, request, reply))
+        .await??;
+    Ok(Json(view).into_response())
+}
+
+async fn delete(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let account = account(&core, &headers).await?;
+    core.call(|reply| Command::Delete(account, id, reply))
+        .await??;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn renew_lease(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let account = account(&core, &headers).await?;
+    let lease = core
+        .call(|reply| Command::RenewLease(account, id, reply))
+        .await??;
+    Ok(Json(lease).into_response())
+}

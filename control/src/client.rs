@@ -1,0 +1,171 @@
+//! A blocking client of the Endpoints API, used by the CLI and agent mode.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::core::LeaseView;
+use crate::endpoint::{CreateEndpoint, EndpointPage, EndpointView, UpdateEndpoint};
+use crate::error::ApiError;
+
+/// Where the API is and who calls it.
+#[derive(Clone, Debug)]
+pub struct ApiClient {
+    base: String,
+    key: String,
+}
+
+impl ApiClient {
+    pub fn new(base: &str, key: &str) -> Self {
+        ApiClient {
+            base: base.trim_end_matches('/').to_string(),
+            key: key.to_string(),
+        }
+    }
+
+    fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<Option<T>, ApiError> {
+        let request = ureq::request(method, &format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.key))
+            .timeout(std::time::Duration::from_secs(60));
+        let result = match body {
+            Some(body) => request.send_json(body),
+            None => request.call(),
+        };
+        match result {
+            Ok(response) if response.status() == 204 => Ok(None),
+            Ok(response) => response
+                .into_json()
+                .map(Some)
+                .map_err(|e| ApiError::internal(format!("unreadable API answer: {e}"))),
+            Err(ureq::Error::Status(status, response)) => Err(response
+                .into_json::<ApiError>()
+                .unwrap_or_else(|_| ApiError::internal(format!("the API answered HTTP {status}")))),
+            Err(e) => Err(ApiError::internal(format!(
+                "cannot reach the API at {}: {e}",
+                self.base
+            ))),
+        }
+    }
+
+    fn expect<T>(value: Option<T>) -> Result<T, ApiError> {
+        value.ok_or_else(|| ApiError::internal("the API answered without a body"))
+    }
+
+    pub fn create(&self, body: &CreateEndpoint) -> Result<EndpointView, ApiError> {
+        Self::expect(self.call("POST", "/endpoints", Some(body))?)
+    }
+
+    pub fn list(
+        &self,
+        limit: Option<usize>,
+        before_id: Option<&str>,
+    ) -> Result<EndpointPage, ApiError> {
+        let mut path = "/endpoints".to_string();
+        let mut sep = '?';
+        if let Some(limit) = limit {
+            path.push_str(&format!("{sep}limit={limit}"));
+            sep = '&';
+        }
+        if let Some(before) = before_id {
+            path.push_str(&format!("{sep}before_id={before}"));
+        }
+        Self::expect(self.call("GET", &path, None::<&()>)?)
+    }
+
+    pub fn get(&self, id: &str) -> Result<EndpointView, ApiError> {
+        Self::expect(self.call("GET", &format!("/endpoints/{id}"), None::<&()>)?)
+    }
+
+    pub fn update(&self, id: &str, body: &UpdateEndpoint) -> Result<EndpointView, ApiError> {
+        Self::expect(self.call("PATCH", &format!("/endpoints/{id}"), Some(body))?)
+    }
+
+    pub fn delete(&self, id: &str) -> Result<(), ApiError> {
+        self.call::<serde_json::Value>("DELETE", &format!("/endpoints/{id}"), None::<&()>)
+            .map(|_| ())
+    }
+
+    pub fn renew_lease(&self, id: &str) -> Result<LeaseView, ApiError> {
+        Self::expect(self.call("POST", &format!("/endpoints/{id}/lease"), None::<&()>)?)
+    }
+}
+
+/// Reads `--traffic-policy`: the text itself, or `@FILE`.
+pub fn policy_arg(value: &str) -> Result<String, String> {
+    match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}")),
+        None => Ok(value.to_string()),
+    }
+}
+
+/// One endpoint for people.
+pub fn show_endpoint(e: &EndpointView) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: &str| {
+        if !v.is_empty() {
+            out.push_str(&format!("{k:<16}{v}\n"));
+        }
+    };
+    line("id", &e.id);
+    line("url", &e.url);
+    line("type", &e.kind);
+    line("binding", &e.bindings.join(","));
+    line("upstream", e.upstream_url.as_deref().unwrap_or(""));
+    line("pooling", if e.pooling_enabled { "enabled" } else { "" });
+    line("description", &e.description);
+    line("metadata", &e.metadata);
+    line("created", &e.created_at);
+    line("updated", &e.updated_at);
+    if !e.traffic_policy.is_empty() {
+        out.push_str("traffic policy:\n");
+        for l in e.traffic_policy.lines() {
+            out.push_str(&format!("  {l}\n"));
+        }
+    }
+    out
+}
+
+/// A page of endpoints as a table for people.
+pub fn show_page(page: &EndpointPage) -> String {
+    let rows: Vec<[String; 5]> = page
+        .endpoints
+        .iter()
+        .map(|e| {
+            [
+                e.id.clone(),
+                e.url.clone(),
+                e.kind.clone(),
+                e.bindings.join(","),
+                e.upstream_url.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let header = ["ID", "URL", "TYPE", "BINDING", "UPSTREAM"].map(String::from);
+    let widths: Vec<usize> = (0..5)
+        .map(|i| {
+            rows.iter()
+                .chain([&header])
+                .map(|r| r[i].len())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    if let Some(next) = &page.next_page_uri {
+        out.push_str(&format!("more: {next}\n"));
+    }
+    out
+}

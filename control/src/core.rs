@@ -1,0 +1,523 @@
+//! The control core: one thread that owns the store, a mirror of every endpoint, the
+//! agent leases and the link to the data plane. API handlers send it commands and
+//! await the reply, so changes are serialized without locks.
+//!
+//! A change is checked against the whole table with the model crate, pushed to the data
+//! plane, and committed only once the data plane acknowledged it; a refusal leaves
+//! nothing behind. Without a data plane the change is committed and pushed when one
+//! connects.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use innergate_table::wire::TableMessage;
+use innergate_table::{Binding, EndpointRecord, EndpointTable};
+use tokio::sync::oneshot;
+
+use crate::endpoint::{
+    canonical_url, hash_key, new_api_key, now, single_binding, CreateEndpoint, EndpointPage,
+    EndpointView, IdGen, StoredEndpoint, UpdateEndpoint,
+};
+use crate::error::ApiError;
+use crate::link::{DataPlaneLink, Pushed};
+use crate::store::{Account, EndpointChange, Store};
+
+/// How often leases are checked and the data plane's table compared with ours.
+const TICK: Duration = Duration::from_millis(200);
+
+type Reply<T> = oneshot::Sender<T>;
+
+/// A request to the core.
+#[derive(Debug)]
+pub enum Command {
+    /// Which account owns this key?
+    Authenticate(String, Reply<Result<Option<Account>, ApiError>>),
+    /// Create an account; answers with it and its key.
+    CreateAccount(String, Reply<Result<(Account, String), ApiError>>),
+    /// `POST /endpoints`.
+    Create(
+        String,
+        CreateEndpoint,
+        Reply<Result<EndpointView, ApiError>>,
+    ),
+    /// `GET /endpoints`.
+    List(String, ListQuery, Reply<Result<EndpointPage, ApiError>>),
+    /// `GET /endpoints/{id}`.
+    Get(String, String, Reply<Result<EndpointView, ApiError>>),
+    /// `PATCH /endpoints/{id}`.
+    Update(
+        String,
+        String,
+        UpdateEndpoint,
+        Reply<Result<EndpointView, ApiError>>,
+    ),
+    /// `DELETE /endpoints/{id}`.
+    Delete(String, String, Reply<Result<(), ApiError>>),
+    /// `POST /endpoints/{id}/lease`: an agent is still there.
+    RenewLease(String, String, Reply<Result<LeaseView, ApiError>>),
+}
+
+/// Paging of `GET /endpoints`.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Page size, 1–100 (default 100).
+    pub limit: Option<usize>,
+    /// Only endpoints older than this id.
+    pub before_id: Option<String>,
+}
+
+/// A renewed lease.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct LeaseView {
+    /// The endpoint.
+    pub id: String,
+    /// Seconds until the endpoint is removed unless renewed again.
+    pub expires_in_secs: u64,
+}
+
+/// Settings of the core.
+#[derive(Debug)]
+pub struct CoreConfig {
+    /// How long an agent endpoint lives without a renewal.
+    pub lease_ttl: Duration,
+}
+
+/// A handle to send commands to the core.
+#[derive(Clone, Debug)]
+pub struct CoreHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl CoreHandle {
+    /// Sends a command built around a reply channel and awaits the reply.
+    pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .map_err(|_| ApiError::internal("control core stopped"))?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("control core dropped the request"))
+    }
+
+    /// As [`CoreHandle::call`], for threads outside the async runtime.
+    pub fn call_blocking<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .map_err(|_| ApiError::internal("control core stopped"))?;
+        answer
+            .blocking_recv()
+            .map_err(|_| ApiError::internal("control core dropped the request"))
+    }
+}
+
+/// Starts the core thread over a store and a data plane link.
+pub fn spawn(
+    store: Box<dyn Store>,
+    link: DataPlaneLink,
+    config: CoreConfig,
+) -> Result<CoreHandle, ApiError> {
+    let (version, stored) = store.load().map_err(ApiError::internal)?;
+    let now = Instant::now();
+    // Agents get a fresh lease after a control restart: renewals lived in memory.
+    let leases = stored
+        .iter()
+        .filter(|e| e.is_agent())
+        .map(|e| (e.id.clone(), now + config.lease_ttl))
+        .collect();
+    let core = Core {
+        store,
+        endpoints: stored.into_iter().map(|e| (e.id.clone(), e)).collect(),
+        version,
+        link,
+        in_sync: false,
+        leases,
+        config,
+        ids: IdGen::default(),
+    };
+    let (tx, rx) = mpsc::channel();
+    thread::Builder::new()
+        .name("ig-control-core".into())
+        .spawn(move || core.run(rx))
+        .map_err(ApiError::internal)?;
+    Ok(CoreHandle { tx })
+}
+
+struct Core {
+    store: Box<dyn Store>,
+    /// Every endpoint of every account, by id (ids sort by creation).
+    endpoints: BTreeMap<String, StoredEndpoint>,
+    version: u64,
+    link: DataPlaneLink,
+    /// Whether the data plane is known to serve `version`.
+    in_sync: bool,
+    /// Agent endpoint id → when it expires.
+    leases: HashMap<String, Instant>,
+    config: CoreConfig,
+    ids: IdGen,
+}
+
+/// One change to the endpoint set.
+enum Change {
+    Put(Box<StoredEndpoint>),
+    Delete(String),
+}
+
+impl Core {
+    fn run(mut self, rx: mpsc::Receiver<Command>) {
+        let mut next_tick = Instant::now();
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(command) => self.handle(command),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            if Instant::now() >= next_tick {
+                self.expire_leases();
+                self.sync();
+                next_tick = Instant::now() + TICK;
+            }
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Authenticate(key, reply) => {
+                let found = self
+                    .store
+                    .account_by_key_hash(&hash_key(&key))
+                    .map_err(ApiError::internal);
+                let _ = reply.send(found);
+            }
+            Command::CreateAccount(name, reply) => {
+                let _ = reply.send(self.create_account(&name));
+            }
+            Command::Create(account, body, reply) => {
+                let _ = reply.send(self.create(&account, body));
+            }
+            Command::List(account, query, reply) => {
+                let _ = reply.send(self.list(&account, &query));
+            }
+            Command::Get(account, id, reply) => {
+                let _ = reply.send(self.owned(&account, &id).map(StoredEndpoint::view));
+            }
+            Command::Update(account, id, body, reply) => {
+                let _ = reply.send(self.update(&account, &id, body));
+            }
+            Command::Delete(account, id, reply) => {
+                let result = self
+                    .owned(&account, &id)
+                    .map(|e| e.id.clone())
+                    .and_then(|id| self.apply(Change::Delete(id)));
+                let _ = reply.send(result);
+            }
+            Command::RenewLease(account, id, reply) => {
+                let _ = reply.send(self.renew(&account, &id));
+            }
+        }
+    }
+
+    fn create_account(&mut self, name: &str) -> Result<(Account, String), ApiError> {
+        if name.trim().is_empty() {
+            return Err(ApiError::bad_body("an account needs a name"));
+        }
+        let account = Account {
+            id: self.ids.next("acct"),
+            name: name.trim().to_string(),
+            created_at: now(),
+        };
+        let key = new_api_key();
+        self.store
+            .create_account(&account, &hash_key(&key))
+            .map_err(ApiError::internal)?;
+        log::info!("created account {} ({})", account.id, account.name);
+        Ok((account, key))
+    }
+
+    fn owned(&self, account: &str, id: &str) -> Result<&StoredEndpoint, ApiError> {
+        self.endpoints
+            .get(id)
+            .filter(|e| e.account == account)
+            .ok_or_else(|| ApiError::not_found(id))
+    }
+
+    fn create(&mut self, account: &str, body: CreateEndpoint) -> Result<EndpointView, ApiError> {
+        let agent = match body.kind.as_deref() {
+            None => body.upstream_url.is_some(),
+            Some("agent") => true,
+            Some("cloud") => false,
+            Some(other) => {
+                return Err(ApiError::type_mismatch(format!(
+                    "unknown type `{other}`: use agent or cloud"
+                )))
+            }
+        };
+        if agent != body.upstream_url.is_some() {
+            return Err(ApiError::type_mismatch(if agent {
+                "an agent endpoint needs an upstream_url"
+            } else {
+                "a cloud endpoint has no upstream_url"
+            }));
+        }
+        let created_at = now();
+        let endpoint = StoredEndpoint {
+            id: self.ids.next("ep"),
+            account: account.to_string(),
+            url: body.url,
+            binding: String::new(),
+            upstream_url: body.upstream_url,
+            traffic_policy: body.traffic_policy.unwrap_or_default(),
+            pooling_enabled: body.pooling_enabled.unwrap_or(false),
+            description: body.description.unwrap_or_default(),
+            metadata: body.metadata.unwrap_or_default(),
+            updated_at: created_at.clone(),
+            created_at,
+        };
+        let endpoint = normalize(endpoint, body.bindings.as_deref())?;
+        let view = endpoint.view();
+        let agent_id = endpoint.is_agent().then(|| endpoint.id.clone());
+        self.apply(Change::Put(Box::new(endpoint)))?;
+        if let Some(id) = agent_id {
+            self.leases
+                .insert(id, Instant::now() + self.config.lease_ttl);
+        }
+        Ok(view)
+    }
+
+    fn update(
+        &mut self,
+        account: &str,
+        id: &str,
+        body: UpdateEndpoint,
+    ) -> Result<EndpointView, ApiError> {
+        let mut endpoint = self.owned(account, id)?.clone();
+        if body.upstream_url.is_some() && !endpoint.is_agent() {
+            return Err(ApiError::type_mismatch(
+                "a cloud endpoint has no upstream_url; create an agent endpoint instead",
+            ));
+        }
+        if let Some(url) = body.url {
+            endpoint.url = url;
+            endpoint.binding.clear();
+        }
+        if let Some(v) = body.traffic_policy {
+            endpoint.traffic_policy = v;
+        }
+        if let Some(v) = body.upstream_url {
+            endpoint.upstream_url = Some(v);
+        }
+        if let Some(v) = body.pooling_enabled {
+            endpoint.pooling_enabled = v;
+        }
+        if let Some(v) = body.description {
+            endpoint.description = v;
+        }
+        if let Some(v) = body.metadata {
+            endpoint.metadata = v;
+        }
+        endpoint.updated_at = now();
+        let bindings = match body.bindings {
+            Some(b) => Some(b),
+            None if endpoint.binding.is_empty() => None,
+            None => Some(vec![endpoint.binding.clone()]),
+        };
+        let endpoint = normalize(endpoint, bindings.as_deref())?;
+        let view = endpoint.view();
+        self.apply(Change::Put(Box::new(endpoint)))?;
+        Ok(view)
+    }
+
+    fn list(&self, account: &str, query: &ListQuery) -> Result<EndpointPage, ApiError> {
+        let limit = query.limit.unwrap_or(100);
+        if !(1..=100).contains(&limit) {
+            return Err(ApiError::bad_query("limit must be between 1 and 100"));
+        }
+        let upper = match &query.before_id {
+            Some(id) => std::ops::Bound::Excluded(id.clone()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut older = self
+            .endpoints
+            .range((std::ops::Bound::Unbounded, upper))
+            .rev()
+            .map(|(_, e)| e)
+            .filter(|e| e.account == account);
+        let endpoints: Vec<EndpointView> = older
+            .by_ref()
+            .take(limit)
+            .map(StoredEndpoint::view)
+            .collect();
+        let more = older.next().is_some();
+        let mut uri = format!("/endpoints?limit={limit}");
+        if let Some(before) = &query.before_id {
+            uri.push_str(&format!("&before_id={before}"));
+        }
+        let next_page_uri = match endpoints.last() {
+            Some(last) if more => Some(format!("/endpoints?limit={limit}&before_id={}", last.id)),
+            _ => None,
+        };
+        Ok(EndpointPage {
+            endpoints,
+            uri,
+            next_page_uri,
+        })
+    }
+
+    fn renew(&mut self, account: &str, id: &str) -> Result<LeaseView, ApiError> {
+        let endpoint = self.owned(account, id)?;
+        if !endpoint.is_agent() {
+            return Err(ApiError::type_mismatch("only agent endpoints have leases"));
+        }
+        self.leases
+            .insert(id.to_string(), Instant::now() + self.config.lease_ttl);
+        Ok(LeaseView {
+            id: id.to_string(),
+            expires_in_secs: self.config.lease_ttl.as_secs(),
+        })
+    }
+
+    /// Checks, pushes and commits one change.
+    fn apply(&mut self, change: Change) -> Result<(), ApiError> {
+        let changed_id = match &change {
+            Change::Put(e) => e.id.as_str(),
+            Change::Delete(id) => id.as_str(),
+        };
+        // The changed endpoint goes last so that conflicts name it, not its elder.
+        let mut records: Vec<EndpointRecord> = self
+            .endpoints
+            .values()
+            .filter(|e| e.id != changed_id)
+            .map(StoredEndpoint::record)
+            .collect();
+        if let Change::Put(e) = &change {
+            records.push(e.record());
+        }
+        EndpointTable::from_records(self.version + 1, &records)?;
+        let version = self.version + 1;
+        match self.link.push(TableMessage {
+            version,
+            endpoints: records,
+        }) {
+            Pushed::Applied => self.in_sync = true,
+            Pushed::Refused(reason) => {
+                log::warn!("data plane refused table version {version}: {reason}");
+                return Err(ApiError::refused_by_data_plane(&reason));
+            }
+            Pushed::Unavailable(why) => {
+                log::warn!("table version {version} not pushed ({why}); will push on connect");
+                self.in_sync = false;
+            }
+        }
+        let stored = match &change {
+            Change::Put(e) => EndpointChange::Put(e),
+            Change::Delete(id) => EndpointChange::Delete(id),
+        };
+        if let Err(e) = self.store.commit(version, &[stored]) {
+            // The data plane may now serve a change the store lacks: push the
+            // committed state again on the next tick.
+            self.in_sync = false;
+            return Err(ApiError::internal(e));
+        }
+        self.version = version;
+        match change {
+            Change::Put(e) => {
+                self.endpoints.insert(e.id.clone(), *e);
+            }
+            Change::Delete(id) => {
+                self.endpoints.remove(&id);
+                self.leases.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    fn expire_leases(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<String> = self
+            .leases
+            .iter()
+            .filter(|(_, &until)| until <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.leases.remove(&id);
+            match self.apply(Change::Delete(id.clone())) {
+                Ok(()) => log::info!("agent endpoint {id} removed: its lease expired"),
+                Err(e) => log::error!("cannot remove expired agent endpoint {id}: {e}"),
+            }
+        }
+    }
+
+    /// Makes sure the data plane serves the current table: after a (re)connect, or
+    /// when a push could not be delivered.
+    fn sync(&mut self) {
+        let Some(remote) = self.link.remote_version() else {
+            self.in_sync = false;
+            return;
+        };
+        if self.in_sync && remote == self.version {
+            return;
+        }
+        // A data plane ahead of us (control restarted after a push it never
+        // committed) only takes a newer version: skip past it.
+        let version = self
+            .version
+            .max(remote.saturating_add(u64::from(remote > self.version)));
+        let records = self
+            .endpoints
+            .values()
+            .map(StoredEndpoint::record)
+            .collect();
+        match self.link.push(TableMessage {
+            version,
+            endpoints: records,
+        }) {
+            Pushed::Applied => {
+                if version != self.version {
+                    if let Err(e) = self.store.commit(version, &[]) {
+                        log::error!("cannot record table version {version}: {e}");
+                    }
+                    self.version = version;
+                }
+                self.in_sync = true;
+                log::info!("data plane synchronised at table version {version}");
+            }
+            Pushed::Refused(reason) => {
+                log::error!("data plane refused the full table version {version}: {reason}")
+            }
+            Pushed::Unavailable(_) => self.in_sync = false,
+        }
+    }
+}
+
+/// Canonicalises the URL and settles the binding; the full check follows in
+/// [`Core::apply`].
+fn normalize(
+    mut endpoint: StoredEndpoint,
+    bindings: Option<&[String]>,
+) -> Result<StoredEndpoint, ApiError> {
+    let (url, canonical) = canonical_url(&endpoint.url).map_err(|e| {
+        ApiError::from(innergate_table::TableError::Endpoint {
+            id: endpoint.id.clone(),
+            source: e.into(),
+        })
+    })?;
+    let asked = bindings
+        .map(single_binding)
+        .transpose()
+        .map_err(ApiError::bad_body)?;
+    let binding = Binding::resolve(&url, asked).map_err(|e| {
+        ApiError::from(innergate_table::TableError::Endpoint {
+            id: endpoint.id.clone(),
+            source: e,
+        })
+    })?;
+    endpoint.url = canonical;
+    endpoint.binding = binding.as_str().to_string();
+    Ok(endpoint)
+}

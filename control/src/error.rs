@@ -1,0 +1,76 @@
+//! API errors: `{"error_code","status_code","msg"}` with a stable code per cause.
+
+use innergate_table::TableError;
+use serde::Serialize;
+
+/// An error as the API returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, thiserror::Error)]
+#[error("{msg} ({error_code})")]
+pub struct ApiError {
+    /// `ERR_IG_NNNN`.
+    pub error_code: String,
+    /// The HTTP status.
+    pub status_code: u16,
+    /// What went wrong, for a person.
+    pub msg: String,
+}
+
+impl ApiError {
+    fn new(status_code: u16, error_code: &str, msg: impl Into<String>) -> Self {
+        ApiError {
+            error_code: error_code.into(),
+            status_code,
+            msg: msg.into(),
+        }
+    }
+
+    /// No key, or a key no account has.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            401,
+            "ERR_IG_7000",
+            "missing or invalid API key: send Authorization: Bearer KEY",
+        )
+    }
+
+    /// No such endpoint in the caller's account.
+    pub fn not_found(id: &str) -> Self {
+        Self::new(404, "ERR_IG_7001", format!("endpoint {id} not found"))
+    }
+
+    /// The body does not parse or has unknown fields.
+    pub fn bad_body(msg: impl Into<String>) -> Self {
+        Self::new(400, "ERR_IG_7002", msg)
+    }
+
+    /// A query parameter is out of range.
+    pub fn bad_query(msg: impl Into<String>) -> Self {
+        Self::new(400, "ERR_IG_7003", msg)
+    }
+
+    /// `type` and `upstream_url` disagree.
+    pub fn type_mismatch(msg: impl Into<String>) -> Self {
+        Self::new(400, "ERR_IG_7004", msg)
+    }
+
+    /// The data plane refused the new table; nothing changed.
+    pub fn refused_by_data_plane(reason: &str) -> Self {
+        Self::new(
+            422,
+            "ERR_IG_7200",
+            format!("the data plane refused the change, which was rolled back: {reason}"),
+        )
+    }
+
+    /// The store failed.
+    pub fn internal(msg: impl std::fmt::Display) -> Self {
+        Self::new(500, "ERR_IG_7300", format!("internal error: {msg}"))
+    }
+}
+
+impl From<TableError> for ApiError {
+    fn from(e: TableError) -> Self {
+        let status = if e.is_conflict() { 409 } else { 400 };
+        Self::new(status, e.code(), e.to_string())
+    }
+}

@@ -1,0 +1,152 @@
+//! Durable state: accounts, hashed API keys, endpoints and the table version, behind a
+//! small trait so a distributed store can replace the embedded one later.
+//!
+//! [`RedbStore`] keeps everything in one redb file; every call that changes something
+//! is one durable transaction, so a crash at any moment leaves the last committed state.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::endpoint::StoredEndpoint;
+
+/// An account.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Account {
+    /// `acct_…`.
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(String);
+
+impl StoreError {
+    fn from(e: impl std::fmt::Display) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// A change to endpoints, applied in one transaction with the new table version.
+#[derive(Debug)]
+pub enum EndpointChange<'a> {
+    /// Create or replace.
+    Put(&'a StoredEndpoint),
+    /// Delete by id.
+    Delete(&'a str),
+}
+
+/// What control needs from a store.
+pub trait Store: Send {
+    /// The account owning the key with this hash.
+    fn account_by_key_hash(&self, key_hash: &str) -> Result<Option<Account>, StoreError>;
+    /// Creates an account with one key (stored as its hash only).
+    fn create_account(&self, account: &Account, key_hash: &str) -> Result<(), StoreError>;
+    /// Every endpoint and the version of the table they form.
+    fn load(&self) -> Result<(u64, Vec<StoredEndpoint>), StoreError>;
+    /// Applies `changes` and sets the table version, atomically and durably.
+    fn commit(&self, version: u64, changes: &[EndpointChange<'_>]) -> Result<(), StoreError>;
+}
+
+const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+const KEYS: TableDefinition<&str, &str> = TableDefinition::new("api_key_hashes");
+const ENDPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("endpoints");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The embedded store: one redb file.
+#[derive(Debug)]
+pub struct RedbStore {
+    db: Database,
+}
+
+impl RedbStore {
+    /// Opens (or creates) `DIR/control.redb`. Fails if another process has it open.
+    pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(StoreError::from)?;
+        let db = Database::create(dir.join("control.redb")).map_err(StoreError::from)?;
+        let txn = db.begin_write().map_err(StoreError::from)?;
+        {
+            txn.open_table(ACCOUNTS).map_err(StoreError::from)?;
+            txn.open_table(KEYS).map_err(StoreError::from)?;
+            txn.open_table(ENDPOINTS).map_err(StoreError::from)?;
+            txn.open_table(META).map_err(StoreError::from)?;
+        }
+        txn.commit().map_err(StoreError::from)?;
+        Ok(RedbStore { db })
+    }
+}
+
+impl Store for RedbStore {
+    fn account_by_key_hash(&self, key_hash: &str) -> Result<Option<Account>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::from)?;
+        let keys = txn.open_table(KEYS).map_err(StoreError::from)?;
+        let Some(account_id) = keys.get(key_hash).map_err(StoreError::from)? else {
+            return Ok(None);
+        };
+        let accounts = txn.open_table(ACCOUNTS).map_err(StoreError::from)?;
+        let value = accounts.get(account_id.value()).map_err(StoreError::from)?;
+        value
+            .map(|v| serde_json::from_slice(v.value()).map_err(StoreError::from))
+            .transpose()
+    }
+
+    fn create_account(&self, account: &Account, key_hash: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        {
+            let mut accounts = txn.open_table(ACCOUNTS).map_err(StoreError::from)?;
+            let json = serde_json::to_vec(account).map_err(StoreError::from)?;
+            accounts
+                .insert(account.id.as_str(), json.as_slice())
+                .map_err(StoreError::from)?;
+            let mut keys = txn.open_table(KEYS).map_err(StoreError::from)?;
+            keys.insert(key_hash, account.id.as_str())
+                .map_err(StoreError::from)?;
+        }
+        txn.commit().map_err(StoreError::from)
+    }
+
+    fn load(&self) -> Result<(u64, Vec<StoredEndpoint>), StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::from)?;
+        let meta = txn.open_table(META).map_err(StoreError::from)?;
+        let version = meta
+            .get("version")
+            .map_err(StoreError::from)?
+            .map_or(0, |v| v.value());
+        let table = txn.open_table(ENDPOINTS).map_err(StoreError::from)?;
+        let mut endpoints = Vec::new();
+        for entry in table.iter().map_err(StoreError::from)? {
+            let (_, value) = entry.map_err(StoreError::from)?;
+            endpoints.push(serde_json::from_slice(value.value()).map_err(StoreError::from)?);
+        }
+        Ok((version, endpoints))
+    }
+
+    fn commit(&self, version: u64, changes: &[EndpointChange<'_>]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        {
+            let mut table = txn.open_table(ENDPOINTS).map_err(StoreError::from)?;
+            for change in changes {
+                match change {
+                    EndpointChange::Put(ep) => {
+                        let json = serde_json::to_vec(ep).map_err(StoreError::from)?;
+                        table
+                            .insert(ep.id.as_str(), json.as_slice())
+                            .map_err(StoreError::from)?;
+                    }
+                    EndpointChange::Delete(id) => {
+                        table.remove(*id).map_err(StoreError::from)?;
+                    }
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(StoreError::from)?;
+            meta.insert("version", version).map_err(StoreError::from)?;
+        }
+        txn.commit().map_err(StoreError::from)
+    }
+}

@@ -1,0 +1,171 @@
+//! `innergate up`: control and a data plane on one machine with one command, an
+//! embedded store, a default account and the seed quickstart ready to curl.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process};
+use std::time::{Duration, Instant};
+
+use crate::core::{Command, CoreHandle};
+use crate::endpoint::CreateEndpoint;
+use crate::serve::{self, ServeOptions};
+
+/// Settings of `innergate up`.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// The data directory.
+    pub data: PathBuf,
+    /// Where the API listens.
+    pub api: SocketAddr,
+    /// The address public listeners bind.
+    pub bind: IpAddr,
+    /// The port of the seed quickstart's public endpoint.
+    pub http_port: u16,
+    /// Data plane workers (default: one per core).
+    pub workers: Option<usize>,
+    /// How long an agent endpoint lives without renewal.
+    pub lease_ttl: Duration,
+}
+
+/// The seed quickstart: an internal endpoint that answers, a public one that forwards.
+const SEED_INTERNAL: &str = "https://example.internal";
+const SEED_INTERNAL_POLICY: &str = "on_http_request:
+  - actions:
+      - type: custom-response
+        config:
+          status_code: 200
+          body: Hello world!
+";
+
+fn seed_public_policy() -> String {
+    format!(
+        "on_http_request:\n  - actions:\n      - type: forward-internal\n        config:\n          url: {SEED_INTERNAL}\n"
+    )
+}
+
+/// Runs until SIGINT/SIGTERM, then stops the data plane and exits.
+pub fn run(opts: UpOptions) -> Result<(), String> {
+    std::fs::create_dir_all(&opts.data).map_err(|e| format!("{}: {e}", opts.data.display()))?;
+    let data = opts.data.canonicalize().map_err(|e| e.to_string())?;
+    let socket = data.join("dataplane.sock");
+    let mut dataplane = start_dataplane(&opts, &data, &socket)?;
+    let serve_opts = ServeOptions {
+        api: opts.api,
+        data: data.clone(),
+        dataplane_socket: Some(socket),
+        lease_ttl: opts.lease_ttl,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let http_port = opts.http_port;
+    let result = runtime.block_on(serve::run(
+        serve_opts,
+        move |addr, core| {
+            std::thread::spawn(move || {
+                if let Err(e) = welcome(&data, addr, http_port, &core) {
+                    eprintln!("innergate up: {e}");
+                }
+            });
+        },
+        serve::shutdown_signal(),
+    ));
+    eprintln!("innergate up: stopping");
+    stop(&mut dataplane);
+    result
+}
+
+fn start_dataplane(opts: &UpOptions, data: &Path, socket: &Path) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let binary = exe.with_file_name("innergate-dataplane");
+    if !binary.exists() {
+        return Err(format!(
+            "{} not found next to innergate; build both with `cargo build --release`",
+            binary.display()
+        ));
+    }
+    let mut command = Process::new(&binary);
+    command
+        .arg("--control-socket")
+        .arg(socket)
+        .arg("--state-dir")
+        .arg(data.join("dataplane"))
+        .arg("--bind")
+        .arg(opts.bind.to_string());
+    if let Some(workers) = opts.workers {
+        command.arg("--workers").arg(workers.to_string());
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("the data plane exited at start: {status}"));
+        }
+        if Instant::now() > deadline {
+            stop(&mut child);
+            return Err("the data plane did not open its control socket".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
+}
+
+fn stop(child: &mut Child) {
+    // SAFETY: kill(2) with a pid we own; a failure only means it already exited.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// On first start: creates the default account (its key kept in `DATA/api-key`, owner
+/// only) and the seed endpoints. Every start: prints how to use them.
+fn welcome(data: &Path, api: SocketAddr, http_port: u16, core: &CoreHandle) -> Result<(), String> {
+    let key_file = data.join("api-key");
+    let key = match std::fs::read_to_string(&key_file) {
+        Ok(key) => key.trim().to_string(),
+        Err(_) => {
+            let (account, key) = core
+                .call_blocking(|reply| Command::CreateAccount("default".into(), reply))
+                .and_then(|r| r)
+                .map_err(|e| e.to_string())?;
+            std::fs::write(&key_file, format!("{key}\n")).map_err(|e| e.to_string())?;
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| e.to_string())?;
+            let public = format!("http://hello.localhost:{http_port}");
+            for (url, policy) in [
+                (SEED_INTERNAL.to_string(), SEED_INTERNAL_POLICY.to_string()),
+                (public, seed_public_policy()),
+            ] {
+                let body = CreateEndpoint {
+                    url: url.clone(),
+                    traffic_policy: Some(policy),
+                    description: Some("seed quickstart".into()),
+                    ..Default::default()
+                };
+                let created = core
+                    .call_blocking(|reply| Command::Create(account.id.clone(), body, reply))
+                    .and_then(|r| r);
+                if let Err(e) = created {
+                    eprintln!("innergate up: could not create {url}: {e}");
+                }
+            }
+            key
+        }
+    };
+    println!(
+        "\ninnergate is up.\n\n  API:      http://{api}\n  API key:  {key}   (also in {})\n\nTry the seed quickstart:\n\n  curl http://hello.localhost:{http_port}/\n\nManage endpoints with the CLI:\n\n  export INNERGATE_API_URL=http://{api}\n  export INNERGATE_API_KEY={key}\n  innergate api endpoints list\n\nCtrl-C stops control and the data plane.\n",
+        key_file.display()
+    );
+    Ok(())
+}

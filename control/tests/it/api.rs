@@ -1,0 +1,195 @@
+//! Every route and error of the Endpoints API, through real HTTP.
+
+use innergate::endpoint::{CreateEndpoint, UpdateEndpoint};
+
+use crate::support::*;
+
+fn cloud(url: &str, policy: &str) -> CreateEndpoint {
+    CreateEndpoint {
+        url: url.into(),
+        traffic_policy: Some(policy.into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn routes_fields_and_isolation() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = Control::start(dir.path(), None);
+    let api = control.client(&control.account("alice"));
+    let created = api
+        .create(&CreateEndpoint {
+            url: "HTTPS://Example.internal".into(),
+            traffic_policy: Some(HELLO.into()),
+            description: Some("hello".into()),
+            metadata: Some("{\"team\":\"a\"}".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(created.id.starts_with("ep_"));
+    assert_eq!(created.url, "https://example.internal");
+    assert_eq!(created.kind, "cloud");
+    assert_eq!(created.bindings, ["internal"]);
+    assert_eq!(
+        (created.proto.as_str(), created.host.as_str(), created.port),
+        ("https", "example.internal", 443)
+    );
+    assert_eq!(created.uri, format!("/endpoints/{}", created.id));
+    assert_eq!(api.get(&created.id).unwrap(), created);
+
+    let agent = api
+        .create(&CreateEndpoint {
+            url: "http://app.example.com:8080".into(),
+            upstream_url: Some("http://127.0.0.1:9".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(agent.kind, "agent");
+    assert_eq!(agent.upstream_url.as_deref(), Some("http://127.0.0.1:9"));
+
+    let updated = api
+        .update(
+            &created.id,
+            &UpdateEndpoint {
+                description: Some("changed".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(updated.description, "changed");
+    assert_eq!(updated.created_at, created.created_at);
+    assert!(updated.updated_at >= created.updated_at);
+
+    // Another account sees none of it.
+    let bob = control.client(&control.account("bob"));
+    assert_eq!(bob.get(&created.id).unwrap_err().status_code, 404);
+    assert_eq!(bob.delete(&created.id).unwrap_err().status_code, 404);
+    assert!(bob.list(None, None).unwrap().endpoints.is_empty());
+
+    api.delete(&created.id).unwrap();
+    let gone = api.get(&created.id).unwrap_err();
+    assert_eq!(
+        (gone.status_code, gone.error_code.as_str()),
+        (404, "ERR_IG_7001")
+    );
+}
+
+#[test]
+fn missing_and_wrong_keys_are_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = Control::start(dir.path(), None);
+    let e = control.client("ig_wrong").list(None, None).unwrap_err();
+    assert_eq!((e.status_code, e.error_code.as_str()), (401, "ERR_IG_7000"));
+    let raw = ureq::get(&format!("{}/endpoints", control.api)).call();
+    match raw {
+        Err(ureq::Error::Status(401, r)) => {
+            let body: serde_json::Value = r.into_json().unwrap();
+            assert_eq!(body["status_code"], 401);
+            assert!(body["msg"].as_str().unwrap().contains("Bearer"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn every_cause_has_its_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = Control::start(dir.path(), None);
+    let api = control.client(&control.account("alice"));
+    let other = control.client(&control.account("mallory"));
+    api.create(&cloud("http://taken.example.com", HELLO))
+        .unwrap();
+    api.create(&cloud("https://solo.internal", HELLO)).unwrap();
+    let pooled = |url: &str| CreateEndpoint {
+        pooling_enabled: Some(true),
+        ..cloud(url, HELLO)
+    };
+    let cases: Vec<(CreateEndpoint, u16, &str, &str)> = vec![
+        (cloud("http://a.example.com/path", HELLO), 400, "ERR_IG_7100", "path"),
+        (
+            CreateEndpoint {
+                bindings: Some(vec!["public".into()]),
+                ..cloud("https://x.internal", HELLO)
+            },
+            400,
+            "ERR_IG_7101",
+            "binding",
+        ),
+        (cloud("http://b.example.com", "on_http_request:\n  - actions:\n      - type: custom-response\n        config: {status_cod: 200}\n"), 400, "ERR_IG_7103", "on_http_request[0].actions[0].config"),
+        (cloud("http://c.example.com", "on_http_request: ["), 400, "ERR_IG_7103", "invalid YAML"),
+        (pooled("https://solo.internal"), 409, "ERR_IG_7106", "pooling must be enabled"),
+        (cloud("http://d.example.com", "on_http_request:\n  - actions:\n      - type: add-headers\n        config: {headers: {a: b}}\n"), 400, "ERR_IG_7109", "must end every request"),
+        (cloud("https://e.internal", "on_tcp_connect:\n  - actions: [{type: deny}]\non_http_request:\n  - actions: [{type: deny}]\n"), 400, "ERR_IG_7110", "never run"),
+        (
+            CreateEndpoint {
+                kind: Some("agent".into()),
+                ..cloud("http://f.example.com", HELLO)
+            },
+            400,
+            "ERR_IG_7004",
+            "upstream_url",
+        ),
+    ];
+    for (body, status, code, words) in cases {
+        let e = api.create(&body).unwrap_err();
+        assert_eq!(
+            (e.status_code, e.error_code.as_str()),
+            (status, code),
+            "{e}"
+        );
+        assert!(e.msg.contains(words), "`{}` lacks `{words}`", e.msg);
+    }
+    let e = other
+        .create(&cloud("http://taken.example.com", HELLO))
+        .unwrap_err();
+    assert_eq!((e.status_code, e.error_code.as_str()), (409, "ERR_IG_7107"));
+    // Unknown fields are refused, with the field's name.
+    let r = ureq::post(&format!("{}/endpoints", control.api))
+        .set(
+            "Authorization",
+            &format!("Bearer {}", control.account("carol")),
+        )
+        .send_json(serde_json::json!({"url": "http://g.example.com", "traffic_polcy": HELLO}));
+    match r {
+        Err(ureq::Error::Status(400, r)) => {
+            let body: serde_json::Value = r.into_json().unwrap();
+            assert_eq!(body["error_code"], "ERR_IG_7002");
+            assert!(
+                body["msg"].as_str().unwrap().contains("traffic_polcy"),
+                "{body}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = api.list(Some(101), None).unwrap_err();
+    assert_eq!((e.status_code, e.error_code.as_str()), (400, "ERR_IG_7003"));
+    // Nothing half-applied: only the two good endpoints exist.
+    assert_eq!(api.list(None, None).unwrap().endpoints.len(), 2);
+}
+
+#[test]
+fn paging_is_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = Control::start(dir.path(), None);
+    let api = control.client(&control.account("alice"));
+    let ids: Vec<String> = (0..7)
+        .map(|i| {
+            api.create(&cloud(&format!("https://n{i}.internal"), HELLO))
+                .unwrap()
+                .id
+        })
+        .collect();
+    let mut seen = Vec::new();
+    let mut page = api.list(Some(3), None).unwrap();
+    loop {
+        seen.extend(page.endpoints.iter().map(|e| e.id.clone()));
+        let Some(next) = page.next_page_uri.clone() else {
+            break;
+        };
+        let before = next.split("before_id=").nth(1).unwrap().to_string();
+        assert_eq!(next, format!("/endpoints?limit=3&before_id={before}"));
+        page = api.list(Some(3), Some(&before)).unwrap();
+    }
+    let newest_first: Vec<String> = ids.into_iter().rev().collect();
+    assert_eq!(seen, newest_first);
+}

@@ -1,0 +1,160 @@
+//! Persistence, crashes, pushes, refusals and restarts of either process.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use innergate::endpoint::CreateEndpoint;
+
+use crate::support::*;
+
+fn cloud(url: &str, policy: &str) -> CreateEndpoint {
+    CreateEndpoint {
+        url: url.into(),
+        traffic_policy: Some(policy.into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn state_survives_restarts_and_kill_9_during_a_burst() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut control = Control::start(dir.path(), None);
+    let key = control.account("alice");
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let attempts = Arc::new(Mutex::new(0usize));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (api, acked, attempts) = (control.client(&key), acked.clone(), attempts.clone());
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    *attempts.lock().unwrap() += 1;
+                    match api.create(&cloud(&format!("https://w{w}-{i}.internal"), HELLO)) {
+                        Ok(e) => acked.lock().unwrap().push(e.id),
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    eventually("some acknowledged creates", || {
+        acked.lock().unwrap().len() >= 40
+    });
+    control.kill();
+    for w in writers {
+        w.join().unwrap();
+    }
+    control.spawn();
+    let api = control.client(&key);
+    let mut present = HashSet::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = api.list(Some(100), before.as_deref()).unwrap();
+        present.extend(page.endpoints.iter().map(|e| e.id.clone()));
+        match page.next_page_uri {
+            Some(_) => before = page.endpoints.last().map(|e| e.id.clone()),
+            None => break,
+        }
+    }
+    let acked: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
+    assert!(acked.is_subset(&present), "lost acknowledged endpoints");
+    // At most the requests in flight at the kill can exist unacknowledged.
+    assert!(
+        present.len() <= acked.len() + 4,
+        "{} present, {} acked",
+        present.len(),
+        acked.len()
+    );
+    // A clean restart keeps everything too.
+    control.restart();
+    assert_eq!(
+        control
+            .client(&key)
+            .list(Some(100), None)
+            .unwrap()
+            .endpoints
+            .len()
+            .min(100),
+        present.len().min(100)
+    );
+}
+
+#[test]
+fn changes_reach_the_data_plane_and_survive_either_side_restarting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dp = DataPlane::start(dir.path());
+    let mut control = Control::start(&dir.path().join("control"), Some(&dp.socket));
+    let api = control.client(&control.account("alice"));
+    api.create(&cloud("https://example.internal", HELLO))
+        .unwrap();
+    api.create(&cloud(
+        "http://app.example.com",
+        &forward("https://example.internal"),
+    ))
+    .unwrap();
+    let addr = dp.http_addr();
+    assert_eq!(
+        http_get(addr, "app.example.com"),
+        (200, "Hello world!".into())
+    );
+
+    // Control gone: the data plane keeps serving.
+    control.kill();
+    assert_eq!(
+        http_get(addr, "app.example.com"),
+        (200, "Hello world!".into())
+    );
+
+    // Data plane restarted empty (no cache): control pushes the table again.
+    dp.kill();
+    std::fs::remove_dir_all(&dp.state).unwrap();
+    dp.spawn();
+    assert_eq!(dp.version(), 0);
+    control.spawn();
+    let addr = dp.http_addr();
+    eventually("the table re-pushed", || {
+        http_get(addr, "app.example.com").1 == "Hello world!"
+    });
+
+    // And again while control runs: it notices within a tick or two.
+    dp.kill();
+    std::fs::remove_dir_all(&dp.state).unwrap();
+    dp.spawn();
+    let addr = dp.http_addr();
+    assert_eq!(
+        http_get(addr, "app.example.com"),
+        (200, "Hello world!".into())
+    );
+}
+
+#[test]
+fn a_refusal_by_the_data_plane_rolls_the_change_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let dp = DataPlane::start(dir.path());
+    let control = Control::start(&dir.path().join("control"), Some(&dp.socket));
+    let api = control.client(&control.account("alice"));
+    api.create(&cloud("http://app.example.com", HELLO)).unwrap();
+    // A port some other program holds: the data plane cannot listen there.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let e = api
+        .create(&cloud(&format!("http://busy.example.com:{port}"), HELLO))
+        .unwrap_err();
+    assert_eq!(
+        (e.status_code, e.error_code.as_str()),
+        (422, "ERR_IG_7200"),
+        "{e}"
+    );
+    assert!(e.msg.contains(&format!("port {port}")), "{}", e.msg);
+    let urls: Vec<String> = api
+        .list(None, None)
+        .unwrap()
+        .endpoints
+        .into_iter()
+        .map(|e| e.url)
+        .collect();
+    assert_eq!(urls, ["http://app.example.com"]);
+    assert_eq!(
+        http_get(dp.http_addr(), "app.example.com").1,
+        "Hello world!"
+    );
+}

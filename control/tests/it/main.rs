@@ -1,0 +1,7 @@
+//! Control seen from outside: the real `innergate` and `innergate-dataplane` binaries.
+
+mod agent;
+mod api;
+mod cli;
+mod lifecycle;
+mod support;

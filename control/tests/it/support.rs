@@ -1,0 +1,292 @@
+//! Fixtures: control and data plane processes, accounts, a tiny HTTP getter.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use innergate::client::ApiClient;
+use innergate_table::link::ControlClient;
+
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn innergate_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_innergate"))
+}
+
+/// The data plane binary next to `innergate`, built on demand when this package's
+/// tests run alone.
+pub fn dataplane_bin() -> PathBuf {
+    let path = innergate_bin().with_file_name("innergate-dataplane");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "innergate-dataplane"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build innergate-dataplane");
+    }
+    path
+}
+
+/// Waits until `check` holds.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+// === impl DataPlane ===
+
+pub struct DataPlane {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    pub state: PathBuf,
+}
+
+impl DataPlane {
+    pub fn start(dir: &Path) -> Self {
+        let mut dp = DataPlane {
+            child: None,
+            socket: dir.join("dataplane.sock"),
+            state: dir.join("dataplane-state"),
+        };
+        dp.spawn();
+        dp
+    }
+
+    pub fn spawn(&mut self) {
+        let child = Command::new(dataplane_bin())
+            .args([
+                "--workers",
+                "2",
+                "--bind",
+                "127.0.0.1",
+                "--port-map",
+                "80=0",
+            ])
+            .arg("--control-socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        eventually("the data plane's control socket", || {
+            ControlClient::connect(&self.socket, TIMEOUT).is_ok()
+        });
+    }
+
+    pub fn kill(&mut self) {
+        kill(&mut self.child);
+    }
+
+    pub fn version(&self) -> u64 {
+        ControlClient::connect(&self.socket, TIMEOUT)
+            .and_then(|mut c| c.status().map_err(std::io::Error::other))
+            .map_or(0, |a| a.version)
+    }
+
+    /// Where URL port 80 is served, once a table opened it.
+    pub fn http_addr(&self) -> SocketAddr {
+        let mut addr = None;
+        eventually("a listener for port 80", || {
+            let Ok(mut c) = ControlClient::connect(&self.socket, TIMEOUT) else {
+                return false;
+            };
+            addr = c.status().ok().and_then(|a| {
+                a.listeners
+                    .iter()
+                    .find(|l| l.url_port == 80)
+                    .map(|l| l.local_addr.parse().unwrap())
+            });
+            addr.is_some()
+        });
+        addr.unwrap()
+    }
+}
+
+impl Drop for DataPlane {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// === impl Control ===
+
+pub struct Control {
+    child: Option<Child>,
+    pub data: PathBuf,
+    pub api: String,
+    dataplane_socket: Option<PathBuf>,
+}
+
+impl Control {
+    pub fn start(data: &Path, dataplane_socket: Option<&Path>) -> Self {
+        let mut control = Control {
+            child: None,
+            data: data.to_path_buf(),
+            api: String::new(),
+            dataplane_socket: dataplane_socket.map(Path::to_path_buf),
+        };
+        control.spawn();
+        control
+    }
+
+    pub fn spawn(&mut self) {
+        let mut command = Command::new(innergate_bin());
+        command
+            .args([
+                "serve",
+                "--api",
+                "127.0.0.1:0",
+                "--lease-ttl",
+                "2s",
+                "--data",
+            ])
+            .arg(&self.data)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped());
+        if let Some(socket) = &self.dataplane_socket {
+            command.arg("--dataplane-socket").arg(socket);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        self.api = line
+            .trim()
+            .strip_prefix("api: ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        self.child = Some(child);
+    }
+
+    pub fn kill(&mut self) {
+        kill(&mut self.child);
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Creates an account through the CLI (the running control's admin socket).
+    pub fn account(&self, name: &str) -> String {
+        let out = run(&[
+            "accounts",
+            "create",
+            name,
+            "--data",
+            self.data.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let key = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            key.lines().count(),
+            1,
+            "stdout holds the key alone: {key:?}"
+        );
+        key.trim().to_string()
+    }
+
+    pub fn client(&self, key: &str) -> ApiClient {
+        ApiClient::new(&self.api, key)
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs the `innergate` CLI to completion.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(innergate_bin())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("INNERGATE_API_KEY")
+        .env_remove("INNERGATE_API_URL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A GET with a Host header; returns (status, body).
+pub fn http_get(addr: SocketAddr, host: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A backend answering every request with `body`, on a thread.
+pub fn backend(body: &'static str) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if writer.write_all(response.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+pub const HELLO: &str = "on_http_request:\n  - actions:\n      - type: custom-response\n        config: {body: Hello world!}\n";
+
+pub fn forward(url: &str) -> String {
+    format!("on_http_request:\n  - actions:\n      - type: forward-internal\n        config: {{url: {url}}}\n")
+}
