@@ -4,14 +4,6 @@ use innergate::endpoint::{CreateEndpoint, UpdateEndpoint};
 
 use crate::support::*;
 
-fn cloud(url: &str, policy: &str) -> CreateEndpoint {
-    CreateEndpoint {
-        url: url.into(),
-        traffic_policy: Some(policy.into()),
-        ..Default::default()
-    }
-}
-
 #[test]
 fn routes_fields_and_isolation() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,17 +3,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use innergate::endpoint::CreateEndpoint;
-
 use crate::support::*;
-
-fn cloud(url: &str, policy: &str) -> CreateEndpoint {
-    CreateEndpoint {
-        url: url.into(),
-        traffic_policy: Some(policy.into()),
-        ..Default::default()
-    }
-}
 
 #[test]
 fn state_survives_restarts_and_kill_9_during_a_burst() {

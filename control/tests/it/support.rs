@@ -7,6 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use innergate::client::ApiClient;
+use innergate::endpoint::CreateEndpoint;
 use innergate_table::link::ControlClient;
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -289,4 +290,13 @@ pub const HELLO: &str = "on_http_request:\n  - actions:\n      - type: custom-re
 
 pub fn forward(url: &str) -> String {
     format!("on_http_request:\n  - actions:\n      - type: forward-internal\n        config: {{url: {url}}}\n")
+}
+
+/// A cloud endpoint with `policy`.
+pub fn cloud(url: &str, policy: &str) -> CreateEndpoint {
+    CreateEndpoint {
+        url: url.into(),
+        traffic_policy: Some(policy.into()),
+        ..Default::default()
+    }
 }

@@ -397,17 +397,7 @@ async fn answer_locally(
         build_answer(Answer::Custom(custom), &mut s.resp, &mut s.body);
         phases = outer;
     }
-    // The request body was not read; keep the connection only if it is already
-    // buffered and can be skipped.
-    let skipped = match facts.body {
-        BodyLength::Empty => true,
-        BodyLength::Fixed(n) if client.rb.len() as u64 >= n => {
-            client.rb.consume(n as usize);
-            true
-        }
-        _ => false,
-    };
-    let close = !facts.keep_alive || !skipped;
+    let close = !facts.keep_alive || !skip_unread_body(client, facts.body);
     send_local(client, s, facts, close).await
 }
 
@@ -483,15 +473,21 @@ async fn answer_error_keep(
     error: ProxyError,
     facts: RequestFacts,
 ) -> Next {
-    let skipped = match facts.body {
+    let close = !facts.keep_alive || !skip_unread_body(client, facts.body);
+    answer_error_with(client, s, error, facts, close).await
+}
+
+/// Skips a request body that was not sent on, when it is already buffered, so the
+/// connection can serve the next request; `false` means the connection must close.
+fn skip_unread_body(client: &mut Client, body: BodyLength) -> bool {
+    match body {
         BodyLength::Empty => true,
         BodyLength::Fixed(n) if client.rb.len() as u64 >= n => {
             client.rb.consume(n as usize);
             true
         }
         _ => false,
-    };
-    answer_error_with(client, s, error, facts, !facts.keep_alive || !skipped).await
+    }
 }
 
 async fn answer_error_with(

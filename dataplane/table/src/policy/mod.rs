@@ -244,10 +244,18 @@ impl Policy {
                 return Err(PolicyError {
                     kind: PolicyErrorKind::NotTerminating,
                     path: phase.key().into(),
-                    message:
-                        "a cloud endpoint has no upstream, so its policy must end every request \
-                     with custom-response, deny or forward-internal (on_error: halt)"
-                            .into(),
+                    message: match family {
+                        Family::Http => {
+                            "a cloud endpoint has no upstream, so its policy must end every \
+                             request with custom-response, deny or forward-internal \
+                             (on_error: halt)"
+                        }
+                        Family::Stream => {
+                            "a cloud endpoint has no upstream, so its policy must end every \
+                             connection with deny or forward-internal (on_error: halt)"
+                        }
+                    }
+                    .into(),
                 });
             }
         }

@@ -155,6 +155,8 @@ fn cloud_endpoints_must_end_every_request() {
     let halts =
         "on_http_request:\n  - actions: [{type: forward-internal, config: {url: a.internal}}]\n";
     check("http://a.example.com", EndpointKind::Cloud, halts).unwrap();
+    let e = check("tcp://a.example.com:5000", EndpointKind::Cloud, "").unwrap_err();
+    assert!(e.message.contains("every connection"), "{e}");
 }
 
 #[test]
