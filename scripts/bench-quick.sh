@@ -79,7 +79,7 @@ run() { # name host port
         rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
         p50=$(awk '$1=="50%" {print $2}' <<<"$out")
         p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-        errors=$(grep -E "Non-2xx|Socket errors" <<<"$out" | tr '\n' ' ')
+        errors=$(grep -E "Non-2xx|Socket errors" <<<"$out" | tr '\n' ' ' || true)
         printf '%-34s run %d  %10s req/s  p50 %8s  p99 %8s  %s\n' "$name" "$i" "$rps" "$p50" "$p99" "${errors:-0 errors}"
     done
 }

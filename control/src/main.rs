@@ -10,6 +10,7 @@ use innergate::client::{policy_arg, show_endpoint, show_page, ApiClient};
 use innergate::endpoint::{CreateEndpoint, UpdateEndpoint};
 use innergate::serve::{self, ServeOptions};
 use innergate::up::{self, UpOptions};
+use innergate_table::units::parse_duration;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -192,19 +193,6 @@ struct AgentArgs {
     pooling_enabled: bool,
     #[command(flatten)]
     access: ApiAccess,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (n, scale) = if let Some(ms) = s.strip_suffix("ms") {
-        (ms, 0.001)
-    } else if let Some(sec) = s.strip_suffix('s') {
-        (sec, 1.0)
-    } else {
-        (s, 1.0)
-    };
-    n.parse::<f64>()
-        .map(|v| Duration::from_secs_f64(v * scale))
-        .map_err(|_| format!("`{s}` is not a duration like 30s or 500ms"))
 }
 
 fn main() -> ExitCode {

@@ -66,25 +66,6 @@ impl Default for Config {
     }
 }
 
-/// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 10s or 500ms"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("`{s}`: use ms, s or m")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
-}
-
 /// Parses `URLPORT=LOCALPORT`.
 pub fn parse_port_map(s: &str) -> Result<(u16, u16), String> {
     let bad = || format!("`{s}` is not URLPORT=LOCALPORT (e.g. 80=8080, or 80=0 for any)");
@@ -102,12 +83,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_port_maps() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("3h").is_err());
+    fn port_maps() {
         assert_eq!(parse_port_map("80=0"), Ok((80, 0)));
         assert!(parse_port_map("0=80").is_err());
         assert!(parse_port_map("80").is_err());

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use innergate_dataplane::config::{parse_duration, parse_port_map, Config};
+use innergate_dataplane::config::{parse_port_map, Config};
+use innergate_table::units::parse_duration;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
