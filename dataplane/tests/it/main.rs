@@ -4,5 +4,6 @@ mod bad_input;
 mod control_link;
 mod forward_internal;
 mod forwarding;
+mod legacy_driver;
 mod policy;
 mod support;

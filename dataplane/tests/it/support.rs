@@ -23,6 +23,7 @@ pub struct DataPlane {
     child: Option<Child>,
     dir: tempfile::TempDir,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
     version: u64,
     pub ack: Ack,
 }
@@ -33,10 +34,18 @@ impl DataPlane {
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut dp = DataPlane {
             child: None,
             dir: tempfile::tempdir().unwrap(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             version: 0,
             ack: Ack::default(),
         };
@@ -67,6 +76,7 @@ impl DataPlane {
             .arg("--state-dir")
             .arg(self.state_dir())
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
