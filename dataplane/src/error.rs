@@ -30,6 +30,8 @@ pub(crate) enum ProxyError {
     ForwardTargetMissing,
     /// forward-internal crossed protocol families.
     ForwardWrongFamily,
+    /// A dynamic forward-internal URL did not render to an internal URL.
+    ForwardInvalidTarget,
     /// forward-internal came back to an endpoint already in the chain.
     ForwardLoop,
     /// forward-internal went deeper than the hop limit.
@@ -57,7 +59,7 @@ impl ProxyError {
         match self {
             MalformedRequest | AmbiguousFraming | MissingHost => 400,
             HeadersTooLarge => 431,
-            NoEndpoint | ForwardTargetMissing => 404,
+            NoEndpoint | ForwardTargetMissing | ForwardInvalidTarget => 404,
             ForwardLoop | ForwardTooManyHops => 508,
             Denied => 403,
             PolicyFellThrough => 500,
@@ -80,6 +82,7 @@ impl ProxyError {
             MissingHost => "ERR_IG_1003",
             NoEndpoint | ForwardTargetMissing => "ERR_IG_3200",
             ForwardWrongFamily => "ERR_IG_3201",
+            ForwardInvalidTarget => "ERR_IG_3204",
             ForwardLoop => "ERR_IG_3202",
             ForwardTooManyHops => "ERR_IG_3203",
             PolicyFellThrough => "ERR_IG_3210",
@@ -103,6 +106,7 @@ impl ProxyError {
             NoEndpoint => "endpoint is offline: no endpoint serves this host",
             ForwardTargetMissing => "endpoint is offline: forward-internal target not found",
             ForwardWrongFamily => "forward-internal target is of another protocol family",
+            ForwardInvalidTarget => "forward-internal url is not an internal URL",
             ForwardLoop => "forward-internal loop detected",
             ForwardTooManyHops => "forward-internal chain exceeds 10 hops",
             PolicyFellThrough => "the endpoint's traffic policy did not handle the request",

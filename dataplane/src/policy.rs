@@ -4,16 +4,21 @@
 //! forward-internal is a result of this executor, not I/O: the next endpoint is looked
 //! up in the worker's table within the same account, a pool member is picked, and the
 //! same parsed request continues through that endpoint's policy (SPEC §5).
+//!
+//! Rules read the exchange through [`Facts`], implemented here over the parsed heads
+//! and the connection; strings are borrowed from the heads, never copied.
 
 use std::net::SocketAddr;
 
 use innergate_table::policy::actions::custom_response::CustomResponse;
 use innergate_table::policy::actions::forward_internal::{ForwardInternal, OnError};
-use innergate_table::policy::Verdict;
+use innergate_table::policy::actions::{Exchange, HeadersMut};
+use innergate_table::policy::expr::{MapVar, Var};
+use innergate_table::policy::{Facts, Verdict};
 use smallvec::SmallVec;
 
 use crate::error::ProxyError;
-use crate::http::head::{HeaderBlock, RequestHead};
+use crate::http::head::{HeaderBlock, RequestHead, ResponseHead};
 use crate::routes::{EndpointIdx, Route, RouteTable, Target};
 
 /// The endpoints a request went through: the public one first, then each
@@ -23,11 +28,66 @@ pub(crate) type Chain = SmallVec<[EndpointIdx; 4]>;
 /// The most forward-internal hops one request may take.
 pub(crate) const MAX_HOPS: usize = 10;
 
+/// What a connection tells expressions, computed once per connection.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) client_ip: String,
+    pub(crate) client_port: u16,
+    pub(crate) server_port: u16,
+}
+
+/// What one request tells expressions besides its head.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RequestInfo<'a> {
+    pub(crate) conn: &'a ConnInfo,
+    /// The Host, lowercased, without port.
+    pub(crate) host: &'a str,
+    /// -1 when the length is not known in advance (chunked).
+    pub(crate) content_length: i64,
+}
+
+/// `vars.*` of one request, set by `set-vars`.
+#[derive(Debug, Default)]
+pub(crate) struct Vars(SmallVec<[(String, String); 4]>);
+
+impl Vars {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn set(&mut self, name: &str, value: String) {
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name.to_string(), value)),
+        }
+    }
+}
+
+/// What the phases of one request keep between them.
+#[derive(Debug, Default)]
+pub(crate) struct ExchangeState {
+    pub(crate) chain: Chain,
+    pub(crate) vars: Vars,
+    /// The last forward-internal failure that an `on_error: continue` let through.
+    pub(crate) forward_error: Option<ProxyError>,
+}
+
+impl ExchangeState {
+    pub(crate) fn reset(&mut self) {
+        self.chain.clear();
+        self.vars.0.clear();
+        self.forward_error = None;
+    }
+}
+
 /// A response the data plane makes without an upstream.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Answer<'t> {
-    /// `custom-response`.
-    Custom(&'t CustomResponse),
+    /// `custom-response`, rendered for the endpoint that ran it.
+    Custom(&'t CustomResponse, &'t Route),
     /// `deny` with its status.
     Deny(u16),
     /// An error of routing, forwarding or the upstream.
@@ -44,43 +104,274 @@ pub(crate) enum RequestOutcome<'t> {
     Answer { answer: Answer<'t>, phases: usize },
 }
 
+/// Everything a fact can come from, borrowed for one lookup.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'s> {
+    pub(crate) req: &'s RequestHead,
+    pub(crate) resp: Option<&'s ResponseHead>,
+    pub(crate) info: RequestInfo<'s>,
+    pub(crate) route: &'s Route,
+    pub(crate) vars: &'s Vars,
+    pub(crate) forward_error: Option<ProxyError>,
+}
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or("")
+}
+
+fn header_values<'s, 'k>(
+    block: &'s HeaderBlock,
+    key: &'k str,
+) -> impl Iterator<Item = &'s str> + use<'s, 'k> {
+    block.get_all(key).map(text)
+}
+
+fn query_values<'s, 'k>(
+    query: &'s str,
+    key: &'k str,
+) -> impl Iterator<Item = &'s str> + use<'s, 'k> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(move |pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == key).then_some(v)
+        })
+}
+
+impl<'s> View<'s> {
+    fn path_and_query(self) -> (&'s str, &'s str) {
+        let target = text(self.req.target());
+        target.split_once('?').unwrap_or((target, ""))
+    }
+
+    fn string(self, var: Var) -> &'s str {
+        match var {
+            Var::Method => text(self.req.method()),
+            Var::Host => self.info.host,
+            Var::Path => self.path_and_query().0,
+            Var::Query => self.path_and_query().1,
+            Var::Version => {
+                if self.req.minor_version == 0 {
+                    "1.0"
+                } else {
+                    "1.1"
+                }
+            }
+            Var::ClientIp => &self.info.conn.client_ip,
+            Var::EndpointId => &self.route.id,
+            Var::EndpointUrl => &self.route.url_text,
+            Var::EndpointHost => &self.route.host_text,
+            Var::EndpointProtocol => self.route.url.scheme.as_str(),
+            Var::ForwardErrorCode => self.forward_error.map_or("", ProxyError::code),
+            Var::ForwardErrorMessage => self.forward_error.map_or("", ProxyError::message),
+            // No TLS yet (issue #5); integer variables never come here.
+            _ => "",
+        }
+    }
+
+    fn int(self, var: Var) -> i64 {
+        match var {
+            Var::ContentLength => self.info.content_length,
+            Var::StatusCode => self.resp.map_or(0, |r| i64::from(r.status)),
+            Var::ClientPort => i64::from(self.info.conn.client_port),
+            Var::ServerPort => i64::from(self.info.conn.server_port),
+            _ => 0,
+        }
+    }
+
+    fn count(self, map: MapVar, key: &str) -> usize {
+        match map {
+            MapVar::RequestHeaders => self.req.headers.get_all(key).count(),
+            MapVar::ResponseHeaders => self.resp.map_or(0, |r| r.headers.get_all(key).count()),
+            MapVar::QueryParams => query_values(self.path_and_query().1, key).count(),
+        }
+    }
+
+    fn value(self, map: MapVar, key: &str, index: usize) -> Option<&'s str> {
+        match map {
+            MapVar::RequestHeaders => header_values(&self.req.headers, key).nth(index),
+            MapVar::ResponseHeaders => self
+                .resp
+                .and_then(|r| header_values(&r.headers, key).nth(index)),
+            MapVar::QueryParams => query_values(self.path_and_query().1, key).nth(index),
+        }
+    }
+
+    fn map_size(self, map: MapVar) -> usize {
+        match map {
+            MapVar::RequestHeaders => self.req.headers.iter().count(),
+            MapVar::ResponseHeaders => self.resp.map_or(0, |r| r.headers.iter().count()),
+            MapVar::QueryParams => self
+                .path_and_query()
+                .1
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .count(),
+        }
+    }
+
+    fn user_var(self, name: &str) -> Option<&'s str> {
+        self.vars.get(name)
+    }
+}
+
+/// Facts through a value that can lend a [`View`]: each answer borrows from it.
+macro_rules! facts_via_view {
+    ($ty:ty) => {
+        impl Facts for $ty {
+            fn string(&self, var: Var) -> &str {
+                self.view().string(var)
+            }
+            fn int(&self, var: Var) -> i64 {
+                self.view().int(var)
+            }
+            fn count(&self, map: MapVar, key: &str) -> usize {
+                self.view().count(map, key)
+            }
+            fn value(&self, map: MapVar, key: &str, index: usize) -> Option<&str> {
+                self.view().value(map, key, index)
+            }
+            fn map_size(&self, map: MapVar) -> usize {
+                self.view().map_size(map)
+            }
+            fn user_var(&self, name: &str) -> Option<&str> {
+                self.view().user_var(name)
+            }
+        }
+    };
+}
+
+impl View<'_> {
+    fn view(&self) -> View<'_> {
+        *self
+    }
+}
+
+facts_via_view!(View<'_>);
+facts_via_view!(OnRequest<'_>);
+facts_via_view!(OnResponse<'_>);
+
+/// The request phase's exchange: reads everything, edits request headers.
+struct OnRequest<'s> {
+    req: &'s mut RequestHead,
+    info: RequestInfo<'s>,
+    route: &'s Route,
+    vars: &'s mut Vars,
+    forward_error: Option<ProxyError>,
+}
+
+impl OnRequest<'_> {
+    fn view(&self) -> View<'_> {
+        View {
+            req: self.req,
+            resp: None,
+            info: self.info,
+            route: self.route,
+            vars: self.vars,
+            forward_error: self.forward_error,
+        }
+    }
+}
+
+impl Exchange for OnRequest<'_> {
+    fn facts(&self) -> &dyn Facts {
+        self
+    }
+    fn headers(&mut self) -> &mut dyn HeadersMut {
+        &mut self.req.headers
+    }
+    fn set_var(&mut self, name: &str, value: String) {
+        self.vars.set(name, value);
+    }
+}
+
+/// The response phase's exchange: reads everything, edits response headers.
+struct OnResponse<'s> {
+    req: &'s RequestHead,
+    resp: &'s mut ResponseHead,
+    info: RequestInfo<'s>,
+    route: &'s Route,
+    vars: &'s mut Vars,
+    forward_error: Option<ProxyError>,
+}
+
+impl OnResponse<'_> {
+    fn view(&self) -> View<'_> {
+        View {
+            req: self.req,
+            resp: Some(self.resp),
+            info: self.info,
+            route: self.route,
+            vars: self.vars,
+            forward_error: self.forward_error,
+        }
+    }
+}
+
+impl Exchange for OnResponse<'_> {
+    fn facts(&self) -> &dyn Facts {
+        self
+    }
+    fn headers(&mut self) -> &mut dyn HeadersMut {
+        &mut self.resp.headers
+    }
+    fn set_var(&mut self, name: &str, value: String) {
+        self.vars.set(name, value);
+    }
+}
+
 /// Runs `on_http_request` of `entry` and of every endpoint it forwards to.
 pub(crate) fn run_request<'t>(
     table: &'t RouteTable,
     entry: EndpointIdx,
     req: &mut RequestHead,
-    chain: &mut Chain,
+    info: RequestInfo<'_>,
+    state: &mut ExchangeState,
 ) -> RequestOutcome<'t> {
-    chain.clear();
-    chain.push(entry);
+    state.reset();
+    state.chain.push(entry);
     let mut current = table.route(entry);
     'endpoint: loop {
         for rule in &current.policy.on_http_request {
+            let mut x = OnRequest {
+                req: &mut *req,
+                info,
+                route: current,
+                vars: &mut state.vars,
+                forward_error: state.forward_error,
+            };
+            if !rule.applies(&x) {
+                continue;
+            }
             for action in &rule.actions {
-                match action.execute(&mut req.headers) {
+                match action.execute(&mut x) {
                     Verdict::Next => {}
                     Verdict::Respond(custom) => {
                         return RequestOutcome::Answer {
-                            answer: Answer::Custom(custom),
-                            phases: chain.len(),
+                            answer: Answer::Custom(custom, current),
+                            phases: state.chain.len(),
                         }
                     }
                     Verdict::Deny(status) => {
                         return RequestOutcome::Answer {
                             answer: Answer::Deny(status),
-                            phases: chain.len(),
+                            phases: state.chain.len(),
                         }
                     }
                     Verdict::ForwardInternal(forward) => {
-                        match resolve_forward(table, current, forward, chain) {
+                        match resolve_forward(table, current, forward, &x, &state.chain) {
                             Ok(next) => {
-                                chain.push(next);
+                                state.chain.push(next);
                                 current = table.route(next);
                                 continue 'endpoint;
                             }
-                            // The error becomes readable by later rules with #4's
-                            // expressions; the next action runs.
-                            Err(_) if forward.on_error == OnError::Continue => {}
+                            Err(error) if forward.on_error == OnError::Continue => {
+                                // Later actions and rules read it as
+                                // actions.forward_internal.error.*.
+                                x.forward_error = Some(error);
+                                state.forward_error = Some(error);
+                            }
                             Err(error) => {
                                 return RequestOutcome::Answer {
                                     answer: Answer::Error(error),
@@ -112,13 +403,17 @@ fn resolve_forward(
     table: &RouteTable,
     from: &Route,
     forward: &ForwardInternal,
+    facts: &dyn Facts,
     chain: &Chain,
 ) -> Result<EndpointIdx, ProxyError> {
-    if forward.target.scheme.family() != from.url.scheme.family() {
+    let target = forward
+        .resolve(facts)
+        .map_err(|_| ProxyError::ForwardInvalidTarget)?;
+    if target.scheme.family() != from.url.scheme.family() {
         return Err(ProxyError::ForwardWrongFamily);
     }
     let pool = table
-        .internal(from.account, &forward.target)
+        .internal(from.account, &target)
         .ok_or(ProxyError::ForwardTargetMissing)?;
     // A loop is a return to a URL already visited, whichever pool member served it.
     if chain.iter().any(|&e| table.route(e).pool == pool) {
@@ -130,19 +425,34 @@ fn resolve_forward(
     Ok(table.pick(pool))
 }
 
-/// Runs `on_http_response` over `chain`, innermost endpoint first. When an action
-/// replaces the response, returns it and how many outer endpoints are still to run
-/// over the replacement.
+/// Runs `on_http_response` over `chain[..phases]`, innermost endpoint first. When an action
+/// replaces the response, returns it, the endpoint that ran it, and how many outer
+/// endpoints are still to run over the replacement.
 pub(crate) fn run_response<'t>(
     table: &'t RouteTable,
-    chain: &[EndpointIdx],
-    headers: &mut HeaderBlock,
-) -> Option<(&'t CustomResponse, usize)> {
-    for (position, &idx) in chain.iter().enumerate().rev() {
-        for rule in &table.route(idx).policy.on_http_response {
+    state: &mut ExchangeState,
+    phases: usize,
+    req: &RequestHead,
+    resp: &mut ResponseHead,
+    info: RequestInfo<'_>,
+) -> Option<(&'t CustomResponse, &'t Route, usize)> {
+    for (position, &idx) in state.chain[..phases].iter().enumerate().rev() {
+        let route = table.route(idx);
+        for rule in &route.policy.on_http_response {
+            let mut x = OnResponse {
+                req,
+                resp: &mut *resp,
+                info,
+                route,
+                vars: &mut state.vars,
+                forward_error: state.forward_error,
+            };
+            if !rule.applies(&x) {
+                continue;
+            }
             for action in &rule.actions {
-                match action.execute(headers) {
-                    Verdict::Respond(custom) => return Some((custom, position)),
+                match action.execute(&mut x) {
+                    Verdict::Respond(custom) => return Some((custom, route, position)),
                     // Other verdicts cannot occur here: validation keeps deny and
                     // forward-internal out of on_http_response.
                     Verdict::Next | Verdict::Deny(_) | Verdict::ForwardInternal(_) => {}

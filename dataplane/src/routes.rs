@@ -35,6 +35,9 @@ pub(crate) struct Route {
     pub(crate) id: String,
     pub(crate) account: u32,
     pub(crate) url: EndpointUrl,
+    /// `endpoint.url` and `endpoint.host` as expressions read them.
+    pub(crate) url_text: String,
+    pub(crate) host_text: String,
     pub(crate) policy: Arc<Policy>,
     pub(crate) target: Target,
     pub(crate) pool: PoolIdx,
@@ -167,6 +170,8 @@ impl RouteTable {
                 id: ep.id.clone(),
                 account,
                 url: ep.url.clone(),
+                url_text: ep.url.to_string(),
+                host_text: ep.url.host.to_string(),
                 policy: ep.policy.clone(),
                 target,
                 pool,

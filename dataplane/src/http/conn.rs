@@ -15,7 +15,7 @@ use super::framing::{self, BodyLength};
 use super::head::{write_decimal, HeadError, RequestHead, ResponseHead};
 use super::upstream::{UpstreamConn, UpstreamPool};
 use crate::error::{ProxyError, ERROR_CODE_HEADER};
-use crate::policy::{self, Answer, Chain, RequestOutcome};
+use crate::policy::{self, Answer, ConnInfo, ExchangeState, RequestInfo, RequestOutcome, View};
 use crate::routes::RouteTable;
 use crate::worker::Worker;
 
@@ -31,6 +31,7 @@ struct Client {
     stream: TcpStream,
     rb: ReadBuf,
     peer: SocketAddr,
+    info: ConnInfo,
     /// The URL port of the listener that accepted it.
     url_port: u16,
 }
@@ -42,7 +43,7 @@ struct Scratch {
     resp: ResponseHead,
     out: Vec<u8>,
     body: Vec<u8>,
-    chain: Chain,
+    state: ExchangeState,
 }
 
 /// What the request head says about the exchange.
@@ -57,10 +58,16 @@ struct RequestFacts {
 /// Serves a client connection until it closes or a request ends it.
 pub(crate) async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, url_port: u16) {
     let _ = stream.set_nodelay(true);
+    let info = ConnInfo {
+        client_ip: peer.ip().to_string(),
+        client_port: peer.port(),
+        server_port: stream.local_addr().map_or(0, |a| a.port()),
+    };
     let mut client = Client {
         stream,
         rb: ReadBuf::with_capacity(8 * 1024),
         peer,
+        info,
         url_port,
     };
     let mut scratch = Scratch::default();
@@ -93,13 +100,14 @@ async fn serve_one(worker: &Worker, client: &mut Client, s: &mut Scratch, first:
     let table = worker.table();
     let Some(pool) = table.public_http(client.url_port, host) else {
         let answer = Answer::Error(ProxyError::NoEndpoint);
-        return answer_locally(client, s, &table, answer, 0, facts).await;
+        return answer_locally(client, s, &table, answer, 0, facts, host).await;
     };
     let entry = table.pick(pool);
-    match policy::run_request(&table, entry, &mut s.req, &mut s.chain) {
+    let info = request_info(&client.info, host, facts);
+    match policy::run_request(&table, entry, &mut s.req, info, &mut s.state) {
         RequestOutcome::Upstream(addr) => proxy(worker, client, s, &table, addr, host, facts).await,
         RequestOutcome::Answer { answer, phases } => {
-            answer_locally(client, s, &table, answer, phases, facts).await
+            answer_locally(client, s, &table, answer, phases, facts, host).await
         }
     }
 }
@@ -244,13 +252,17 @@ async fn proxy(
     let upstream_reusable = s.resp.keeps_alive() && resp_body != BodyLength::UntilClose;
     s.resp.headers.remove_all(ERROR_CODE_HEADER.as_bytes());
 
-    if let Some((custom, outer)) = policy::run_response(table, &s.chain, &mut s.resp.headers) {
+    let info = request_info(&client.info, host, facts);
+    let phases = s.state.chain.len();
+    if let Some((custom, route, outer)) =
+        policy::run_response(table, &mut s.state, phases, &s.req, &mut s.resp, info)
+    {
         // A policy replaced the response: its body is not wanted.
         if resp_body.is_empty() && upstream_reusable {
             worker.pool.put(addr, up);
         }
-        let answer = Answer::Custom(custom);
-        return answer_locally(client, s, table, answer, outer, facts).await;
+        let answer = Answer::Custom(custom, route);
+        return answer_locally(client, s, table, answer, outer, facts, host).await;
     }
 
     let remove_chunking = facts.minor_version == 0 && resp_body == BodyLength::Chunked;
@@ -380,8 +392,22 @@ fn write_connection_header(out: &mut Vec<u8>, close: bool, minor_version: u8) {
     }
 }
 
+/// What expressions read of this request, besides its head.
+fn request_info<'a>(conn: &'a ConnInfo, host: &'a str, facts: RequestFacts) -> RequestInfo<'a> {
+    RequestInfo {
+        conn,
+        host,
+        content_length: match facts.body {
+            BodyLength::Empty => 0,
+            BodyLength::Fixed(n) => n as i64,
+            BodyLength::Chunked | BodyLength::UntilClose => -1,
+        },
+    }
+}
+
 /// Answers with a response the data plane makes, after the response phases of
 /// `chain[..phases]`.
+#[allow(clippy::too_many_arguments)]
 async fn answer_locally(
     client: &mut Client,
     s: &mut Scratch,
@@ -389,35 +415,58 @@ async fn answer_locally(
     answer: Answer<'_>,
     mut phases: usize,
     facts: RequestFacts,
+    host: &str,
 ) -> Next {
-    build_answer(answer, &mut s.resp, &mut s.body);
-    while let Some((custom, outer)) =
-        policy::run_response(table, &s.chain[..phases], &mut s.resp.headers)
+    let info = request_info(&client.info, host, facts);
+    build_answer(answer, s, info);
+    while let Some((custom, route, outer)) =
+        policy::run_response(table, &mut s.state, phases, &s.req, &mut s.resp, info)
     {
-        build_answer(Answer::Custom(custom), &mut s.resp, &mut s.body);
+        build_answer(Answer::Custom(custom, route), s, info);
         phases = outer;
     }
     let close = !facts.keep_alive || !skip_unread_body(client, facts.body);
     send_local(client, s, facts, close).await
 }
 
-fn build_answer(answer: Answer<'_>, resp: &mut ResponseHead, body: &mut Vec<u8>) {
-    body.clear();
+/// Builds a local answer into `s.resp` and `s.body`; custom responses render their
+/// `${…}` against the request and the endpoint that ran them.
+fn build_answer(answer: Answer<'_>, s: &mut Scratch, info: RequestInfo<'_>) {
+    s.body.clear();
     match answer {
-        Answer::Custom(custom) => {
-            resp.local(custom.status_code);
+        Answer::Custom(custom, route) => {
+            let view = View {
+                req: &s.req,
+                resp: None,
+                info,
+                route,
+                vars: &s.state.vars,
+                forward_error: s.state.forward_error,
+            };
+            s.resp.local(custom.status_code);
             for (name, value) in &custom.headers {
-                resp.headers.append_bytes(name.as_bytes(), value.as_bytes());
+                let value = value.render(&view);
+                let clean = !value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0));
+                // Interpolated request data must never split a header.
+                let value: std::borrow::Cow<'_, str> = if clean {
+                    value
+                } else {
+                    value.replace(['\r', '\n', '\0'], "").into()
+                };
+                s.resp
+                    .headers
+                    .append_bytes(name.as_bytes(), value.as_bytes());
             }
-            body.extend_from_slice(custom.body.as_bytes());
+            s.body
+                .extend_from_slice(custom.body.render(&view).as_bytes());
         }
         Answer::Deny(status) => {
-            resp.local(status);
-            mark_error(resp, body, ProxyError::Denied);
+            s.resp.local(status);
+            mark_error(&mut s.resp, &mut s.body, ProxyError::Denied);
         }
         Answer::Error(error) => {
-            resp.local(error.status());
-            mark_error(resp, body, error);
+            s.resp.local(error.status());
+            mark_error(&mut s.resp, &mut s.body, error);
         }
     }
 }
@@ -500,6 +549,8 @@ async fn answer_error_with(
     if error.side() == crate::error::Side::Upstream {
         log::debug!("{} for {}: {}", error.code(), client.peer, error.message());
     }
-    build_answer(Answer::Error(error), &mut s.resp, &mut s.body);
+    s.body.clear();
+    s.resp.local(error.status());
+    mark_error(&mut s.resp, &mut s.body, error);
     send_local(client, s, facts, close).await
 }

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod control_link;
+mod expressions;
 mod forward_internal;
 mod forwarding;
 mod legacy_driver;

@@ -1,16 +1,17 @@
 //! The action registry: one enum variant per action, its phases, and its verdict.
 
 use super::actions::{
-    add_headers::AddHeaders,
-    custom_response::CustomResponse,
+    add_headers::{AddHeaders, AddHeadersConfig},
+    custom_response::{CustomResponse, CustomResponseConfig},
     deny::Deny,
     forward_internal::{ForwardInternal, ForwardInternalConfig},
     remove_headers::RemoveHeaders,
-    HeadersMut,
+    set_vars::{SetVars, SetVarsConfig},
+    Exchange,
 };
 use super::Phase;
 
-/// One action of a rule, its config parsed and checked.
+/// One action of a rule, its config parsed, checked and compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Action {
@@ -24,6 +25,8 @@ pub enum Action {
     AddHeaders(AddHeaders),
     /// Remove headers.
     RemoveHeaders(RemoveHeaders),
+    /// Set `vars.*`.
+    SetVars(SetVars),
 }
 
 /// What the executor does after an action ran.
@@ -39,32 +42,54 @@ pub enum Verdict<'p> {
     ForwardInternal(&'p ForwardInternal),
 }
 
+use Phase::{HttpRequest as Q, HttpResponse as R, TcpConnect as T};
+
 impl Action {
     /// Every action type, as written in documents, with the phases it may run in.
     pub const TYPES: &'static [(&'static str, &'static [Phase])] = &[
-        ("forward-internal", &[Phase::TcpConnect, Phase::HttpRequest]),
-        (
-            "custom-response",
-            &[Phase::HttpRequest, Phase::HttpResponse],
-        ),
-        ("deny", &[Phase::TcpConnect, Phase::HttpRequest]),
-        ("add-headers", &[Phase::HttpRequest, Phase::HttpResponse]),
-        ("remove-headers", &[Phase::HttpRequest, Phase::HttpResponse]),
+        ("forward-internal", &[T, Q]),
+        ("custom-response", &[Q, R]),
+        ("deny", &[T, Q]),
+        ("add-headers", &[Q, R]),
+        ("remove-headers", &[Q, R]),
+        ("set-vars", &[T, Q, R]),
     ];
 
-    /// Parses the config of action `kind` and checks it on its own.
-    pub(crate) fn parse(kind: &str, config: serde_json::Value) -> Result<Action, String> {
+    /// Parses the config of action `kind`, checks it and compiles it for `phase`.
+    pub(crate) fn parse(
+        kind: &str,
+        config: serde_json::Value,
+        phase: Phase,
+    ) -> Result<Action, String> {
         fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
             serde_json::from_value(v).map_err(|e| e.to_string())
         }
-        let action = match kind {
-            "forward-internal" => {
-                Action::ForwardInternal(typed::<ForwardInternalConfig>(config)?.try_into()?)
+        Ok(match kind {
+            "forward-internal" => Action::ForwardInternal(ForwardInternal::compile(
+                typed::<ForwardInternalConfig>(config)?,
+                phase,
+            )?),
+            "custom-response" => Action::CustomResponse(CustomResponse::compile(
+                typed::<CustomResponseConfig>(config)?,
+                phase,
+            )?),
+            "deny" => {
+                let deny: Deny = typed(config)?;
+                deny.validate()?;
+                Action::Deny(deny)
             }
-            "custom-response" => Action::CustomResponse(typed(config)?),
-            "deny" => Action::Deny(typed(config)?),
-            "add-headers" => Action::AddHeaders(typed(config)?),
-            "remove-headers" => Action::RemoveHeaders(typed(config)?),
+            "add-headers" => Action::AddHeaders(AddHeaders::compile(
+                typed::<AddHeadersConfig>(config)?,
+                phase,
+            )?),
+            "remove-headers" => {
+                let remove: RemoveHeaders = typed(config)?;
+                remove.validate()?;
+                Action::RemoveHeaders(remove)
+            }
+            "set-vars" => {
+                Action::SetVars(SetVars::compile(typed::<SetVarsConfig>(config)?, phase)?)
+            }
             other => {
                 let known: Vec<_> = Self::TYPES.iter().map(|(n, _)| *n).collect();
                 return Err(format!(
@@ -72,15 +97,7 @@ impl Action {
                     known.join(", ")
                 ));
             }
-        };
-        match &action {
-            Action::ForwardInternal(_) => Ok(()),
-            Action::CustomResponse(a) => a.validate(),
-            Action::Deny(a) => a.validate(),
-            Action::AddHeaders(a) => a.validate(),
-            Action::RemoveHeaders(a) => a.validate(),
-        }?;
-        Ok(action)
+        })
     }
 
     /// The name of the action as written in documents.
@@ -91,6 +108,7 @@ impl Action {
             Action::Deny(_) => "deny",
             Action::AddHeaders(_) => "add-headers",
             Action::RemoveHeaders(_) => "remove-headers",
+            Action::SetVars(_) => "set-vars",
         }
     }
 
@@ -108,22 +126,26 @@ impl Action {
         match self {
             Action::ForwardInternal(f) => f.terminates(),
             Action::CustomResponse(_) | Action::Deny(_) => true,
-            Action::AddHeaders(_) | Action::RemoveHeaders(_) => false,
+            Action::AddHeaders(_) | Action::RemoveHeaders(_) | Action::SetVars(_) => false,
         }
     }
 
-    /// Runs the action against a message's headers.
-    pub fn execute(&self, headers: &mut impl HeadersMut) -> Verdict<'_> {
+    /// Runs the action in an exchange.
+    pub fn execute(&self, x: &mut dyn Exchange) -> Verdict<'_> {
         match self {
             Action::ForwardInternal(f) => Verdict::ForwardInternal(f),
             Action::CustomResponse(r) => Verdict::Respond(r),
             Action::Deny(d) => Verdict::Deny(d.status_code),
             Action::AddHeaders(a) => {
-                a.apply(headers);
+                a.apply(x);
                 Verdict::Next
             }
             Action::RemoveHeaders(r) => {
-                r.apply(headers);
+                r.apply(x);
+                Verdict::Next
+            }
+            Action::SetVars(s) => {
+                s.apply(x);
                 Verdict::Next
             }
         }

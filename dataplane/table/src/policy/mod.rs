@@ -4,12 +4,14 @@
 
 pub mod action;
 pub mod actions;
+pub mod expr;
 
 use std::fmt;
 
 use serde_json::Value;
 
 pub use action::{Action, Verdict};
+pub use expr::{Expression, Facts};
 
 use crate::endpoint::{Binding, EndpointKind};
 use crate::url::{EndpointUrl, Family};
@@ -38,13 +40,30 @@ impl Phase {
     const ALL: [Phase; 3] = [Phase::TcpConnect, Phase::HttpRequest, Phase::HttpResponse];
 }
 
-/// One rule: when its expressions hold, its actions run in order.
+/// One rule: when all its expressions hold, its actions run in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rule {
     /// An optional name, used in logs and errors.
     pub name: Option<String>,
+    /// Conditions, all of which must hold; none means always.
+    pub expressions: Vec<Expression>,
     /// The actions, in order.
     pub actions: Vec<Action>,
+}
+
+impl PartialEq for Expression {
+    fn eq(&self, other: &Self) -> bool {
+        self.source() == other.source()
+    }
+}
+
+impl Eq for Expression {}
+
+impl Rule {
+    /// Whether the rule's expressions all hold for this exchange.
+    pub fn applies(&self, facts: &dyn Facts) -> bool {
+        self.expressions.iter().all(|e| e.matches(facts))
+    }
 }
 
 /// A parsed traffic policy.
@@ -234,12 +253,11 @@ impl Policy {
                 Family::Http => Phase::HttpRequest,
                 Family::Stream => Phase::TcpConnect,
             };
-            // Rules have no expressions yet (issue #4), so every rule runs: one
-            // terminating action anywhere proves every request ends.
-            let ends = self
-                .phase(phase)
-                .iter()
-                .any(|rule| rule.actions.iter().any(Action::terminates));
+            // A rule without expressions always runs: a terminating action in one
+            // proves that every request ends.
+            let ends = self.phase(phase).iter().any(|rule| {
+                rule.expressions.is_empty() && rule.actions.iter().any(Action::terminates)
+            });
             if !ends {
                 return Err(PolicyError {
                     kind: PolicyErrorKind::NotTerminating,
@@ -272,11 +290,11 @@ fn parse_rules(phase: Phase, value: Value) -> Result<Vec<Rule>, PolicyError> {
     items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| parse_rule(&format!("{}[{i}]", phase.key()), item))
+        .map(|(i, item)| parse_rule(phase, &format!("{}[{i}]", phase.key()), item))
         .collect()
 }
 
-fn parse_rule(path: &str, value: Value) -> Result<Rule, PolicyError> {
+fn parse_rule(phase: Phase, path: &str, value: Value) -> Result<Rule, PolicyError> {
     let Value::Object(obj) = value else {
         return Err(err(path, "a rule is a map with `actions`"));
     };
@@ -289,17 +307,19 @@ fn parse_rule(path: &str, value: Value) -> Result<Rule, PolicyError> {
                 _ => return Err(err(format!("{path}.name"), "name is a string")),
             },
             "expressions" => {
-                let empty = match &value {
-                    Value::Null => true,
-                    Value::Array(a) => a.is_empty(),
+                let items = match value {
+                    Value::Null => Vec::new(),
+                    Value::Array(a) => a,
                     _ => return Err(err(format!("{path}.expressions"), "a list of strings")),
                 };
-                if !empty {
-                    return Err(err(
-                        format!("{path}.expressions"),
-                        "expressions are not supported by this version of innergate yet; \
-                         remove them or split the policy by endpoint",
-                    ));
+                for (i, item) in items.into_iter().enumerate() {
+                    let at = format!("{path}.expressions[{i}]");
+                    let Value::String(source) = item else {
+                        return Err(err(at, "an expression is a string"));
+                    };
+                    let expr = Expression::compile(&source, phase)
+                        .map_err(|e| err(at, format!("`{source}`: {e}")))?;
+                    rule.expressions.push(expr);
                 }
             }
             "actions" => {
@@ -308,8 +328,11 @@ fn parse_rule(path: &str, value: Value) -> Result<Rule, PolicyError> {
                     return Err(err(format!("{path}.actions"), "actions is a list"));
                 };
                 for (i, action) in actions.into_iter().enumerate() {
-                    rule.actions
-                        .push(parse_action(&format!("{path}.actions[{i}]"), action)?);
+                    rule.actions.push(parse_action(
+                        phase,
+                        &format!("{path}.actions[{i}]"),
+                        action,
+                    )?);
                 }
             }
             other => {
@@ -329,7 +352,7 @@ fn parse_rule(path: &str, value: Value) -> Result<Rule, PolicyError> {
     Ok(rule)
 }
 
-fn parse_action(path: &str, value: Value) -> Result<Action, PolicyError> {
+fn parse_action(phase: Phase, path: &str, value: Value) -> Result<Action, PolicyError> {
     let Value::Object(mut obj) = value else {
         return Err(err(path, "an action is a map with `type` and `config`"));
     };
@@ -349,7 +372,7 @@ fn parse_action(path: &str, value: Value) -> Result<Action, PolicyError> {
         Value::Null => Value::Object(Default::default()),
         other => other,
     };
-    Action::parse(&kind, config).map_err(|m| {
+    Action::parse(&kind, config, phase).map_err(|m| {
         let at = if m.starts_with("unknown action type") {
             format!("{path}.type")
         } else {

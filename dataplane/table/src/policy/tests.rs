@@ -32,6 +32,62 @@ impl actions::HeadersMut for Headers {
     }
 }
 
+/// An exchange over a header list; expressions read the method and the headers.
+#[derive(Default)]
+struct Fake {
+    headers: Headers,
+    vars: Vec<(String, String)>,
+}
+
+impl expr::Facts for Fake {
+    fn string(&self, var: expr::Var) -> &str {
+        match var {
+            expr::Var::Method => "GET",
+            _ => "",
+        }
+    }
+    fn int(&self, _: expr::Var) -> i64 {
+        0
+    }
+    fn count(&self, _: expr::MapVar, key: &str) -> usize {
+        self.headers
+            .0
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(key))
+            .count()
+    }
+    fn value(&self, _: expr::MapVar, key: &str, index: usize) -> Option<&str> {
+        let mut values = self
+            .headers
+            .0
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(key));
+        values.nth(index).map(|(_, v)| v.as_str())
+    }
+    fn map_size(&self, _: expr::MapVar) -> usize {
+        self.headers.0.len()
+    }
+    fn user_var(&self, name: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl actions::Exchange for Fake {
+    fn facts(&self) -> &dyn expr::Facts {
+        self
+    }
+    fn headers(&mut self) -> &mut dyn actions::HeadersMut {
+        &mut self.headers
+    }
+    fn set_var(&mut self, name: &str, value: String) {
+        self.vars.push((name.into(), value));
+    }
+}
+
 const SEED: &str = r#"
 on_http_request:
   - actions:
@@ -62,14 +118,16 @@ fn yaml_scalars_stay_the_text_users_wrote() {
     let Action::AddHeaders(add) = &p.on_http_request[0].actions[0] else {
         panic!()
     };
-    assert_eq!(
-        add.headers,
-        [("x-a".into(), "yes".into()), ("x-b".into(), "80".into())]
-    );
+    let values: Vec<_> = add
+        .headers
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.source()))
+        .collect();
+    assert_eq!(values, [("x-a", "yes"), ("x-b", "80")]);
     let Action::CustomResponse(custom) = &p.on_http_request[0].actions[1] else {
         panic!()
     };
-    assert_eq!(custom.body, "404");
+    assert_eq!(custom.body.source(), "404");
 }
 
 #[test]
@@ -92,10 +150,6 @@ fn errors_name_their_path() {
     assert!(e.message.starts_with("invalid YAML"), "{e}");
     let e = parse_err("{\"on_http_request\": [}");
     assert!(e.message.contains("line 1"), "{e}");
-    let e = parse_err(
-        "on_http_request:\n  - expressions: [\"req.method == 'GET'\"]\n    actions: [{type: deny}]\n",
-    );
-    assert_eq!(e.path, "on_http_request[0].expressions");
 }
 
 #[test]
@@ -160,31 +214,93 @@ fn cloud_endpoints_must_end_every_request() {
 }
 
 #[test]
-fn actions_execute_on_headers() {
+fn actions_execute_in_an_exchange() {
     let p = Policy::parse(
-        "on_http_request:\n  - actions:\n      - type: add-headers\n        config: {headers: {x-a: '1', Host: new.example.com}}\n      - type: remove-headers\n        config: {headers: [X-Drop]}\n",
+        "on_http_request:\n  - actions:\n      - type: set-vars\n        config: {vars: {who: '${req.headers[\"x-user\"][0]}'}}\n      - type: add-headers\n        config: {headers: {x-a: '${req.method}-${vars.who}', Host: new.example.com}}\n      - type: remove-headers\n        config: {headers: [X-Drop]}\n",
     )
     .unwrap();
-    let mut h = Headers(vec![
-        ("host".into(), "old.example.com".into()),
-        ("x-drop".into(), "1".into()),
-    ]);
+    let mut x = Fake {
+        headers: Headers(vec![
+            ("host".into(), "old.example.com".into()),
+            ("x-drop".into(), "1".into()),
+            ("x-user".into(), "ann\r\nx-evil: 1".into()),
+        ]),
+        vars: Vec::new(),
+    };
     for action in &p.on_http_request[0].actions {
-        assert!(matches!(action.execute(&mut h), Verdict::Next));
+        assert!(matches!(action.execute(&mut x), Verdict::Next));
     }
     assert_eq!(
-        h.0,
+        x.headers.0,
         vec![
-            ("x-a".to_string(), "1".to_string()),
+            ("x-user".to_string(), "ann\r\nx-evil: 1".to_string()),
+            ("x-a".to_string(), "GET-annx-evil: 1".to_string()),
             ("Host".to_string(), "new.example.com".to_string())
-        ]
+        ],
+        "interpolated values lose CR and LF"
     );
     let deny = Policy::parse(
         "on_http_request:\n  - actions: [{type: deny, config: {status_code: 451}}]\n",
     )
     .unwrap();
     assert!(matches!(
-        deny.on_http_request[0].actions[0].execute(&mut h),
+        deny.on_http_request[0].actions[0].execute(&mut x),
         Verdict::Deny(451)
     ));
+}
+
+#[test]
+fn rules_with_expressions() {
+    let p = Policy::parse(
+        "on_http_request:\n  - name: gets\n    expressions: [\"req.method == 'GET'\", \"'x-a' in req.headers\"]\n    actions: [{type: deny}]\n",
+    )
+    .unwrap();
+    let rule = &p.on_http_request[0];
+    let mut x = Fake::default();
+    assert!(!rule.applies(&x));
+    x.headers.0.push(("X-A".into(), "1".into()));
+    assert!(rule.applies(&x));
+    let e = parse_err("on_http_request:\n  - expressions: [\"req.method == 'GET'\", \"req.methd == 1\"]\n    actions: [{type: deny}]\n");
+    assert_eq!(e.path, "on_http_request[0].expressions[1]");
+    assert!(
+        e.message
+            .contains("`req.methd == 1`: column 1: unknown variable"),
+        "{e}"
+    );
+    let e = parse_err("on_http_request:\n  - expressions: [\"res.status_code == 200\"]\n    actions: [{type: deny}]\n");
+    assert!(
+        e.message.contains("not available in on_http_request"),
+        "{e}"
+    );
+    let e = parse_err("on_http_request:\n  - actions:\n      - type: custom-response\n        config: {body: '${req.nope}'}\n");
+    assert_eq!(e.path, "on_http_request[0].actions[0].config");
+    assert!(
+        e.message.contains("body: column 3: unknown variable"),
+        "{e}"
+    );
+    // A cloud endpoint's only terminating rule has a condition: it can fall through.
+    let conditional = "on_http_request:\n  - expressions: [\"req.method == 'GET'\"]\n    actions: [{type: deny}]\n";
+    let e = check("http://a.example.com", EndpointKind::Cloud, conditional).unwrap_err();
+    assert!(e.message.contains("must end every request"), "{e}");
+}
+
+#[test]
+fn dynamic_forward_targets_are_checked_per_request() {
+    let p = Policy::parse(
+        "on_http_request:\n  - actions:\n      - type: forward-internal\n        config: {url: 'https://${req.headers[\"x-service\"][0]}.internal'}\n",
+    )
+    .unwrap();
+    let Action::ForwardInternal(f) = &p.on_http_request[0].actions[0] else {
+        panic!()
+    };
+    let mut x = Fake::default();
+    x.headers.0.push(("x-service".into(), "billing".into()));
+    assert_eq!(
+        f.resolve(&x).unwrap().to_string(),
+        "https://billing.internal"
+    );
+    x.headers.0[0].1 = "evil.com/".into();
+    assert!(f.resolve(&x).is_err());
+    x.headers.0[0].1 = "a.example".into();
+    assert!(f.resolve(&x).is_ok(), "a.example.internal is internal");
 }

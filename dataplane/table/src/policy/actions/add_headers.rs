@@ -1,39 +1,60 @@
-//! `add-headers`: add headers to the request or response; `host` replaces.
+//! `add-headers`: add headers to the request or response (values interpolate `${…}`);
+//! `host` replaces.
 
 use serde::{Deserialize, Deserializer};
 
-use super::HeadersMut;
+use super::Exchange;
+use crate::policy::expr::Template;
+use crate::policy::Phase;
 
-/// Config of `add-headers`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+/// Config of `add-headers` as written.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AddHeaders {
+pub struct AddHeadersConfig {
     /// Headers to add, in the order written.
     #[serde(deserialize_with = "ordered_headers")]
     pub headers: Vec<(String, String)>,
 }
 
+/// `add-headers`, compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddHeaders {
+    /// Names and value templates, in order.
+    pub headers: Vec<(String, Template)>,
+}
+
 impl AddHeaders {
-    /// Checks names and values are sendable.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.headers.is_empty() {
+    /// Checks names and values and compiles the value templates.
+    pub fn compile(config: AddHeadersConfig, phase: Phase) -> Result<Self, String> {
+        if config.headers.is_empty() {
             return Err("headers is empty".into());
         }
-        for (name, value) in &self.headers {
-            super::check_header_name(name)?;
-            super::check_header_value(name, value)?;
+        let mut headers = Vec::with_capacity(config.headers.len());
+        for (name, value) in config.headers {
+            super::check_header_name(&name)?;
+            super::check_header_value(&name, &value)?;
+            let template =
+                Template::compile(&value, phase).map_err(|e| format!("headers.{name}: {e}"))?;
+            headers.push((name, template));
         }
-        Ok(())
+        Ok(AddHeaders { headers })
     }
 
     /// Adds the headers; a `host` header replaces the one present, since a request
-    /// has exactly one Host.
-    pub fn apply(&self, headers: &mut impl HeadersMut) {
-        for (name, value) in &self.headers {
+    /// has exactly one Host. Values are rendered before any header changes, so every
+    /// value sees the message as it arrived at this action.
+    pub fn apply(&self, x: &mut dyn Exchange) {
+        let values: Vec<_> = self
+            .headers
+            .iter()
+            .map(|(_, t)| super::sanitize(t.render(x.facts())))
+            .collect();
+        let headers = x.headers();
+        for ((name, _), value) in self.headers.iter().zip(values) {
             if name.eq_ignore_ascii_case("host") {
                 headers.remove(name);
             }
-            headers.append(name, value);
+            headers.append(name, &value);
         }
     }
 }

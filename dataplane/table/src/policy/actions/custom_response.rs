@@ -1,19 +1,23 @@
 //! `custom-response`: answer the request (or replace the upstream response) with a
-//! status, headers and body from the config. Terminating.
+//! status, headers and body from the config; headers and body interpolate `${…}`.
+//! Terminating.
 
 use serde::Deserialize;
 
-/// Config of `custom-response`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+use crate::policy::expr::Template;
+use crate::policy::Phase;
+
+/// Config of `custom-response` as written.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CustomResponse {
+pub struct CustomResponseConfig {
     /// The status, 200 unless given.
     #[serde(default = "default_status")]
     pub status_code: u16,
     /// Response headers in the order written.
     #[serde(default, deserialize_with = "super::add_headers::ordered_headers")]
     pub headers: Vec<(String, String)>,
-    /// The body, sent as is with a Content-Length.
+    /// The body, sent with a Content-Length.
     #[serde(default, deserialize_with = "super::scalar_string")]
     pub body: String,
 }
@@ -22,13 +26,25 @@ fn default_status() -> u16 {
     200
 }
 
+/// `custom-response`, compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomResponse {
+    /// The status.
+    pub status_code: u16,
+    /// Header names and value templates.
+    pub headers: Vec<(String, Template)>,
+    /// The body template.
+    pub body: Template,
+}
+
 impl CustomResponse {
-    /// Checks status and headers; framing headers are the data plane's to write.
-    pub fn validate(&self) -> Result<(), String> {
-        check_status(self.status_code)?;
-        for (name, value) in &self.headers {
-            super::check_header_name(name)?;
-            super::check_header_value(name, value)?;
+    /// Checks status and headers and compiles the templates for `phase`.
+    pub fn compile(config: CustomResponseConfig, phase: Phase) -> Result<Self, String> {
+        check_status(config.status_code)?;
+        let mut headers = Vec::with_capacity(config.headers.len());
+        for (name, value) in config.headers {
+            super::check_header_name(&name)?;
+            super::check_header_value(&name, &value)?;
             if name.eq_ignore_ascii_case("content-length")
                 || name.eq_ignore_ascii_case("transfer-encoding")
             {
@@ -36,8 +52,16 @@ impl CustomResponse {
                     "header `{name}` is set by innergate from the body; remove it"
                 ));
             }
+            let template =
+                Template::compile(&value, phase).map_err(|e| format!("headers.{name}: {e}"))?;
+            headers.push((name, template));
         }
-        Ok(())
+        let body = Template::compile(&config.body, phase).map_err(|e| format!("body: {e}"))?;
+        Ok(CustomResponse {
+            status_code: config.status_code,
+            headers,
+            body,
+        })
     }
 }
 

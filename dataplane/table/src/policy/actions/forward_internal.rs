@@ -1,9 +1,11 @@
 //! `forward-internal`: hand the request (or connection) to an internal endpoint of the
 //! same account, in memory (SPEC §5). The data plane does the lookup and the hop; this
-//! file owns the config and its create-time checks.
+//! file owns the config, its create-time checks and the target's resolution.
 
 use serde::Deserialize;
 
+use crate::policy::expr::{Facts, Template};
+use crate::policy::Phase;
 use crate::url::{EndpointUrl, Scheme};
 
 /// What happens when the forward fails.
@@ -21,7 +23,7 @@ pub enum OnError {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardInternalConfig {
-    /// The internal URL to forward to.
+    /// The internal URL to forward to; may interpolate `${…}`.
     #[serde(deserialize_with = "super::scalar_string")]
     pub url: String,
     /// What to do when the forward fails.
@@ -29,49 +31,84 @@ pub struct ForwardInternalConfig {
     pub on_error: OnError,
 }
 
-/// `forward-internal` with its target parsed.
+/// Where a forward goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A literal URL, checked at create time.
+    Static(EndpointUrl),
+    /// A URL built per request, checked when it is used.
+    Dynamic(Template),
+}
+
+/// `forward-internal`, compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForwardInternal {
-    /// The target, an internal URL.
-    pub target: EndpointUrl,
+    /// The target.
+    pub target: Target,
     /// What to do when the forward fails.
     pub on_error: OnError,
 }
 
-impl TryFrom<ForwardInternalConfig> for ForwardInternal {
-    type Error = String;
+/// Why a dynamic target is unusable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadTarget(pub String);
 
-    fn try_from(config: ForwardInternalConfig) -> Result<Self, String> {
-        let target =
-            EndpointUrl::parse(&config.url).map_err(|e| format!("url `{}`: {e}", config.url))?;
-        if !target.is_internal() {
-            return Err(format!(
-                "url `{}` is not internal: forward-internal targets end in `.internal`",
-                config.url
-            ));
-        }
+impl ForwardInternal {
+    /// Parses the target (literal URLs must be internal) and compiles templates.
+    pub fn compile(config: ForwardInternalConfig, phase: Phase) -> Result<Self, String> {
+        let template = Template::compile(&config.url, phase).map_err(|e| format!("url: {e}"))?;
+        let target = match template.as_literal() {
+            Some(literal) => Target::Static(parse_internal(literal)?),
+            None => Target::Dynamic(template),
+        };
         Ok(ForwardInternal {
             target,
             on_error: config.on_error,
         })
     }
-}
 
-impl ForwardInternal {
-    /// Checks the target is of the forwarding endpoint's family (SPEC §5).
+    /// Checks a literal target is of the forwarding endpoint's family (SPEC §5).
     pub fn validate_for(&self, from: Scheme) -> Result<(), String> {
-        if self.target.scheme.family() != from.family() {
-            return Err(format!(
-                "a {from} endpoint cannot forward to {}: forward-internal stays within \
-                 http/https or within tcp/tls",
-                self.target
-            ));
+        if let Target::Static(target) = &self.target {
+            if target.scheme.family() != from.family() {
+                return Err(format!(
+                    "a {from} endpoint cannot forward to {target}: forward-internal stays \
+                     within http/https or within tcp/tls"
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// The target for this request: the literal one, or the rendered template parsed
+    /// and checked to be internal.
+    pub fn resolve(
+        &self,
+        facts: &dyn Facts,
+    ) -> Result<std::borrow::Cow<'_, EndpointUrl>, BadTarget> {
+        match &self.target {
+            Target::Static(url) => Ok(std::borrow::Cow::Borrowed(url)),
+            Target::Dynamic(template) => parse_internal(&template.render(facts))
+                .map(std::borrow::Cow::Owned)
+                .map_err(BadTarget),
+        }
     }
 
     /// Whether the action always ends the phase.
     pub fn terminates(&self) -> bool {
         self.on_error == OnError::Halt
     }
+}
+
+fn parse_internal(text: &str) -> Result<EndpointUrl, String> {
+    let target = EndpointUrl::parse(text).map_err(|e| format!("url `{text}`: {e}"))?;
+    if !target.is_internal() {
+        return Err(format!(
+            "url `{text}` is not internal: forward-internal targets end in `.internal`"
+        ));
+    }
+    if matches!(target.host, crate::url::HostPattern::Wildcard(_)) {
+        return Err(format!("url `{text}` must name one host, not a wildcard"));
+    }
+    Ok(target)
 }

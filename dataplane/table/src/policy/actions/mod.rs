@@ -7,6 +7,11 @@ pub mod custom_response;
 pub mod deny;
 pub mod forward_internal;
 pub mod remove_headers;
+pub mod set_vars;
+
+use std::borrow::Cow;
+
+use super::expr::Facts;
 
 /// Header storage an action may edit. The data plane implements it over its parsed
 /// heads; tests implement it over a plain list.
@@ -15,6 +20,32 @@ pub trait HeadersMut {
     fn append(&mut self, name: &str, value: &str);
     /// Removes every header with this name (case-insensitive).
     fn remove(&mut self, name: &str);
+}
+
+/// What an action sees of the exchange it runs in: facts to read (for expressions
+/// and `${…}`), the headers of the message its phase edits, and `vars`.
+pub trait Exchange {
+    /// What expressions read.
+    fn facts(&self) -> &dyn Facts;
+    /// The headers this phase edits (request or response).
+    fn headers(&mut self) -> &mut dyn HeadersMut;
+    /// Sets `vars.NAME`.
+    fn set_var(&mut self, name: &str, value: String);
+}
+
+/// Drops CR, LF and NUL from an interpolated value, so request data can never split
+/// a header.
+pub(crate) fn sanitize(value: Cow<'_, str>) -> Cow<'_, str> {
+    if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        Cow::Owned(
+            value
+                .chars()
+                .filter(|c| !matches!(c, '\r' | '\n' | '\0'))
+                .collect(),
+        )
+    } else {
+        value
+    }
 }
 
 /// Reads a string field that YAML users may write as a bare number or boolean

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::HeadersMut;
+use super::Exchange;
 
 /// Config of `remove-headers`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -24,7 +24,8 @@ impl RemoveHeaders {
     }
 
     /// Removes every header named in the config.
-    pub fn apply(&self, headers: &mut impl HeadersMut) {
+    pub fn apply(&self, x: &mut dyn Exchange) {
+        let headers = x.headers();
         for name in &self.headers {
             headers.remove(name);
         }

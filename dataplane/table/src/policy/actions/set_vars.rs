@@ -1,0 +1,55 @@
+//! `set-vars`: set variables that later expressions read as `vars.NAME`; values
+//! interpolate `${…}`.
+
+use serde::Deserialize;
+
+use super::Exchange;
+use crate::policy::expr::Template;
+use crate::policy::Phase;
+
+/// Config of `set-vars` as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetVarsConfig {
+    /// Names and values, in order.
+    #[serde(deserialize_with = "super::add_headers::ordered_headers")]
+    pub vars: Vec<(String, String)>,
+}
+
+/// `set-vars`, compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetVars {
+    /// Names and value templates, in order.
+    pub vars: Vec<(String, Template)>,
+}
+
+impl SetVars {
+    /// Checks the names and compiles the values.
+    pub fn compile(config: SetVarsConfig, phase: Phase) -> Result<Self, String> {
+        if config.vars.is_empty() {
+            return Err("vars is empty".into());
+        }
+        let mut vars = Vec::with_capacity(config.vars.len());
+        for (name, value) in config.vars {
+            let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!(
+                    "`{name}` is not a variable name (letters, digits, _)"
+                ));
+            }
+            let template =
+                Template::compile(&value, phase).map_err(|e| format!("vars.{name}: {e}"))?;
+            vars.push((name, template));
+        }
+        Ok(SetVars { vars })
+    }
+
+    /// Sets the variables in order; each value sees those set before it.
+    pub fn apply(&self, x: &mut dyn Exchange) {
+        for (name, template) in &self.vars {
+            let value = template.render(x.facts()).into_owned();
+            x.set_var(name, value);
+        }
+    }
+}
