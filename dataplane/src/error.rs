@@ -40,6 +40,10 @@ pub(crate) enum ProxyError {
     PolicyFellThrough,
     /// A policy refused the request with `deny`.
     Denied,
+    /// `restrict-ips` refused the peer address.
+    Restricted,
+    /// `basic-auth` found no valid credentials.
+    Unauthorized,
     /// The upstream refused the connection or could not be reached.
     UpstreamUnreachable,
     /// The upstream did not answer within the timeout.
@@ -61,7 +65,8 @@ impl ProxyError {
             HeadersTooLarge => 431,
             NoEndpoint | ForwardTargetMissing | ForwardInvalidTarget => 404,
             ForwardLoop | ForwardTooManyHops => 508,
-            Denied => 403,
+            Denied | Restricted => 403,
+            Unauthorized => 401,
             PolicyFellThrough => 500,
             ForwardWrongFamily
             | UpstreamUnreachable
@@ -87,6 +92,8 @@ impl ProxyError {
             ForwardTooManyHops => "ERR_IG_3203",
             PolicyFellThrough => "ERR_IG_3210",
             Denied => "ERR_IG_3300",
+            Restricted => "ERR_IG_3301",
+            Unauthorized => "ERR_IG_3302",
             UpstreamUnreachable => "ERR_IG_3004",
             UpstreamTimeout => "ERR_IG_3005",
             UpstreamInvalidResponse => "ERR_IG_3006",
@@ -111,6 +118,8 @@ impl ProxyError {
             ForwardTooManyHops => "forward-internal chain exceeds 10 hops",
             PolicyFellThrough => "the endpoint's traffic policy did not handle the request",
             Denied => "denied by traffic policy",
+            Restricted => "your address is not allowed to reach this endpoint",
+            Unauthorized => "authentication required",
             UpstreamUnreachable => "upstream refused the connection or is unreachable",
             UpstreamTimeout => "upstream did not answer in time",
             UpstreamInvalidResponse => "upstream sent an invalid HTTP response",

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use innergate_table::policy::actions::custom_response::CustomResponse;
 use innergate_table::policy::actions::forward_internal::{ForwardInternal, OnError};
 use innergate_table::policy::actions::{Exchange, HeadersMut};
-use innergate_table::policy::expr::{MapVar, Var};
+use innergate_table::policy::expr::{MapVar, Template, Var};
 use innergate_table::policy::{Facts, Verdict};
 use smallvec::SmallVec;
 
@@ -40,6 +40,8 @@ pub(crate) struct ConnInfo {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RequestInfo<'a> {
     pub(crate) conn: &'a ConnInfo,
+    /// `http` or `https`, as the client connected.
+    pub(crate) scheme: &'static str,
     /// The Host, lowercased, without port.
     pub(crate) host: &'a str,
     /// -1 when the length is not known in advance (chunked).
@@ -84,10 +86,14 @@ impl ExchangeState {
 }
 
 /// A response the data plane makes without an upstream.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Answer<'t> {
     /// `custom-response`, rendered for the endpoint that ran it.
     Custom(&'t CustomResponse, &'t Route),
+    /// `redirect`: status, Location, extra headers rendered for the endpoint.
+    Redirect(u16, String, &'t [(String, Template)], &'t Route),
+    /// `basic-auth` refused: 401 with this realm.
+    Unauthorized(&'t str),
     /// `deny` with its status.
     Deny(u16),
     /// An error of routing, forwarding or the upstream.
@@ -102,6 +108,8 @@ pub(crate) enum RequestOutcome<'t> {
     /// Answer it here. The response phases of `chain[..phases]` run over the answer
     /// (none for errors, which are the data plane's own).
     Answer { answer: Answer<'t>, phases: usize },
+    /// Close the client connection without an answer.
+    Close,
 }
 
 /// Everything a fact can come from, borrowed for one lookup.
@@ -148,6 +156,7 @@ impl<'s> View<'s> {
     fn string(self, var: Var) -> &'s str {
         match var {
             Var::Method => text(self.req.method()),
+            Var::Scheme => self.info.scheme,
             Var::Host => self.info.host,
             Var::Path => self.path_and_query().0,
             Var::Query => self.path_and_query().1,
@@ -284,6 +293,9 @@ impl Exchange for OnRequest<'_> {
     fn set_var(&mut self, name: &str, value: String) {
         self.vars.set(name, value);
     }
+    fn set_target(&mut self, target: &str) {
+        self.req.set_target(target);
+    }
 }
 
 /// The response phase's exchange: reads everything, edits response headers.
@@ -318,6 +330,9 @@ impl Exchange for OnResponse<'_> {
     }
     fn set_var(&mut self, name: &str, value: String) {
         self.vars.set(name, value);
+    }
+    fn set_target(&mut self, _: &str) {
+        // Validation keeps url-rewrite out of on_http_response.
     }
 }
 
@@ -357,6 +372,29 @@ pub(crate) fn run_request<'t>(
                         return RequestOutcome::Answer {
                             answer: Answer::Deny(status),
                             phases: state.chain.len(),
+                        }
+                    }
+                    Verdict::Close => return RequestOutcome::Close,
+                    Verdict::Redirect {
+                        status,
+                        location,
+                        headers,
+                    } => {
+                        return RequestOutcome::Answer {
+                            answer: Answer::Redirect(status, location, headers, current),
+                            phases: state.chain.len(),
+                        }
+                    }
+                    Verdict::Restricted => {
+                        return RequestOutcome::Answer {
+                            answer: Answer::Error(ProxyError::Restricted),
+                            phases: 0,
+                        }
+                    }
+                    Verdict::Unauthorized(realm) => {
+                        return RequestOutcome::Answer {
+                            answer: Answer::Unauthorized(realm),
+                            phases: 0,
                         }
                     }
                     Verdict::ForwardInternal(forward) => {
@@ -451,11 +489,10 @@ pub(crate) fn run_response<'t>(
                 continue;
             }
             for action in &rule.actions {
-                match action.execute(&mut x) {
-                    Verdict::Respond(custom) => return Some((custom, route, position)),
-                    // Other verdicts cannot occur here: validation keeps deny and
-                    // forward-internal out of on_http_response.
-                    Verdict::Next | Verdict::Deny(_) | Verdict::ForwardInternal(_) => {}
+                // Only custom-response ends this phase: validation keeps the other
+                // ending actions out of on_http_response.
+                if let Verdict::Respond(custom) = action.execute(&mut x) {
+                    return Some((custom, route, position));
                 }
             }
         }

@@ -109,6 +109,7 @@ async fn serve_one(worker: &Worker, client: &mut Client, s: &mut Scratch, first:
         RequestOutcome::Answer { answer, phases } => {
             answer_locally(client, s, &table, answer, phases, facts, host).await
         }
+        RequestOutcome::Close => Next::Close,
     }
 }
 
@@ -396,6 +397,7 @@ fn write_connection_header(out: &mut Vec<u8>, close: bool, minor_version: u8) {
 fn request_info<'a>(conn: &'a ConnInfo, host: &'a str, facts: RequestFacts) -> RequestInfo<'a> {
     RequestInfo {
         conn,
+        scheme: "http",
         host,
         content_length: match facts.body {
             BodyLength::Empty => 0,
@@ -445,20 +447,41 @@ fn build_answer(answer: Answer<'_>, s: &mut Scratch, info: RequestInfo<'_>) {
             };
             s.resp.local(custom.status_code);
             for (name, value) in &custom.headers {
-                let value = value.render(&view);
-                let clean = !value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0));
-                // Interpolated request data must never split a header.
-                let value: std::borrow::Cow<'_, str> = if clean {
-                    value
-                } else {
-                    value.replace(['\r', '\n', '\0'], "").into()
-                };
+                let value = without_line_breaks(value.render(&view));
                 s.resp
                     .headers
                     .append_bytes(name.as_bytes(), value.as_bytes());
             }
             s.body
                 .extend_from_slice(custom.body.render(&view).as_bytes());
+        }
+        Answer::Redirect(status, location, headers, route) => {
+            let view = View {
+                req: &s.req,
+                resp: None,
+                info,
+                route,
+                vars: &s.state.vars,
+                forward_error: s.state.forward_error,
+            };
+            s.resp.local(status);
+            s.resp
+                .headers
+                .append_bytes(b"location", location.as_bytes());
+            for (name, value) in headers {
+                let value = without_line_breaks(value.render(&view));
+                s.resp
+                    .headers
+                    .append_bytes(name.as_bytes(), value.as_bytes());
+            }
+        }
+        Answer::Unauthorized(realm) => {
+            s.resp.local(401);
+            let challenge = format!("Basic realm=\"{realm}\", charset=\"UTF-8\"");
+            s.resp
+                .headers
+                .append_bytes(b"www-authenticate", challenge.as_bytes());
+            mark_error(&mut s.resp, &mut s.body, ProxyError::Unauthorized);
         }
         Answer::Deny(status) => {
             s.resp.local(status);
@@ -468,6 +491,15 @@ fn build_answer(answer: Answer<'_>, s: &mut Scratch, info: RequestInfo<'_>) {
             s.resp.local(error.status());
             mark_error(&mut s.resp, &mut s.body, error);
         }
+    }
+}
+
+/// Interpolated request data must never split a header.
+fn without_line_breaks(value: std::borrow::Cow<'_, str>) -> std::borrow::Cow<'_, str> {
+    if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        value.replace(['\r', '\n', '\0'], "").into()
+    } else {
+        value
     }
 }
 

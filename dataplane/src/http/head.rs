@@ -191,6 +191,11 @@ impl RequestHead {
         self.headers.text(self.target)
     }
 
+    /// Replaces the target (`url-rewrite`); the new bytes join the head's storage.
+    pub(crate) fn set_target(&mut self, target: &str) {
+        self.target = self.headers.push_bytes(target.as_bytes());
+    }
+
     pub(crate) fn is_head(&self) -> bool {
         self.method() == b"HEAD"
     }

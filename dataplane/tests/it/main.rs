@@ -1,5 +1,6 @@
 //! The data plane seen from outside: the real binary, real sockets, real backends.
 
+mod actions;
 mod bad_input;
 mod control_link;
 mod expressions;

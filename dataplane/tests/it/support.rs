@@ -62,15 +62,12 @@ impl DataPlane {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_innergate-dataplane"))
-            .args([
-                "--workers",
-                "2",
-                "--bind",
-                "127.0.0.1",
-                "--port-map",
-                "80=0",
-            ])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_innergate-dataplane"));
+        if !self.extra.iter().any(|a| a == "--bind") {
+            command.args(["--bind", "127.0.0.1"]);
+        }
+        let child = command
+            .args(["--workers", "2", "--port-map", "80=0"])
             .arg("--control-socket")
             .arg(self.socket())
             .arg("--state-dir")

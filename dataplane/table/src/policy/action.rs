@@ -2,13 +2,19 @@
 
 use super::actions::{
     add_headers::{AddHeaders, AddHeadersConfig},
+    basic_auth::{BasicAuth, BasicAuthConfig},
+    close_connection::CloseConnection,
     custom_response::{CustomResponse, CustomResponseConfig},
     deny::Deny,
     forward_internal::{ForwardInternal, ForwardInternalConfig},
+    redirect::{Redirect, RedirectConfig},
     remove_headers::RemoveHeaders,
+    restrict_ips::{RestrictIps, RestrictIpsConfig},
     set_vars::{SetVars, SetVarsConfig},
+    url_rewrite::{UrlRewrite, UrlRewriteConfig},
     Exchange,
 };
+use super::expr::Template;
 use super::Phase;
 
 /// One action of a rule, its config parsed, checked and compiled.
@@ -27,6 +33,16 @@ pub enum Action {
     RemoveHeaders(RemoveHeaders),
     /// Set `vars.*`.
     SetVars(SetVars),
+    /// Close the client connection.
+    CloseConnection(CloseConnection),
+    /// Answer with a Location.
+    Redirect(Redirect),
+    /// Rewrite the path and query.
+    UrlRewrite(UrlRewrite),
+    /// Allow or deny by peer address.
+    RestrictIps(RestrictIps),
+    /// Require HTTP Basic credentials.
+    BasicAuth(BasicAuth),
 }
 
 /// What the executor does after an action ran.
@@ -40,6 +56,21 @@ pub enum Verdict<'p> {
     Deny(u16),
     /// Hand over to an internal endpoint; the executor resolves it.
     ForwardInternal(&'p ForwardInternal),
+    /// Close the client connection without an answer; ends the phase.
+    Close,
+    /// Answer with a redirect; ends the phase.
+    Redirect {
+        /// 301, 302, 303, 307 or 308.
+        status: u16,
+        /// The rendered Location.
+        location: String,
+        /// Extra headers to render.
+        headers: &'p [(String, Template)],
+    },
+    /// The peer address is not allowed: 403 (tcp: close); ends the phase.
+    Restricted,
+    /// Credentials missing or wrong: 401 with this realm; ends the phase.
+    Unauthorized(&'p str),
 }
 
 use Phase::{HttpRequest as Q, HttpResponse as R, TcpConnect as T};
@@ -53,6 +84,11 @@ impl Action {
         ("add-headers", &[Q, R]),
         ("remove-headers", &[Q, R]),
         ("set-vars", &[T, Q, R]),
+        ("close-connection", &[T, Q]),
+        ("redirect", &[Q]),
+        ("url-rewrite", &[Q]),
+        ("restrict-ips", &[T, Q]),
+        ("basic-auth", &[Q]),
     ];
 
     /// Parses the config of action `kind`, checks it and compiles it for `phase`.
@@ -90,6 +126,20 @@ impl Action {
             "set-vars" => {
                 Action::SetVars(SetVars::compile(typed::<SetVarsConfig>(config)?, phase)?)
             }
+            "close-connection" => Action::CloseConnection(typed(config)?),
+            "redirect" => {
+                Action::Redirect(Redirect::compile(typed::<RedirectConfig>(config)?, phase)?)
+            }
+            "url-rewrite" => Action::UrlRewrite(UrlRewrite::compile(
+                typed::<UrlRewriteConfig>(config)?,
+                phase,
+            )?),
+            "restrict-ips" => {
+                Action::RestrictIps(RestrictIps::compile(typed::<RestrictIpsConfig>(config)?)?)
+            }
+            "basic-auth" => {
+                Action::BasicAuth(BasicAuth::compile(typed::<BasicAuthConfig>(config)?)?)
+            }
             other => {
                 let known: Vec<_> = Self::TYPES.iter().map(|(n, _)| *n).collect();
                 return Err(format!(
@@ -109,6 +159,11 @@ impl Action {
             Action::AddHeaders(_) => "add-headers",
             Action::RemoveHeaders(_) => "remove-headers",
             Action::SetVars(_) => "set-vars",
+            Action::CloseConnection(_) => "close-connection",
+            Action::Redirect(_) => "redirect",
+            Action::UrlRewrite(_) => "url-rewrite",
+            Action::RestrictIps(_) => "restrict-ips",
+            Action::BasicAuth(_) => "basic-auth",
         }
     }
 
@@ -125,8 +180,14 @@ impl Action {
     pub fn terminates(&self) -> bool {
         match self {
             Action::ForwardInternal(f) => f.terminates(),
-            Action::CustomResponse(_) | Action::Deny(_) => true,
-            Action::AddHeaders(_) | Action::RemoveHeaders(_) | Action::SetVars(_) => false,
+            Action::CustomResponse(_) | Action::Deny(_) | Action::CloseConnection(_) => true,
+            Action::Redirect(r) => r.always(),
+            Action::AddHeaders(_)
+            | Action::RemoveHeaders(_)
+            | Action::SetVars(_)
+            | Action::UrlRewrite(_)
+            | Action::RestrictIps(_)
+            | Action::BasicAuth(_) => false,
         }
     }
 
@@ -148,6 +209,23 @@ impl Action {
                 s.apply(x);
                 Verdict::Next
             }
+            Action::CloseConnection(_) => Verdict::Close,
+            Action::Redirect(r) => match r.location(x) {
+                Some(location) => Verdict::Redirect {
+                    status: r.status_code,
+                    location,
+                    headers: &r.headers,
+                },
+                None => Verdict::Next,
+            },
+            Action::UrlRewrite(u) => {
+                u.apply(x);
+                Verdict::Next
+            }
+            Action::RestrictIps(r) if r.permits(x) => Verdict::Next,
+            Action::RestrictIps(_) => Verdict::Restricted,
+            Action::BasicAuth(b) if b.permits(x) => Verdict::Next,
+            Action::BasicAuth(b) => Verdict::Unauthorized(&b.realm),
         }
     }
 }

@@ -265,8 +265,8 @@ impl Policy {
                     message: match family {
                         Family::Http => {
                             "a cloud endpoint has no upstream, so its policy must end every \
-                             request with custom-response, deny or forward-internal \
-                             (on_error: halt)"
+                             request with custom-response, deny, redirect (without from), \
+                             close-connection or forward-internal (on_error: halt)"
                         }
                         Family::Stream => {
                             "a cloud endpoint has no upstream, so its policy must end every \

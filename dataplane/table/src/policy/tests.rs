@@ -86,6 +86,7 @@ impl actions::Exchange for Fake {
     fn set_var(&mut self, name: &str, value: String) {
         self.vars.push((name.into(), value));
     }
+    fn set_target(&mut self, _: &str) {}
 }
 
 const SEED: &str = r#"

@@ -3,11 +3,16 @@
 //! registry in [`super::action`].
 
 pub mod add_headers;
+pub mod basic_auth;
+pub mod close_connection;
 pub mod custom_response;
 pub mod deny;
 pub mod forward_internal;
+pub mod redirect;
 pub mod remove_headers;
+pub mod restrict_ips;
 pub mod set_vars;
+pub mod url_rewrite;
 
 use std::borrow::Cow;
 
@@ -31,6 +36,41 @@ pub trait Exchange {
     fn headers(&mut self) -> &mut dyn HeadersMut;
     /// Sets `vars.NAME`.
     fn set_var(&mut self, name: &str, value: String);
+    /// Replaces the request target (`/path?query`); request phase only.
+    fn set_target(&mut self, target: &str);
+}
+
+/// The request URL as policies see it, built from the facts.
+pub(crate) struct Url<'f> {
+    facts: &'f dyn Facts,
+}
+
+impl<'f> Url<'f> {
+    pub(crate) fn of(facts: &'f dyn Facts) -> Self {
+        Url { facts }
+    }
+
+    /// `/path?query`.
+    pub(crate) fn target(&self) -> String {
+        use super::expr::Var;
+        let (path, query) = (self.facts.string(Var::Path), self.facts.string(Var::Query));
+        if query.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{query}")
+        }
+    }
+
+    /// `scheme://host/path?query`.
+    pub(crate) fn full(&self) -> String {
+        use super::expr::Var;
+        format!(
+            "{}://{}{}",
+            self.facts.string(Var::Scheme),
+            self.facts.string(Var::Host),
+            self.target()
+        )
+    }
 }
 
 /// Drops CR, LF and NUL from an interpolated value, so request data can never split

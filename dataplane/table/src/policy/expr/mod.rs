@@ -59,6 +59,8 @@ pub enum Var {
     Method,
     /// `req.host`: the Host without port, lowercased.
     Host,
+    /// `req.url.scheme`: `http` or `https`, as the client connected.
+    Scheme,
     /// `req.url.path`.
     Path,
     /// `req.url.query`: the raw query without `?`.
@@ -113,6 +115,12 @@ enum Availability {
 const SCALARS: &[(&str, Var, Type, Availability)] = &[
     ("req.method", Var::Method, Type::String, Availability::Http),
     ("req.host", Var::Host, Type::String, Availability::Http),
+    (
+        "req.url.scheme",
+        Var::Scheme,
+        Type::String,
+        Availability::Http,
+    ),
     ("req.url.path", Var::Path, Type::String, Availability::Http),
     (
         "req.url.query",

@@ -1,0 +1,161 @@
+//! The request actions beyond the basics: close-connection, redirect, url-rewrite,
+//! restrict-ips and basic-auth, each matching and not.
+
+use crate::support::*;
+
+#[test]
+fn close_connection_answers_nothing() {
+    let policy = "on_http_request:\n  - expressions: [\"req.url.path == '/bye'\"]\n    actions: [{type: close-connection}]\n  - actions: [{type: custom-response, config: {body: hi}}]\n";
+    let mut dp = DataPlane::start();
+    dp.push(vec![cloud(
+        "ep_app",
+        "acme",
+        "http://app.example.com",
+        policy,
+    )]);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    assert_eq!(conn.get("app.example.com", "/").text(), "hi");
+    conn.send(b"GET /bye HTTP/1.1\r\nHost: app.example.com\r\n\r\n");
+    assert!(conn.try_read_response().is_none());
+}
+
+#[test]
+fn redirects_with_and_without_from() {
+    let policy = r#"
+on_http_request:
+  - actions:
+      - type: redirect
+        config:
+          from: "^http://app.example.com/old/(?P<rest>.*)$"
+          to: "https://new.example.com/${req.method}/$rest"
+          status_code: 301
+          headers: {x-why: moved}
+  - expressions: ["req.url.path == '/away'"]
+    actions:
+      - type: redirect
+        config: {to: "https://elsewhere.example.com/"}
+  - actions:
+      - type: custom-response
+        config: {body: stayed}
+"#;
+    let mut dp = DataPlane::start();
+    dp.push(vec![cloud(
+        "ep_app",
+        "acme",
+        "http://app.example.com",
+        policy,
+    )]);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    let res = conn.get("app.example.com", "/old/a/b?c=d");
+    assert_eq!(res.status, 301);
+    assert_eq!(
+        res.header("location"),
+        Some("https://new.example.com/GET/a/b?c=d")
+    );
+    assert_eq!(res.header("x-why"), Some("moved"));
+    let res = conn.get("app.example.com", "/away");
+    assert_eq!(
+        (res.status, res.header("location")),
+        (302, Some("https://elsewhere.example.com/"))
+    );
+    assert_eq!(conn.get("app.example.com", "/new").text(), "stayed");
+}
+
+#[test]
+fn url_rewrite_changes_what_the_upstream_sees() {
+    let backend = Backend::start(|r| Some(ok(&r.target)));
+    let policy = r#"
+on_http_request:
+  - actions:
+      - type: url-rewrite
+        config: {from: "^/api/v1/(.*)$", to: "/v2/$1"}
+      - type: url-rewrite
+        config: {from: "secret=[^&]*", to: "secret=redacted"}
+"#;
+    let mut dp = DataPlane::start();
+    dp.push(vec![with_policy(
+        agent("ep_app", "acme", "http://app.example.com", backend.addr),
+        policy,
+    )]);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    assert_eq!(
+        conn.get("app.example.com", "/api/v1/users?secret=x&a=1")
+            .text(),
+        "/v2/users?secret=redacted&a=1"
+    );
+    assert_eq!(conn.get("app.example.com", "/other").text(), "/other");
+}
+
+fn restricted(bind: &str, allow: &str, deny: &str) -> (u16, u16) {
+    let policy = format!(
+        "on_http_request:\n  - actions:\n      - type: restrict-ips\n        config: {{allow: [{allow}], deny: [{deny}]}}\n      - type: custom-response\n        config: {{body: in}}\n"
+    );
+    let mut dp = DataPlane::start_with(&["--bind", bind]);
+    dp.push(vec![cloud(
+        "ep_app",
+        "acme",
+        "http://app.example.com",
+        &policy,
+    )]);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    conn.send(b"GET / HTTP/1.1\r\nHost: app.example.com\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n");
+    let first = conn.read_response();
+    let code = first.error_code().map(|c| c == "ERR_IG_3301");
+    assert!(first.status == 200 || code == Some(true), "{first:?}");
+    (
+        first.status,
+        get(dp.http_addr(), "app.example.com", "/").status,
+    )
+}
+
+#[test]
+fn restrict_ips_uses_the_peer_address_v4_and_v6() {
+    assert_eq!(restricted("127.0.0.1", "127.0.0.0/8", ""), (200, 200));
+    assert_eq!(
+        restricted("127.0.0.1", "10.0.0.0/8", ""),
+        (403, 403),
+        "X-Forwarded-For is ignored"
+    );
+    assert_eq!(
+        restricted("127.0.0.1", "0.0.0.0/0", "127.0.0.1"),
+        (403, 403)
+    );
+    assert_eq!(restricted("::1", "'::1/128'", ""), (200, 200));
+    assert_eq!(restricted("::1", "'2001:db8::/32'", ""), (403, 403));
+    assert_eq!(restricted("::1", "", "'::/0'"), (403, 403));
+}
+
+#[test]
+fn basic_auth_good_bad_and_missing() {
+    let backend = Backend::text("secret stuff");
+    let policy = "on_http_request:\n  - actions:\n      - type: basic-auth\n        config: {credentials: ['ann:s3cret', 'bob:hunter2'], realm: staff}\n";
+    let mut dp = DataPlane::start();
+    dp.push(vec![with_policy(
+        agent("ep_app", "acme", "http://app.example.com", backend.addr),
+        policy,
+    )]);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    let res = conn.get("app.example.com", "/");
+    assert_eq!(res.status, 401);
+    assert_eq!(
+        res.header("www-authenticate"),
+        Some("Basic realm=\"staff\", charset=\"UTF-8\"")
+    );
+    assert_eq!(res.error_code(), Some("ERR_IG_3302"));
+    // ann:s3cret, then ann:wrong, then bob:hunter2
+    for (token, status) in [
+        ("YW5uOnMzY3JldA==", 200),
+        ("YW5uOndyb25n", 401),
+        ("Ym9iOmh1bnRlcjI=", 200),
+        ("!!", 401),
+    ] {
+        conn.send(
+            format!(
+                "GET / HTTP/1.1\r\nHost: app.example.com\r\nAuthorization: Basic {token}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(conn.read_response().status, status, "{token}");
+    }
+    assert_eq!(backend.requests().len(), 2);
+}
