@@ -44,6 +44,8 @@ pub(crate) enum ProxyError {
     Restricted,
     /// `basic-auth` found no valid credentials.
     Unauthorized,
+    /// `rate-limit`: too many requests in the window.
+    RateLimited,
     /// The upstream refused the connection or could not be reached.
     UpstreamUnreachable,
     /// The upstream did not answer within the timeout.
@@ -67,6 +69,7 @@ impl ProxyError {
             ForwardLoop | ForwardTooManyHops => 508,
             Denied | Restricted => 403,
             Unauthorized => 401,
+            RateLimited => 429,
             PolicyFellThrough => 500,
             ForwardWrongFamily
             | UpstreamUnreachable
@@ -94,6 +97,7 @@ impl ProxyError {
             Denied => "ERR_IG_3300",
             Restricted => "ERR_IG_3301",
             Unauthorized => "ERR_IG_3302",
+            RateLimited => "ERR_IG_3303",
             UpstreamUnreachable => "ERR_IG_3004",
             UpstreamTimeout => "ERR_IG_3005",
             UpstreamInvalidResponse => "ERR_IG_3006",
@@ -120,6 +124,7 @@ impl ProxyError {
             Denied => "denied by traffic policy",
             Restricted => "your address is not allowed to reach this endpoint",
             Unauthorized => "authentication required",
+            RateLimited => "rate limit exceeded",
             UpstreamUnreachable => "upstream refused the connection or is unreachable",
             UpstreamTimeout => "upstream did not answer in time",
             UpstreamInvalidResponse => "upstream sent an invalid HTTP response",

@@ -12,6 +12,7 @@ mod control;
 mod error;
 pub mod http;
 mod policy;
+mod ratelimit;
 mod routes;
 mod state;
 mod supervisor;

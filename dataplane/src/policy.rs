@@ -31,6 +31,8 @@ pub(crate) const MAX_HOPS: usize = 10;
 /// What a connection tells expressions, computed once per connection.
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
+    /// The worker serving it (its slots in rate-limit counters).
+    pub(crate) worker: usize,
     pub(crate) client_ip: String,
     pub(crate) client_port: u16,
     pub(crate) server_port: u16,
@@ -94,6 +96,8 @@ pub(crate) enum Answer<'t> {
     Redirect(u16, String, &'t [(String, Template)], &'t Route),
     /// `basic-auth` refused: 401 with this realm.
     Unauthorized(&'t str),
+    /// `rate-limit` refused: 429 with Retry-After seconds.
+    RateLimited(u64),
     /// `deny` with its status.
     Deny(u16),
     /// An error of routing, forwarding or the upstream.
@@ -296,6 +300,9 @@ impl Exchange for OnRequest<'_> {
     fn set_target(&mut self, target: &str) {
         self.req.set_target(target);
     }
+    fn log(&mut self, line: String) {
+        log::info!(target: "innergate::policy", "{line}");
+    }
 }
 
 /// The response phase's exchange: reads everything, edits response headers.
@@ -334,6 +341,9 @@ impl Exchange for OnResponse<'_> {
     fn set_target(&mut self, _: &str) {
         // Validation keeps url-rewrite out of on_http_response.
     }
+    fn log(&mut self, line: String) {
+        log::info!(target: "innergate::policy", "{line}");
+    }
 }
 
 /// Runs `on_http_request` of `entry` and of every endpoint it forwards to.
@@ -346,6 +356,7 @@ pub(crate) fn run_request<'t>(
 ) -> RequestOutcome<'t> {
     state.reset();
     state.chain.push(entry);
+    let mut current_idx = entry;
     let mut current = table.route(entry);
     'endpoint: loop {
         for rule in &current.policy.on_http_request {
@@ -397,10 +408,23 @@ pub(crate) fn run_request<'t>(
                             phases: 0,
                         }
                     }
+                    Verdict::RateLimit(limit, bucket) => {
+                        let counters = table.limit(current_idx, limit);
+                        let admitted = counters.map_or(Ok(()), |c| {
+                            c.admit(info.conn.worker, bucket, crate::ratelimit::now_ms())
+                        });
+                        if let Err(retry_after) = admitted {
+                            return RequestOutcome::Answer {
+                                answer: Answer::RateLimited(retry_after),
+                                phases: 0,
+                            };
+                        }
+                    }
                     Verdict::ForwardInternal(forward) => {
                         match resolve_forward(table, current, forward, &x, &state.chain) {
                             Ok(next) => {
                                 state.chain.push(next);
+                                current_idx = next;
                                 current = table.route(next);
                                 continue 'endpoint;
                             }

@@ -8,10 +8,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
+use innergate_table::policy::actions::rate_limit::RateLimit;
 use innergate_table::{
     Binding, EndpointKind, EndpointTable, EndpointUrl, HostPattern, Policy, Scheme,
 };
 use smallvec::SmallVec;
+
+use crate::ratelimit::{RateCounters, RateRegistry};
 
 /// Index of an endpoint in [`RouteTable::endpoints`].
 pub(crate) type EndpointIdx = u32;
@@ -105,13 +108,22 @@ pub(crate) struct RouteTable {
     internal: HashMap<(u32, Scheme, u16), HostIndex>,
     /// Public URL ports and the scheme each serves.
     pub(crate) listen_ports: BTreeMap<u16, Scheme>,
+    /// Counters of `rate-limit` actions, by endpoint index and action address.
+    limits: HashMap<(EndpointIdx, usize), Arc<RateCounters>>,
 }
 
 impl RouteTable {
     /// Compiles a checked table, resolving upstream host names (this may block; it runs
     /// on the control thread, never on a worker).
-    pub(crate) fn compile(table: &EndpointTable) -> Result<RouteTable, CompileError> {
-        let mut routes = RouteTable::default();
+    pub(crate) fn compile(
+        table: &EndpointTable,
+        limits: &mut RateRegistry,
+        workers: usize,
+    ) -> Result<RouteTable, CompileError> {
+        let mut routes = RouteTable {
+            limits: limits.attach(table, workers),
+            ..RouteTable::default()
+        };
         let mut accounts: HashMap<&str, u32> = HashMap::new();
         let mut resolved: HashMap<(String, u16), Option<SocketAddr>> = HashMap::new();
         for (i, ep) in table.endpoints.iter().enumerate() {
@@ -203,6 +215,13 @@ impl RouteTable {
     pub(crate) fn route(&self, idx: EndpointIdx) -> &Route {
         &self.endpoints[idx as usize]
     }
+
+    /// The counters of a rate-limit action of endpoint `idx`.
+    pub(crate) fn limit(&self, idx: EndpointIdx, action: &RateLimit) -> Option<&RateCounters> {
+        self.limits
+            .get(&(idx, action as *const RateLimit as usize))
+            .map(Arc::as_ref)
+    }
 }
 
 #[cfg(test)]
@@ -222,7 +241,8 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        RouteTable::compile(&EndpointTable::from_records(1, &records).unwrap()).unwrap()
+        let table = EndpointTable::from_records(1, &records).unwrap();
+        RouteTable::compile(&table, &mut RateRegistry::default(), 2).unwrap()
     }
 
     #[test]

@@ -12,6 +12,7 @@ use innergate_table::EndpointTable;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
+use crate::ratelimit::RateRegistry;
 use crate::routes::RouteTable;
 use crate::state::StateFile;
 use crate::worker::{WorkerHandle, WorkerMsg};
@@ -30,6 +31,8 @@ pub(crate) struct Supervisor {
     version: u64,
     applied: bool,
     state: Option<StateFile>,
+    /// rate-limit counters, kept across tables.
+    limits: RateRegistry,
 }
 
 impl Supervisor {
@@ -45,6 +48,7 @@ impl Supervisor {
             version: 0,
             applied: false,
             state,
+            limits: RateRegistry::default(),
         }
     }
 
@@ -74,7 +78,9 @@ impl Supervisor {
         }
         let table = EndpointTable::from_records(msg.version, &msg.endpoints)
             .map_err(|e| format!("endpoint {}: {e}", e.endpoint_id()))?;
-        let routes = Arc::new(RouteTable::compile(&table).map_err(|e| e.to_string())?);
+        let routes = RouteTable::compile(&table, &mut self.limits, self.workers.len())
+            .map_err(|e| e.to_string())?;
+        let routes = Arc::new(routes);
 
         let mut new_listeners: BTreeMap<u16, (SocketAddr, Vec<TcpListener>)> = BTreeMap::new();
         for &port in routes.listen_ports.keys() {

@@ -62,6 +62,8 @@ struct Prepared {
 /// A worker's state, owned by its thread.
 #[derive(Debug)]
 pub(crate) struct Worker {
+    /// Which worker this is: its slots in shared counters.
+    pub(crate) id: usize,
     pub(crate) config: Arc<Config>,
     table: RefCell<Rc<LocalTable>>,
     pub(crate) pool: UpstreamPool,
@@ -111,7 +113,7 @@ pub(crate) fn spawn(id: usize, config: Arc<Config>) -> io::Result<WorkerHandle> 
                 }
             }
             let _ = ready_tx.send(Ok(()));
-            runtime.block_on(run(config, messages));
+            runtime.block_on(run(id, config, messages));
         })?;
     ready_rx
         .recv()
@@ -122,8 +124,9 @@ pub(crate) fn spawn(id: usize, config: Arc<Config>) -> io::Result<WorkerHandle> 
     })
 }
 
-async fn run(config: Arc<Config>, messages: flume::Receiver<WorkerMsg>) {
+async fn run(id: usize, config: Arc<Config>, messages: flume::Receiver<WorkerMsg>) {
     let worker = Rc::new(Worker {
+        id,
         pool: UpstreamPool::new(config.upstream_keepalive, config.upstream_idle_timeout),
         config,
         table: RefCell::new(Rc::new(LocalTable(Arc::default()))),

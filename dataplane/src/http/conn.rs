@@ -59,6 +59,7 @@ struct RequestFacts {
 pub(crate) async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, url_port: u16) {
     let _ = stream.set_nodelay(true);
     let info = ConnInfo {
+        worker: worker.id,
         client_ip: peer.ip().to_string(),
         client_port: peer.port(),
         server_port: stream.local_addr().map_or(0, |a| a.port()),
@@ -482,6 +483,13 @@ fn build_answer(answer: Answer<'_>, s: &mut Scratch, info: RequestInfo<'_>) {
                 .headers
                 .append_bytes(b"www-authenticate", challenge.as_bytes());
             mark_error(&mut s.resp, &mut s.body, ProxyError::Unauthorized);
+        }
+        Answer::RateLimited(retry_after) => {
+            s.resp.local(429);
+            let mut seconds = Vec::new();
+            write_decimal(&mut seconds, retry_after);
+            s.resp.headers.append_bytes(b"retry-after", &seconds);
+            mark_error(&mut s.resp, &mut s.body, ProxyError::RateLimited);
         }
         Answer::Deny(status) => {
             s.resp.local(status);

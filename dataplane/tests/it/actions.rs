@@ -159,3 +159,107 @@ fn basic_auth_good_bad_and_missing() {
     }
     assert_eq!(backend.requests().len(), 2);
 }
+
+#[test]
+fn rate_limit_trips_at_capacity_across_workers_and_recovers() {
+    let policy = r#"
+on_http_request:
+  - actions:
+      - type: rate-limit
+        config:
+          capacity: 5
+          rate: 60s
+          bucket_key: ["req.headers['x-user'][0]"]
+      - type: custom-response
+        config: {body: ok}
+  "#;
+    let quick = "on_http_request:\n  - actions:\n      - type: rate-limit\n        config: {capacity: 3, rate: 1s}\n      - type: custom-response\n        config: {body: ok}\n";
+    let mut dp = DataPlane::start();
+    dp.push(vec![
+        cloud("ep_app", "acme", "http://app.example.com", policy),
+        cloud("ep_quick", "acme", "http://quick.example.com", quick),
+    ]);
+    let addr = dp.http_addr();
+    let ask = |host: &str, user: &str| {
+        // A new connection each time: the kernel spreads them over both workers.
+        let mut conn = HttpConn::connect(addr);
+        conn.send(format!("GET / HTTP/1.1\r\nHost: {host}\r\nX-User: {user}\r\n\r\n").as_bytes());
+        conn.read_response()
+    };
+    let statuses: Vec<u16> = (0..8)
+        .map(|_| ask("app.example.com", "ann").status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+    let refused = ask("app.example.com", "ann");
+    assert_eq!(refused.error_code(), Some("ERR_IG_3303"));
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(ask("app.example.com", "bob").status, 200, "another bucket");
+    // A table push that keeps the endpoint and its limit keeps the counts.
+    dp.push(vec![
+        cloud("ep_app", "acme", "http://app.example.com", policy),
+        cloud("ep_quick", "acme", "http://quick.example.com", quick),
+        cloud("ep_other", "acme", "http://other.example.com", &answer("x")),
+    ]);
+    assert_eq!(
+        ask("app.example.com", "ann").status,
+        429,
+        "counts survive a push"
+    );
+
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| ask("quick.example.com", "x").status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| ask("quick.example.com", "x").status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [200, 200, 200],
+        "two windows later the bucket is free"
+    );
+}
+
+#[test]
+fn log_writes_one_structured_line_per_hit() {
+    let policy = r#"
+on_http_request:
+  - expressions: ["req.url.path == '/audit'"]
+    actions:
+      - type: log
+        config: {metadata: {who: "${req.headers['x-user'][0]}", path: "${req.url.path}"}}
+  - actions:
+      - type: custom-response
+        config: {body: ok}
+on_http_response:
+  - actions:
+      - type: log
+        config: {metadata: {status: "${res.status_code}"}}
+"#;
+    let mut dp = DataPlane::start_with_env(&[], &[("RUST_LOG", "warn,innergate::policy=info")]);
+    dp.push(vec![cloud(
+        "ep_app",
+        "acme",
+        "http://app.example.com",
+        policy,
+    )]);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    conn.send(b"GET /audit HTTP/1.1\r\nHost: app.example.com\r\nX-User: ann\r\n\r\n");
+    assert_eq!(conn.read_response().text(), "ok");
+    assert_eq!(conn.get("app.example.com", "/quiet").text(), "ok");
+    let lines: Vec<serde_json::Value> = dp
+        .log()
+        .lines()
+        .filter_map(|l| l.find("{\"").map(|i| &l[i..]))
+        .map(|json| serde_json::from_str(json).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["endpoint_id"], "ep_app");
+    assert_eq!(lines[0]["phase"], "on_http_request");
+    assert_eq!(lines[0]["metadata"]["who"], "ann");
+    assert_eq!(lines[0]["metadata"]["path"], "/audit");
+    assert_eq!(lines[1]["metadata"]["status"], "200");
+    assert_eq!(lines[2]["metadata"]["status"], "200");
+}

@@ -62,19 +62,22 @@ fn deny_and_custom_response_end_the_request() {
 }
 
 #[test]
-fn response_phases_run_target_first_through_a_chain() {
+fn response_phases_run_target_first_through_a_two_hop_chain() {
     let backend = Backend::start(|_| {
         Some(
             b"HTTP/1.1 200 OK\r\nx-upstream: 1\r\nx-order: upstream\r\ncontent-length: 2\r\n\r\nok"
                 .to_vec(),
         )
     });
-    // Each endpoint appends to x-order; the target runs first, then the forwarder.
-    let public = "on_http_request:\n  - actions:\n      - type: forward-internal\n        config: {url: https://svc.internal}\non_http_response:\n  - actions:\n      - type: add-headers\n        config: {headers: {x-order: public}}\n      - type: remove-headers\n        config: {headers: [x-upstream]}\n";
+    // public -> middle.internal -> svc.internal (agent). Each endpoint appends to
+    // x-order on the way back: the target first, then each forwarder outwards.
+    let public = "on_http_request:\n  - actions:\n      - type: forward-internal\n        config: {url: https://middle.internal}\non_http_response:\n  - actions:\n      - type: add-headers\n        config: {headers: {x-order: public}}\n      - type: remove-headers\n        config: {headers: [x-upstream]}\n";
+    let middle = "on_http_request:\n  - actions:\n      - type: forward-internal\n        config: {url: https://svc.internal}\non_http_response:\n  - actions:\n      - type: add-headers\n        config: {headers: {x-order: middle}}\n";
     let internal = "on_http_response:\n  - actions:\n      - type: add-headers\n        config: {headers: {x-order: internal}}\n";
     let mut dp = DataPlane::start();
     dp.push(vec![
         cloud("ep_public", "acme", "http://app.example.com", public),
+        cloud("ep_middle", "acme", "https://middle.internal", middle),
         with_policy(
             agent("ep_svc", "acme", "https://svc.internal", backend.addr),
             internal,
@@ -88,7 +91,7 @@ fn response_phases_run_target_first_through_a_chain() {
         .filter(|(n, _)| n == "x-order")
         .map(|(_, v)| v.as_str())
         .collect();
-    assert_eq!(order, ["upstream", "internal", "public"]);
+    assert_eq!(order, ["upstream", "internal", "middle", "public"]);
     assert_eq!(res.header("x-upstream"), None);
 }
 

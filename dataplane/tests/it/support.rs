@@ -61,6 +61,15 @@ impl DataPlane {
         self.dir.path().join("state")
     }
 
+    /// Where the process's stderr (its log) goes.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("stderr.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     fn spawn(&mut self) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_innergate-dataplane"));
         if !self.extra.iter().any(|a| a == "--bind") {
@@ -73,9 +82,16 @@ impl DataPlane {
             .arg("--state-dir")
             .arg(self.state_dir())
             .args(&self.extra)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.log_path())
+                    .unwrap(),
+            )
             .spawn()
             .expect("start innergate-dataplane");
         self.child = Some(child);
@@ -154,6 +170,9 @@ impl DataPlane {
 impl Drop for DataPlane {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- data plane log ---\n{}", self.log());
+        }
     }
 }
 

@@ -7,6 +7,8 @@ use super::actions::{
     custom_response::{CustomResponse, CustomResponseConfig},
     deny::Deny,
     forward_internal::{ForwardInternal, ForwardInternalConfig},
+    log::{Log, LogConfig},
+    rate_limit::{RateLimit, RateLimitConfig},
     redirect::{Redirect, RedirectConfig},
     remove_headers::RemoveHeaders,
     restrict_ips::{RestrictIps, RestrictIpsConfig},
@@ -43,6 +45,10 @@ pub enum Action {
     RestrictIps(RestrictIps),
     /// Require HTTP Basic credentials.
     BasicAuth(BasicAuth),
+    /// Limit requests per bucket and window.
+    RateLimit(RateLimit),
+    /// Write a structured log line.
+    Log(Log),
 }
 
 /// What the executor does after an action ran.
@@ -71,6 +77,9 @@ pub enum Verdict<'p> {
     Restricted,
     /// Credentials missing or wrong: 401 with this realm; ends the phase.
     Unauthorized(&'p str),
+    /// Count this request in `bucket` of this limit; the data plane holds the
+    /// counters and answers 429 above the capacity (which ends the phase).
+    RateLimit(&'p RateLimit, u64),
 }
 
 use Phase::{HttpRequest as Q, HttpResponse as R, TcpConnect as T};
@@ -89,6 +98,8 @@ impl Action {
         ("url-rewrite", &[Q]),
         ("restrict-ips", &[T, Q]),
         ("basic-auth", &[Q]),
+        ("rate-limit", &[Q]),
+        ("log", &[T, Q, R]),
     ];
 
     /// Parses the config of action `kind`, checks it and compiles it for `phase`.
@@ -140,6 +151,11 @@ impl Action {
             "basic-auth" => {
                 Action::BasicAuth(BasicAuth::compile(typed::<BasicAuthConfig>(config)?)?)
             }
+            "rate-limit" => Action::RateLimit(RateLimit::compile(
+                typed::<RateLimitConfig>(config)?,
+                phase,
+            )?),
+            "log" => Action::Log(Log::compile(typed::<LogConfig>(config)?, phase)?),
             other => {
                 let known: Vec<_> = Self::TYPES.iter().map(|(n, _)| *n).collect();
                 return Err(format!(
@@ -164,6 +180,8 @@ impl Action {
             Action::UrlRewrite(_) => "url-rewrite",
             Action::RestrictIps(_) => "restrict-ips",
             Action::BasicAuth(_) => "basic-auth",
+            Action::RateLimit(_) => "rate-limit",
+            Action::Log(_) => "log",
         }
     }
 
@@ -187,7 +205,9 @@ impl Action {
             | Action::SetVars(_)
             | Action::UrlRewrite(_)
             | Action::RestrictIps(_)
-            | Action::BasicAuth(_) => false,
+            | Action::BasicAuth(_)
+            | Action::RateLimit(_)
+            | Action::Log(_) => false,
         }
     }
 
@@ -226,6 +246,12 @@ impl Action {
             Action::RestrictIps(_) => Verdict::Restricted,
             Action::BasicAuth(b) if b.permits(x) => Verdict::Next,
             Action::BasicAuth(b) => Verdict::Unauthorized(&b.realm),
+            Action::RateLimit(r) => Verdict::RateLimit(r, r.bucket(x)),
+            Action::Log(l) => {
+                let line = l.line(x);
+                x.log(line);
+                Verdict::Next
+            }
         }
     }
 }

@@ -375,6 +375,12 @@ fn parse_action(phase: Phase, path: &str, value: Value) -> Result<Action, Policy
     Action::parse(&kind, config, phase).map_err(|m| {
         let at = if m.starts_with("unknown action type") {
             format!("{path}.type")
+        } else if let Some(field) = m
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            // serde names the field and the expected ones; the path names it too.
+            format!("{path}.config.{field}")
         } else {
             format!("{path}.config")
         };

@@ -87,6 +87,7 @@ impl actions::Exchange for Fake {
         self.vars.push((name.into(), value));
     }
     fn set_target(&mut self, _: &str) {}
+    fn log(&mut self, _: String) {}
 }
 
 const SEED: &str = r#"
@@ -138,8 +139,8 @@ fn errors_name_their_path() {
     let e = parse_err(
         "on_http_request:\n  - actions:\n      - type: deny\n        config:\n          status_cod: 401\n",
     );
-    assert_eq!(e.path, "on_http_request[0].actions[0].config");
-    assert!(e.message.contains("status_cod"), "{e}");
+    assert_eq!(e.path, "on_http_request[0].actions[0].config.status_cod");
+    assert!(e.message.contains("expected `status_code`"), "{e}");
     let e = parse_err("on_http_request:\n  - actions:\n      - type: denyy\n");
     assert_eq!(e.path, "on_http_request[0].actions[0].type");
     assert!(e.message.contains("known types"), "{e}");

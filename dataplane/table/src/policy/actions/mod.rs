@@ -8,6 +8,8 @@ pub mod close_connection;
 pub mod custom_response;
 pub mod deny;
 pub mod forward_internal;
+pub mod log;
+pub mod rate_limit;
 pub mod redirect;
 pub mod remove_headers;
 pub mod restrict_ips;
@@ -38,6 +40,8 @@ pub trait Exchange {
     fn set_var(&mut self, name: &str, value: String);
     /// Replaces the request target (`/path?query`); request phase only.
     fn set_target(&mut self, target: &str);
+    /// Writes one structured log line (`log`).
+    fn log(&mut self, line: String);
 }
 
 /// The request URL as policies see it, built from the facts.

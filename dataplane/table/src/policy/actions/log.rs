@@ -1,0 +1,52 @@
+//! `log`: write one structured line per hit, with interpolated metadata.
+
+use serde::Deserialize;
+
+use super::Exchange;
+use crate::policy::expr::{Template, Var};
+use crate::policy::Phase;
+
+/// Config of `log` as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Names and values (interp), in order.
+    #[serde(default, deserialize_with = "super::add_headers::ordered_headers")]
+    pub metadata: Vec<(String, String)>,
+}
+
+/// `log`, compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Log {
+    metadata: Vec<(String, Template)>,
+    phase: Phase,
+}
+
+impl Log {
+    /// Compiles the metadata templates.
+    pub fn compile(config: LogConfig, phase: Phase) -> Result<Self, String> {
+        let mut metadata = Vec::with_capacity(config.metadata.len());
+        for (name, value) in config.metadata {
+            let t =
+                Template::compile(&value, phase).map_err(|e| format!("metadata.{name}: {e}"))?;
+            metadata.push((name, t));
+        }
+        Ok(Log { metadata, phase })
+    }
+
+    /// The line: a JSON object with the endpoint, the phase and the metadata.
+    pub fn line(&self, x: &dyn Exchange) -> String {
+        let facts = x.facts();
+        let mut metadata = serde_json::Map::new();
+        for (name, template) in &self.metadata {
+            metadata.insert(name.clone(), template.render(facts).into_owned().into());
+        }
+        serde_json::json!({
+            "event": "policy_log",
+            "endpoint_id": facts.string(Var::EndpointId),
+            "phase": self.phase.key(),
+            "metadata": metadata,
+        })
+        .to_string()
+    }
+}

@@ -1,0 +1,168 @@
+//! `rate-limit`: at most `capacity` requests per `rate` window for each bucket (the
+//! rendered `bucket_key` expressions); above it, 429 with Retry-After.
+//!
+//! The window slides: the count is this window's requests plus the previous window's
+//! weighted by how much of it still overlaps, the approximation proxies commonly use.
+//! The counters themselves live in the data plane ([`Window`] is their arithmetic).
+
+use serde::Deserialize;
+
+use super::Exchange;
+use crate::policy::expr::Expression;
+use crate::policy::Phase;
+
+/// Config of `rate-limit` as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests allowed per window.
+    pub capacity: u64,
+    /// The window, such as `60s` or `1m`.
+    pub rate: String,
+    /// Expressions whose values, together, name the bucket; none: one bucket.
+    #[serde(default)]
+    pub bucket_key: Vec<String>,
+}
+
+/// `rate-limit`, compiled.
+#[derive(Clone, Debug)]
+pub struct RateLimit {
+    /// Requests allowed per window.
+    pub capacity: u64,
+    /// The window in milliseconds.
+    pub window_ms: u64,
+    bucket_key: Vec<Expression>,
+}
+
+impl PartialEq for RateLimit {
+    fn eq(&self, other: &Self) -> bool {
+        self.capacity == other.capacity
+            && self.window_ms == other.window_ms
+            && self.bucket_key.len() == other.bucket_key.len()
+            && self
+                .bucket_key
+                .iter()
+                .zip(&other.bucket_key)
+                .all(|(a, b)| a.source() == b.source())
+    }
+}
+
+impl Eq for RateLimit {}
+
+impl RateLimit {
+    /// Checks the numbers and compiles the key expressions.
+    pub fn compile(config: RateLimitConfig, phase: Phase) -> Result<Self, String> {
+        if config.capacity == 0 || config.capacity > (1 << 39) {
+            return Err("capacity must be between 1 and 2^39".into());
+        }
+        let window =
+            crate::units::parse_duration(&config.rate).map_err(|e| format!("rate: {e}"))?;
+        let window_ms = window.as_millis() as u64;
+        if !(1_000..=86_400_000).contains(&window_ms) {
+            return Err("rate must be between 1s and 24h".into());
+        }
+        let bucket_key = config
+            .bucket_key
+            .iter()
+            .enumerate()
+            .map(|(i, source)| {
+                Expression::compile_any(source, phase)
+                    .map_err(|e| format!("bucket_key[{i}]: `{source}`: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(RateLimit {
+            capacity: config.capacity,
+            window_ms,
+            bucket_key,
+        })
+    }
+
+    /// A stable text of the settings, so counters survive a table change that keeps
+    /// them.
+    pub fn fingerprint(&self) -> String {
+        let keys: Vec<&str> = self.bucket_key.iter().map(Expression::source).collect();
+        format!(
+            "{}/{}ms/{}",
+            self.capacity,
+            self.window_ms,
+            keys.join("\u{1f}")
+        )
+    }
+
+    /// The bucket of this request: a hash of the key values.
+    pub fn bucket(&self, x: &dyn Exchange) -> u64 {
+        // FNV-1a: small, fast, stable across workers.
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let facts = x.facts();
+        let mut text = String::new();
+        for key in &self.bucket_key {
+            text.clear();
+            if let Ok(value) = key.eval(facts) {
+                value.write_to(facts, &mut text);
+            }
+            for b in text.bytes().chain([0x1f]) {
+                hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        hash
+    }
+}
+
+/// The sliding-window arithmetic over two fixed windows.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    /// The index of the current fixed window.
+    pub index: u64,
+    /// How far into it we are, in milliseconds.
+    pub into_ms: u64,
+    /// Its length.
+    pub length_ms: u64,
+}
+
+impl Window {
+    /// The window `now_ms` (since any fixed epoch) falls in.
+    pub fn at(now_ms: u64, length_ms: u64) -> Self {
+        Window {
+            index: now_ms / length_ms,
+            into_ms: now_ms % length_ms,
+            length_ms,
+        }
+    }
+
+    /// The estimated count over the last `length_ms`: the current window's count plus
+    /// the previous one's, weighted by their overlap.
+    pub fn estimate(&self, current: u64, previous: u64) -> f64 {
+        let overlap = 1.0 - self.into_ms as f64 / self.length_ms as f64;
+        current as f64 + previous as f64 * overlap
+    }
+
+    /// Seconds until a request would pass, for Retry-After (at least 1).
+    pub fn retry_after_secs(&self, current: u64, previous: u64, capacity: u64) -> u64 {
+        // The estimate falls as the previous window slides out; if the current window
+        // alone is full, only its end helps.
+        let to_end_ms = self.length_ms - self.into_ms;
+        let wait_ms = if current >= capacity || previous == 0 {
+            to_end_ms
+        } else {
+            let excess = self.estimate(current, previous) + 1.0 - capacity as f64;
+            let per_ms = previous as f64 / self.length_ms as f64;
+            ((excess / per_ms).ceil() as u64).min(to_end_ms)
+        };
+        wait_ms.div_ceil(1000).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_window() {
+        let w = Window::at(90_000, 60_000);
+        assert_eq!((w.index, w.into_ms), (1, 30_000));
+        assert_eq!(w.estimate(10, 20), 20.0);
+        assert_eq!(w.retry_after_secs(10, 0, 10), 30);
+        assert!(w.retry_after_secs(5, 20, 10) <= 30);
+        assert!(w.retry_after_secs(5, 20, 10) >= 1);
+    }
+}
