@@ -41,6 +41,9 @@ pub struct Config {
     pub upstream_keepalive: usize,
     /// How long an idle upstream connection is reused.
     pub upstream_idle_timeout: Duration,
+    /// Time a tcp connection may pass no byte in either direction (HAProxy timeout
+    /// tunnel is often 1h).
+    pub tcp_idle_timeout: Duration,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             upstream_read_timeout: Duration::from_secs(60),
             upstream_keepalive: 64,
             upstream_idle_timeout: Duration::from_secs(30),
+            tcp_idle_timeout: Duration::from_secs(3600),
         }
     }
 }

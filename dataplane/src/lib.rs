@@ -16,6 +16,7 @@ mod ratelimit;
 mod routes;
 mod state;
 mod supervisor;
+mod tcp;
 mod worker;
 
 use std::io;

@@ -57,6 +57,9 @@ struct Args {
     /// Idle upstream connections kept per upstream and worker.
     #[arg(long, default_value_t = 64)]
     upstream_keepalive: usize,
+    /// Time a tcp connection may pass no byte in either direction.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    tcp_idle_timeout: Duration,
 }
 
 fn main() {
@@ -78,6 +81,7 @@ fn main() {
         upstream_connect_timeout: args.upstream_connect_timeout,
         upstream_read_timeout: args.upstream_read_timeout,
         upstream_keepalive: args.upstream_keepalive,
+        tcp_idle_timeout: args.tcp_idle_timeout,
         ..defaults
     };
     // Block the shutdown signals before threads start so that every thread inherits

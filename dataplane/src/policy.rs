@@ -460,6 +460,139 @@ pub(crate) fn run_request<'t>(
     }
 }
 
+/// How a connection leaves `on_tcp_connect`.
+#[derive(Debug)]
+pub(crate) enum ConnectOutcome {
+    /// Go on: for tcp, to the upstream of the chain's last endpoint; for http, to
+    /// reading requests.
+    Proceed(Target),
+    /// Close the connection (deny, close-connection, restrict-ips, or a failed
+    /// forward with on_error: halt).
+    Close(Option<ProxyError>),
+}
+
+/// Headers for phases that have none (on_tcp_connect): validation keeps the header
+/// actions out, so nothing ever arrives here.
+struct NoHeaders;
+
+impl HeadersMut for NoHeaders {
+    fn append(&mut self, _: &str, _: &str) {}
+    fn remove(&mut self, _: &str) {}
+}
+
+/// The connect phase's exchange: connection facts only.
+struct OnConnect<'s> {
+    conn: &'s ConnInfo,
+    route: &'s Route,
+    vars: &'s mut Vars,
+    forward_error: Option<ProxyError>,
+    none: NoHeaders,
+}
+
+impl Facts for OnConnect<'_> {
+    fn string(&self, var: Var) -> &str {
+        match var {
+            Var::ClientIp => &self.conn.client_ip,
+            Var::EndpointId => &self.route.id,
+            Var::EndpointUrl => &self.route.url_text,
+            Var::EndpointHost => &self.route.host_text,
+            Var::EndpointProtocol => self.route.url.scheme.as_str(),
+            Var::ForwardErrorCode => self.forward_error.map_or("", ProxyError::code),
+            Var::ForwardErrorMessage => self.forward_error.map_or("", ProxyError::message),
+            // Request variables are refused in on_tcp_connect at create time.
+            _ => "",
+        }
+    }
+    fn int(&self, var: Var) -> i64 {
+        match var {
+            Var::ClientPort => i64::from(self.conn.client_port),
+            Var::ServerPort => i64::from(self.conn.server_port),
+            _ => 0,
+        }
+    }
+    fn count(&self, _: MapVar, _: &str) -> usize {
+        0
+    }
+    fn value(&self, _: MapVar, _: &str, _: usize) -> Option<&str> {
+        None
+    }
+    fn map_size(&self, _: MapVar) -> usize {
+        0
+    }
+    fn user_var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name)
+    }
+}
+
+impl Exchange for OnConnect<'_> {
+    fn facts(&self) -> &dyn Facts {
+        self
+    }
+    fn headers(&mut self) -> &mut dyn HeadersMut {
+        &mut self.none
+    }
+    fn set_var(&mut self, name: &str, value: String) {
+        self.vars.set(name, value);
+    }
+    fn set_target(&mut self, _: &str) {}
+    fn log(&mut self, line: String) {
+        log::info!(target: "innergate::policy", "{line}");
+    }
+}
+
+/// Runs `on_tcp_connect` of `entry` and, for tcp/tls, of every endpoint it forwards
+/// to (a pool member is picked per connection).
+pub(crate) fn run_connect(
+    table: &RouteTable,
+    entry: EndpointIdx,
+    conn: &ConnInfo,
+    state: &mut ExchangeState,
+) -> ConnectOutcome {
+    state.reset();
+    state.chain.push(entry);
+    let mut current = table.route(entry);
+    'endpoint: loop {
+        for rule in &current.policy.on_tcp_connect {
+            let mut x = OnConnect {
+                conn,
+                route: current,
+                vars: &mut state.vars,
+                forward_error: state.forward_error,
+                none: NoHeaders,
+            };
+            if !rule.applies(&x) {
+                continue;
+            }
+            for action in &rule.actions {
+                match action.execute(&mut x) {
+                    Verdict::Next => {}
+                    Verdict::Deny(_) | Verdict::Close => return ConnectOutcome::Close(None),
+                    Verdict::Restricted => {
+                        return ConnectOutcome::Close(Some(ProxyError::Restricted))
+                    }
+                    Verdict::ForwardInternal(forward) => {
+                        match resolve_forward(table, current, forward, &x, &state.chain) {
+                            Ok(next) => {
+                                state.chain.push(next);
+                                current = table.route(next);
+                                continue 'endpoint;
+                            }
+                            Err(error) if forward.on_error == OnError::Continue => {
+                                x.forward_error = Some(error);
+                                state.forward_error = Some(error);
+                            }
+                            Err(error) => return ConnectOutcome::Close(Some(error)),
+                        }
+                    }
+                    // Validation keeps the other actions out of on_tcp_connect.
+                    _ => {}
+                }
+            }
+        }
+        return ConnectOutcome::Proceed(current.target.clone());
+    }
+}
+
 /// Finds the endpoint a forward-internal lands on, within the forwarder's account.
 fn resolve_forward(
     table: &RouteTable,

@@ -9,6 +9,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use innergate_table::policy::actions::rate_limit::RateLimit;
+use innergate_table::url::Family;
 use innergate_table::{
     Binding, EndpointKind, EndpointTable, EndpointUrl, HostPattern, Policy, Scheme,
 };
@@ -104,6 +105,8 @@ pub(crate) struct RouteTable {
     pools: Vec<SmallVec<[EndpointIdx; 2]>>,
     /// Public http hosts by URL port.
     public_http: HashMap<u16, HostIndex>,
+    /// Public tcp endpoints by URL port.
+    public_tcp: HashMap<u16, PoolIdx>,
     /// Internal hosts by (account, scheme, port).
     internal: HashMap<(u32, Scheme, u16), HostIndex>,
     /// Public URL ports and the scheme each serves.
@@ -129,19 +132,26 @@ impl RouteTable {
         for (i, ep) in table.endpoints.iter().enumerate() {
             let next_account = accounts.len() as u32;
             let account = *accounts.entry(ep.account.as_str()).or_insert(next_account);
-            if ep.binding == Binding::Public && ep.url.scheme != Scheme::Http {
+            if ep.binding == Binding::Public && matches!(ep.url.scheme, Scheme::Https | Scheme::Tls)
+            {
                 return Err(CompileError::Unsupported {
                     id: ep.id.clone(),
-                    what: "public https, tcp and tls endpoints",
+                    what: "public https and tls endpoints",
                 });
             }
             let target = match &ep.kind {
                 EndpointKind::Cloud => Target::None,
                 EndpointKind::Agent { upstream } => {
-                    if upstream.scheme != Scheme::Http {
+                    // The upstream speaks the endpoint's family: http behind http/https,
+                    // bytes behind tcp/tls. TLS to upstreams comes with issue #5.
+                    let fits = match ep.url.scheme.family() {
+                        Family::Http => upstream.scheme == Scheme::Http,
+                        Family::Stream => upstream.scheme == Scheme::Tcp,
+                    };
+                    if !fits {
                         return Err(CompileError::Unsupported {
                             id: ep.id.clone(),
-                            what: "upstreams other than http://",
+                            what: "upstreams other than http:// (http endpoints) or tcp:// (tcp endpoints)",
                         });
                     }
                     let key = (upstream.host.clone(), upstream.port);
@@ -158,25 +168,35 @@ impl RouteTable {
                     addr.map_or(Target::Unresolved, Target::Upstream)
                 }
             };
-            let index = match ep.binding {
-                Binding::Public => {
+            let next_pool = routes.pools.len() as PoolIdx;
+            let pool = match (ep.binding, ep.url.scheme) {
+                // tcp routes by port alone: one URL (a pool at most) per port.
+                (Binding::Public, Scheme::Tcp) => {
                     routes.listen_ports.insert(ep.url.port, ep.url.scheme);
-                    routes.public_http.entry(ep.url.port).or_default()
+                    *routes.public_tcp.entry(ep.url.port).or_insert(next_pool)
                 }
-                Binding::Internal => routes
-                    .internal
-                    .entry((account, ep.url.scheme, ep.url.port))
-                    .or_default(),
-            };
-            let pool = match index.get(&ep.url.host) {
-                Some(pool) => pool,
-                None => {
-                    let pool = routes.pools.len() as PoolIdx;
-                    routes.pools.push(SmallVec::new());
-                    index.insert(&ep.url.host, pool);
-                    pool
+                (Binding::Public, _) => {
+                    routes.listen_ports.insert(ep.url.port, ep.url.scheme);
+                    let index = routes.public_http.entry(ep.url.port).or_default();
+                    index.get(&ep.url.host).unwrap_or_else(|| {
+                        index.insert(&ep.url.host, next_pool);
+                        next_pool
+                    })
+                }
+                (Binding::Internal, _) => {
+                    let index = routes
+                        .internal
+                        .entry((account, ep.url.scheme, ep.url.port))
+                        .or_default();
+                    index.get(&ep.url.host).unwrap_or_else(|| {
+                        index.insert(&ep.url.host, next_pool);
+                        next_pool
+                    })
                 }
             };
+            if pool == next_pool {
+                routes.pools.push(SmallVec::new());
+            }
             routes.pools[pool as usize].push(i as EndpointIdx);
             routes.endpoints.push(Route {
                 id: ep.id.clone(),
@@ -190,6 +210,11 @@ impl RouteTable {
             });
         }
         Ok(routes)
+    }
+
+    /// The pool serving public tcp port `port`.
+    pub(crate) fn public_tcp(&self, port: u16) -> Option<PoolIdx> {
+        self.public_tcp.get(&port).copied()
     }
 
     /// The pool serving `host` on public http port `port`.

@@ -16,6 +16,7 @@ use monoio::net::TcpListener;
 use crate::config::Config;
 use crate::http::upstream::UpstreamPool;
 use crate::routes::RouteTable;
+use innergate_table::Scheme;
 
 /// A message from the supervisor to a worker.
 #[derive(Debug)]
@@ -200,9 +201,16 @@ async fn accept_loop(
                     }
                     worker.connections.set(worker.connections.get() + 1);
                     let worker = worker.clone();
+                    // The scheme comes from the current table: a port may change
+                    // protocol between tables while its listener stays.
+                    let scheme = worker.table().listen_ports.get(&url_port).copied();
                     monoio::spawn(async move {
                         let _count = ConnectionCount(worker.clone());
-                        crate::http::conn::serve(worker, stream, peer, url_port).await;
+                        match scheme {
+                            Some(Scheme::Tcp) => crate::tcp::serve(worker, stream, peer, url_port).await,
+                            Some(_) => crate::http::conn::serve(worker, stream, peer, url_port).await,
+                            None => {}
+                        }
                     });
                 }
                 Err(e) => {

@@ -15,7 +15,9 @@ use super::framing::{self, BodyLength};
 use super::head::{write_decimal, HeadError, RequestHead, ResponseHead};
 use super::upstream::{UpstreamConn, UpstreamPool};
 use crate::error::{ProxyError, ERROR_CODE_HEADER};
-use crate::policy::{self, Answer, ConnInfo, ExchangeState, RequestInfo, RequestOutcome, View};
+use crate::policy::{
+    self, Answer, ConnInfo, ConnectOutcome, ExchangeState, RequestInfo, RequestOutcome, View,
+};
 use crate::routes::RouteTable;
 use crate::worker::Worker;
 
@@ -104,6 +106,15 @@ async fn serve_one(worker: &Worker, client: &mut Client, s: &mut Scratch, first:
         return answer_locally(client, s, &table, answer, 0, facts, host).await;
     };
     let entry = table.pick(pool);
+    // on_tcp_connect runs once per connection; on a shared http port the first
+    // request's Host names the endpoint whose policy that is.
+    if first && !table.route(entry).policy.on_tcp_connect.is_empty() {
+        if let ConnectOutcome::Close(_) =
+            policy::run_connect(&table, entry, &client.info, &mut s.state)
+        {
+            return Next::Close;
+        }
+    }
     let info = request_info(&client.info, host, facts);
     match policy::run_request(&table, entry, &mut s.req, info, &mut s.state) {
         RequestOutcome::Upstream(addr) => proxy(worker, client, s, &table, addr, host, facts).await,

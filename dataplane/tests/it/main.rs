@@ -9,3 +9,4 @@ mod forwarding;
 mod legacy_driver;
 mod policy;
 mod support;
+mod tcp;

@@ -144,6 +144,18 @@ impl DataPlane {
         self.try_push(endpoints).expect("table applied")
     }
 
+    /// Where public URL port `url_port` is served.
+    pub fn listener(&self, url_port: u16) -> SocketAddr {
+        self.ack
+            .listeners
+            .iter()
+            .find(|l| l.url_port == url_port)
+            .unwrap_or_else(|| panic!("no listener for port {url_port}"))
+            .local_addr
+            .parse()
+            .unwrap()
+    }
+
     /// Where public http URL port 80 is served.
     pub fn http_addr(&self) -> SocketAddr {
         self.ack

@@ -1,0 +1,150 @@
+//! tcp endpoints: routed by port, `on_tcp_connect` (with forward-internal between
+//! tcp endpoints, a pool member per connection), then bytes both ways until both
+//! sides are done.
+//!
+//! Each direction copies through its own 64 KiB buffer and passes an end of stream
+//! on as a half-close, so a client that shuts its sending side still gets the
+//! answer. An idle connection is not cut by cancelling a read (an io_uring read
+//! cancelled at the wrong moment loses bytes): a watchdog shuts both sockets down
+//! when neither direction moved for the idle timeout, and the copies end by
+//! themselves.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::net::TcpStream;
+
+use crate::policy::{self, ConnInfo, ConnectOutcome, ExchangeState};
+use crate::routes::Target;
+use crate::worker::Worker;
+
+/// Bytes moved per read and write.
+const BUFFER: usize = 64 * 1024;
+
+/// Serves one accepted connection on a public tcp port.
+pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAddr, url_port: u16) {
+    let table = worker.table();
+    let Some(pool) = table.public_tcp(url_port) else {
+        return;
+    };
+    let conn = ConnInfo {
+        worker: worker.id,
+        client_ip: peer.ip().to_string(),
+        client_port: peer.port(),
+        server_port: client.local_addr().map_or(0, |a| a.port()),
+    };
+    let mut state = ExchangeState::default();
+    let addr = match policy::run_connect(&table, table.pick(pool), &conn, &mut state) {
+        ConnectOutcome::Proceed(Target::Upstream(addr)) => addr,
+        ConnectOutcome::Proceed(Target::None) => {
+            log::warn!(
+                "tcp port {url_port}: a policy let a connection through without an upstream"
+            );
+            return;
+        }
+        ConnectOutcome::Proceed(Target::Unresolved) => return,
+        ConnectOutcome::Close(reason) => {
+            if let Some(error) = reason {
+                log::debug!("tcp port {url_port}: {peer} closed: {}", error.message());
+            }
+            return;
+        }
+    };
+    // The connection no longer needs the table; let a replaced one go.
+    drop(table);
+    let connect = TcpStream::connect_addr(addr);
+    let upstream =
+        match monoio::time::timeout(worker.config.upstream_connect_timeout, connect).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                log::debug!("tcp port {url_port}: upstream {addr}: {e}");
+                return;
+            }
+            Err(_) => {
+                log::debug!("tcp port {url_port}: upstream {addr}: connect timeout");
+                return;
+            }
+        };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    pipe(client, upstream, worker.config.tcp_idle_timeout).await;
+}
+
+/// Moves bytes both ways until both directions ended or the pair went idle.
+pub(crate) async fn pipe(a: TcpStream, b: TcpStream, idle: Duration) {
+    let fds = [a.as_raw_fd(), b.as_raw_fd()];
+    let last = Rc::new(Cell::new(Instant::now()));
+    let (mut a_read, mut a_write) = a.into_split();
+    let (mut b_read, mut b_write) = b.into_split();
+    let copies = async {
+        monoio::join!(
+            copy_half(&mut a_read, &mut b_write, &last, fds),
+            copy_half(&mut b_read, &mut a_write, &last, fds)
+        )
+    };
+    let mut copies = std::pin::pin!(copies);
+    let watchdog = async {
+        let tick = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        loop {
+            monoio::time::sleep(tick).await;
+            if last.get().elapsed() >= idle {
+                return;
+            }
+        }
+    };
+    monoio::select! {
+        _ = &mut copies => {}
+        _ = watchdog => {
+            // The halves still own the sockets here, so the fds cannot have been
+            // reused; the pending reads return and the copies end.
+            shutdown_both(fds);
+            copies.await;
+        }
+    }
+}
+
+/// Copies one direction; an end of stream becomes a half-close of the other side, an
+/// error ends both directions.
+async fn copy_half<R: AsyncReadRent, W: AsyncWriteRent>(
+    from: &mut R,
+    to: &mut W,
+    last: &Cell<Instant>,
+    fds: [RawFd; 2],
+) {
+    let mut buf = Vec::with_capacity(BUFFER);
+    loop {
+        let (read, b) = from.read(buf).await;
+        buf = b;
+        match read {
+            Ok(0) => {
+                let _ = to.shutdown().await;
+                return;
+            }
+            Ok(_) => {
+                last.set(Instant::now());
+                let (written, b) = to.write_all(buf).await;
+                buf = b;
+                buf.clear();
+                if written.is_err() {
+                    shutdown_both(fds);
+                    return;
+                }
+            }
+            Err(_) => {
+                shutdown_both(fds);
+                return;
+            }
+        }
+    }
+}
+
+fn shutdown_both(fds: [RawFd; 2]) {
+    for fd in fds {
+        // SAFETY: shutdown(2) on sockets the caller still owns; it changes no memory.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
+}
