@@ -86,6 +86,7 @@ fn start_dataplane(opts: &UpOptions, data: &Path, socket: &Path) -> Result<Child
             binary.display()
         ));
     }
+    let (cert, key) = development_certificate(data)?;
     let mut command = Process::new(&binary);
     command
         .arg("--control-socket")
@@ -93,9 +94,23 @@ fn start_dataplane(opts: &UpOptions, data: &Path, socket: &Path) -> Result<Child
         .arg("--state-dir")
         .arg(data.join("dataplane"))
         .arg("--bind")
-        .arg(opts.bind.to_string());
+        .arg(opts.bind.to_string())
+        .arg("--tls-cert")
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key);
     if let Some(workers) = opts.workers {
         command.arg("--workers").arg(workers.to_string());
+    }
+    // If `up` dies without stopping it (kill -9), the data plane is told by the
+    // kernel rather than left running alone.
+    // SAFETY: prctl(2) in the child between fork and exec touches no shared state.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
     }
     let mut child = command
         .spawn()
@@ -112,6 +127,36 @@ fn start_dataplane(opts: &UpOptions, data: &Path, socket: &Path) -> Result<Child
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(child)
+}
+
+/// A self-signed certificate for `localhost` and `*.localhost`, made on first start
+/// and kept in `DATA/tls/`, so https endpoints work out of the box. Clients must be
+/// told to trust it (`curl -k`, or `--cacert DATA/tls/dev.crt` for `https://localhost`;
+/// strict clients do not accept the wildcard over a one-label name).
+fn development_certificate(data: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let dir = data.join("tls");
+    let (cert, key) = (dir.join("dev.crt"), dir.join("dev.key"));
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let names = vec!["localhost".to_string(), "*.localhost".to_string()];
+    let pair = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params = rcgen::CertificateParams::new(names).map_err(|e| e.to_string())?;
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "innergate development certificate",
+    );
+    let signed = params.self_signed(&pair).map_err(|e| e.to_string())?;
+    std::fs::write(&cert, signed.pem()).map_err(|e| e.to_string())?;
+    std::fs::write(&key, pair.serialize_pem()).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "innergate up: made a self-signed development certificate in {}",
+        dir.display()
+    );
+    Ok((cert, key))
 }
 
 fn stop(child: &mut Child) {

@@ -44,6 +44,14 @@ pub struct Config {
     /// Time a tcp connection may pass no byte in either direction (HAProxy timeout
     /// tunnel is often 1h).
     pub tcp_idle_timeout: Duration,
+    /// The default certificate chain (PEM) for https.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// A directory of `HOST.crt` + `HOST.key` pairs chosen by SNI.
+    pub tls_cert_dir: Option<PathBuf>,
+    /// Time for a TLS handshake (HAProxy: timeout client; nginx: client_header_timeout).
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -66,6 +74,10 @@ impl Default for Config {
             upstream_keepalive: 64,
             upstream_idle_timeout: Duration::from_secs(30),
             tcp_idle_timeout: Duration::from_secs(3600),
+            tls_cert: None,
+            tls_key: None,
+            tls_cert_dir: None,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }

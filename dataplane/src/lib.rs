@@ -17,6 +17,7 @@ mod routes;
 mod state;
 mod supervisor;
 mod tcp;
+pub mod tls;
 mod worker;
 
 use std::io;
@@ -42,6 +43,9 @@ pub enum StartError {
     /// The control socket could not be opened.
     #[error("control socket: {0}")]
     ControlSocket(io::Error),
+    /// A TLS certificate or key could not be loaded.
+    #[error("TLS certificates: {0}")]
+    Certificates(#[from] tls::CertError),
 }
 
 /// A running data plane. It runs until the process exits.
@@ -53,9 +57,15 @@ pub struct DataPlane {
 /// Starts workers, restores the saved table and opens the control socket.
 pub fn start(config: Config) -> Result<DataPlane, StartError> {
     let config = Arc::new(config);
+    let default_pair = config.tls_cert.as_deref().zip(config.tls_key.as_deref());
+    let certs = Arc::new(tls::CertStore::load(
+        default_pair,
+        config.tls_cert_dir.as_deref(),
+    )?);
+    let tls = (!certs.is_empty()).then(|| certs.server_config());
     let workers = (0..config.workers.max(1))
         .map(|id| {
-            worker::spawn(id, config.clone())
+            worker::spawn(id, config.clone(), tls.clone())
                 .map_err(|source| StartError::Worker { worker: id, source })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -63,7 +73,7 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
         Some(dir) => Some(state::StateFile::open(dir).map_err(StartError::StateDir)?),
         None => None,
     };
-    let mut supervisor = supervisor::Supervisor::new(config.clone(), workers, state);
+    let mut supervisor = supervisor::Supervisor::new(config.clone(), workers, state, tls.is_some());
     supervisor.restore();
     let supervisor = Arc::new(Mutex::new(supervisor));
     if let Some(path) = &config.control_socket {

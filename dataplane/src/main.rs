@@ -60,6 +60,19 @@ struct Args {
     /// Time a tcp connection may pass no byte in either direction.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     tcp_idle_timeout: Duration,
+    /// Default certificate chain (PEM) for https endpoints.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Directory of HOST.crt + HOST.key pairs picked by SNI (`*.example.com.crt` for a
+    /// wildcard).
+    #[arg(long)]
+    tls_cert_dir: Option<PathBuf>,
+    /// Time for a TLS handshake.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    tls_handshake_timeout: Duration,
 }
 
 fn main() {
@@ -82,6 +95,10 @@ fn main() {
         upstream_read_timeout: args.upstream_read_timeout,
         upstream_keepalive: args.upstream_keepalive,
         tcp_idle_timeout: args.tcp_idle_timeout,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        tls_cert_dir: args.tls_cert_dir,
+        tls_handshake_timeout: args.tls_handshake_timeout,
         ..defaults
     };
     // Block the shutdown signals before threads start so that every thread inherits

@@ -33,6 +33,10 @@ pub(crate) const MAX_HOPS: usize = 10;
 pub(crate) struct ConnInfo {
     /// The worker serving it (its slots in rate-limit counters).
     pub(crate) worker: usize,
+    /// `http` or `https`, as the client connected.
+    pub(crate) scheme: &'static str,
+    /// The SNI the client sent, for `conn.tls.sni`.
+    pub(crate) sni: Option<String>,
     pub(crate) client_ip: String,
     pub(crate) client_port: u16,
     pub(crate) server_port: u16,
@@ -172,6 +176,7 @@ impl<'s> View<'s> {
                 }
             }
             Var::ClientIp => &self.info.conn.client_ip,
+            Var::TlsSni => self.info.conn.sni.as_deref().unwrap_or(""),
             Var::EndpointId => &self.route.id,
             Var::EndpointUrl => &self.route.url_text,
             Var::EndpointHost => &self.route.host_text,
@@ -493,6 +498,7 @@ impl Facts for OnConnect<'_> {
     fn string(&self, var: Var) -> &str {
         match var {
             Var::ClientIp => &self.conn.client_ip,
+            Var::TlsSni => self.conn.sni.as_deref().unwrap_or(""),
             Var::EndpointId => &self.route.id,
             Var::EndpointUrl => &self.route.url_text,
             Var::EndpointHost => &self.route.host_text,

@@ -132,11 +132,10 @@ impl RouteTable {
         for (i, ep) in table.endpoints.iter().enumerate() {
             let next_account = accounts.len() as u32;
             let account = *accounts.entry(ep.account.as_str()).or_insert(next_account);
-            if ep.binding == Binding::Public && matches!(ep.url.scheme, Scheme::Https | Scheme::Tls)
-            {
+            if ep.binding == Binding::Public && ep.url.scheme == Scheme::Tls {
                 return Err(CompileError::Unsupported {
                     id: ep.id.clone(),
-                    what: "public https and tls endpoints",
+                    what: "public tls endpoints",
                 });
             }
             let target = match &ep.kind {

@@ -12,6 +12,8 @@ use innergate_table::EndpointTable;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
+use innergate_table::Scheme;
+
 use crate::ratelimit::RateRegistry;
 use crate::routes::RouteTable;
 use crate::state::StateFile;
@@ -33,6 +35,8 @@ pub(crate) struct Supervisor {
     state: Option<StateFile>,
     /// rate-limit counters, kept across tables.
     limits: RateRegistry,
+    /// Whether certificates are configured (https endpoints need them).
+    has_certificates: bool,
 }
 
 impl Supervisor {
@@ -40,6 +44,7 @@ impl Supervisor {
         config: Arc<Config>,
         workers: Vec<WorkerHandle>,
         state: Option<StateFile>,
+        has_certificates: bool,
     ) -> Self {
         Supervisor {
             config,
@@ -49,6 +54,7 @@ impl Supervisor {
             applied: false,
             state,
             limits: RateRegistry::default(),
+            has_certificates,
         }
     }
 
@@ -80,6 +86,13 @@ impl Supervisor {
             .map_err(|e| format!("endpoint {}: {e}", e.endpoint_id()))?;
         let routes = RouteTable::compile(&table, &mut self.limits, self.workers.len())
             .map_err(|e| e.to_string())?;
+        if !self.has_certificates && routes.listen_ports.values().any(|s| *s == Scheme::Https) {
+            return Err(
+                "https endpoints need a certificate: start the data plane with \
+                        --tls-cert/--tls-key or --tls-cert-dir"
+                    .into(),
+            );
+        }
         let routes = Arc::new(routes);
 
         let mut new_listeners: BTreeMap<u16, (SocketAddr, Vec<TcpListener>)> = BTreeMap::new();

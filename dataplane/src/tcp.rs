@@ -33,6 +33,8 @@ pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAdd
     };
     let conn = ConnInfo {
         worker: worker.id,
+        scheme: "tcp",
+        sni: None,
         client_ip: peer.ip().to_string(),
         client_port: peer.port(),
         server_port: client.local_addr().map_or(0, |a| a.port()),

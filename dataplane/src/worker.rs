@@ -66,6 +66,8 @@ pub(crate) struct Worker {
     /// Which worker this is: its slots in shared counters.
     pub(crate) id: usize,
     pub(crate) config: Arc<Config>,
+    /// The TLS server config for https ports, when certificates are configured.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     table: RefCell<Rc<LocalTable>>,
     pub(crate) pool: UpstreamPool,
     connections: Cell<usize>,
@@ -80,7 +82,11 @@ impl Worker {
 }
 
 /// Starts worker `id`; returns once its runtime is built.
-pub(crate) fn spawn(id: usize, config: Arc<Config>) -> io::Result<WorkerHandle> {
+pub(crate) fn spawn(
+    id: usize,
+    config: Arc<Config>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> io::Result<WorkerHandle> {
     let (inbox, messages) = flume::unbounded();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = thread::Builder::new()
@@ -114,7 +120,7 @@ pub(crate) fn spawn(id: usize, config: Arc<Config>) -> io::Result<WorkerHandle> 
                 }
             }
             let _ = ready_tx.send(Ok(()));
-            runtime.block_on(run(id, config, messages));
+            runtime.block_on(run(id, config, tls, messages));
         })?;
     ready_rx
         .recv()
@@ -125,9 +131,15 @@ pub(crate) fn spawn(id: usize, config: Arc<Config>) -> io::Result<WorkerHandle> 
     })
 }
 
-async fn run(id: usize, config: Arc<Config>, messages: flume::Receiver<WorkerMsg>) {
+async fn run(
+    id: usize,
+    config: Arc<Config>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    messages: flume::Receiver<WorkerMsg>,
+) {
     let worker = Rc::new(Worker {
         id,
+        tls,
         pool: UpstreamPool::new(config.upstream_keepalive, config.upstream_idle_timeout),
         config,
         table: RefCell::new(Rc::new(LocalTable(Arc::default()))),
@@ -208,7 +220,15 @@ async fn accept_loop(
                         let _count = ConnectionCount(worker.clone());
                         match scheme {
                             Some(Scheme::Tcp) => crate::tcp::serve(worker, stream, peer, url_port).await,
-                            Some(_) => crate::http::conn::serve(worker, stream, peer, url_port).await,
+                            Some(Scheme::Https) => {
+                                crate::tls::serve_https(worker, stream, peer, url_port).await
+                            }
+                            Some(_) => {
+                                let _ = stream.set_nodelay(true);
+                                let server_port = stream.local_addr().map_or(0, |a| a.port());
+                                crate::http::conn::serve(worker, stream, peer, url_port, server_port, "http", None)
+                                    .await
+                            }
                             None => {}
                         }
                     });

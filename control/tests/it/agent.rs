@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use crate::support::*;
 
-fn start_agent(control: &Control, key: &str, upstream: &str) -> std::process::Child {
+fn start_agent(control: &Control, key: &str, upstream: &str) -> KillOnDrop {
     let mut child = Command::new(innergate_bin())
         .args(["http", upstream, "--url", "http://agent.example.com"])
         .env("INNERGATE_API_URL", &control.api)
@@ -22,7 +22,7 @@ fn start_agent(control: &Control, key: &str, upstream: &str) -> std::process::Ch
         line.starts_with("http://agent.example.com -> http://127.0.0.1:"),
         "{line}"
     );
-    child
+    KillOnDrop(Some(child))
 }
 
 #[test]
@@ -45,8 +45,10 @@ fn an_agent_endpoint_lives_while_its_agent_runs() {
     std::thread::sleep(std::time::Duration::from_secs(5));
     assert_eq!(api.list(None, None).unwrap().endpoints.len(), 1);
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(agent.id() as i32, libc::SIGINT) };
-    let out = agent.wait_with_output().unwrap();
+    let mut agent = agent;
+    let child = agent.0.take().unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert!(api.list(None, None).unwrap().endpoints.is_empty());
 
@@ -54,8 +56,9 @@ fn an_agent_endpoint_lives_while_its_agent_runs() {
     let mut agent = start_agent(&control, &key, &port);
     assert_eq!(api.list(None, None).unwrap().endpoints.len(), 1);
     let addr = dp.http_addr();
-    agent.kill().unwrap();
-    agent.wait().unwrap();
+    let mut child = agent.0.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
     eventually("the lease to expire", || {
         api.list(None, None).unwrap().endpoints.is_empty()
     });

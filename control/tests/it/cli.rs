@@ -5,6 +5,44 @@ use std::process::{Command, Stdio};
 
 use crate::support::*;
 
+/// A GET over TLS trusting only `ca_pem`; returns the body.
+fn https_get(port: u16, host: &str, ca_pem: &[u8]) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    write!(
+        tls,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = tls.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
 fn api(control: &Control, key: &str, args: &[&str]) -> std::process::Output {
     let mut all = vec!["api", "endpoints"];
     all.extend_from_slice(args);
@@ -126,7 +164,7 @@ fn up_serves_the_seed_quickstart_and_stops_on_sigint() {
         .unwrap()
         .port();
     dataplane_bin();
-    let mut up = Command::new(innergate_bin())
+    let up = Command::new(innergate_bin())
         .args([
             "up",
             "--api",
@@ -142,7 +180,8 @@ fn up_serves_the_seed_quickstart_and_stops_on_sigint() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut reader = BufReader::new(up.stdout.take().unwrap());
+    let mut up = KillOnDrop(Some(up));
+    let mut reader = BufReader::new(up.0.as_mut().unwrap().stdout.take().unwrap());
     let (mut api_url, mut key) = (String::new(), String::new());
     let mut line = String::new();
     while reader.read_line(&mut line).unwrap() > 0 {
@@ -178,9 +217,32 @@ fn up_serves_the_seed_quickstart_and_stops_on_sigint() {
     ]);
     let page: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(page["endpoints"].as_array().unwrap().len(), 2);
+
+    // https works out of the box with the development certificate `up` made.
+    let https_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("https://localhost:{https_port}");
+    let created = run(&[
+        "api", "endpoints", "create", "--url", &url,
+        "--traffic-policy", "on_http_request: [{actions: [{type: forward-internal, config: {url: 'https://example.internal'}}]}]",
+        "--api-url", &api_url, "--api-key", &key,
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let dev_cert = std::fs::read(dir.path().join("data/tls/dev.crt")).unwrap();
+    assert_eq!(
+        https_get(https_port, "localhost", &dev_cert),
+        "Hello world!"
+    );
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(up.id() as i32, libc::SIGINT) };
-    let status = up.wait().unwrap();
+    unsafe { libc::kill(up.0.as_ref().unwrap().id() as i32, libc::SIGINT) };
+    let status = up.0.take().unwrap().wait().unwrap();
     assert!(status.success(), "{status}");
     eventually("the data plane to stop", || {
         std::net::TcpStream::connect(addr).is_err()

@@ -300,3 +300,16 @@ pub fn cloud(url: &str, policy: &str) -> CreateEndpoint {
         ..Default::default()
     }
 }
+
+/// Kills a child the test did not get to stop (a failed assertion), so no process
+/// outlives its test.
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::body::{self, Chunking, CopyError, BODY_BUFFER};
 use super::buf::{write_all, ReadBuf};
@@ -28,9 +28,14 @@ enum Next {
     Close,
 }
 
+/// A client connection's byte stream: plain TCP or TLS.
+pub(crate) trait ClientStream: AsyncReadRent + AsyncWriteRent {}
+
+impl<T: AsyncReadRent + AsyncWriteRent> ClientStream for T {}
+
 /// The client side of a connection.
-struct Client {
-    stream: TcpStream,
+struct Client<S> {
+    stream: S,
     rb: ReadBuf,
     peer: SocketAddr,
     info: ConnInfo,
@@ -58,13 +63,23 @@ struct RequestFacts {
 }
 
 /// Serves a client connection until it closes or a request ends it.
-pub(crate) async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr, url_port: u16) {
-    let _ = stream.set_nodelay(true);
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn serve<S: ClientStream>(
+    worker: Rc<Worker>,
+    stream: S,
+    peer: SocketAddr,
+    url_port: u16,
+    server_port: u16,
+    scheme: &'static str,
+    sni: Option<String>,
+) {
     let info = ConnInfo {
         worker: worker.id,
+        scheme,
+        sni,
         client_ip: peer.ip().to_string(),
         client_port: peer.port(),
-        server_port: stream.local_addr().map_or(0, |a| a.port()),
+        server_port,
     };
     let mut client = Client {
         stream,
@@ -80,7 +95,12 @@ pub(crate) async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAdd
     }
 }
 
-async fn serve_one(worker: &Worker, client: &mut Client, s: &mut Scratch, first: bool) -> Next {
+async fn serve_one<S: ClientStream>(
+    worker: &Worker,
+    client: &mut Client<S>,
+    s: &mut Scratch,
+    first: bool,
+) -> Next {
     let head_len = match read_request_head(worker, client, &mut s.req, first).await {
         Ok(Some(n)) => n,
         Ok(None) => return Next::Close,
@@ -127,9 +147,9 @@ async fn serve_one(worker: &Worker, client: &mut Client, s: &mut Scratch, first:
 
 /// Reads until a complete request head is buffered. `Ok(None)`: the client closed or
 /// went quiet, and the connection just ends.
-async fn read_request_head(
+async fn read_request_head<S: ClientStream>(
     worker: &Worker,
-    client: &mut Client,
+    client: &mut Client<S>,
     req: &mut RequestHead,
     first: bool,
 ) -> Result<Option<usize>, ProxyError> {
@@ -164,9 +184,9 @@ async fn read_request_head(
 }
 
 /// Sends the request to the upstream at `addr` and the response back to the client.
-async fn proxy(
+async fn proxy<S: ClientStream>(
     worker: &Worker,
-    client: &mut Client,
+    client: &mut Client<S>,
     s: &mut Scratch,
     table: &RouteTable,
     addr: SocketAddr,
@@ -177,7 +197,7 @@ async fn proxy(
     let expect_continue = facts.minor_version == 1
         && !facts.body.is_empty()
         && s.req.headers.has_token("expect", "100-continue");
-    encode_upstream_request(&s.req, client.peer, host, &mut s.out);
+    encode_upstream_request(&s.req, client.peer, host, client.info.scheme, &mut s.out);
 
     // A reused connection the upstream closed meanwhile fails before any response
     // byte; a request without a body can then be sent again on a fresh connection.
@@ -360,7 +380,13 @@ async fn read_response_head(
 
 /// Writes the head the upstream receives: the client's request line and fields minus
 /// hop-by-hop ones, plus X-Forwarded-For/Host/Proto describing the client side.
-fn encode_upstream_request(req: &RequestHead, peer: SocketAddr, host: &str, out: &mut Vec<u8>) {
+fn encode_upstream_request(
+    req: &RequestHead,
+    peer: SocketAddr,
+    host: &str,
+    scheme: &str,
+    out: &mut Vec<u8>,
+) {
     out.clear();
     out.extend_from_slice(req.method());
     out.push(b' ');
@@ -381,7 +407,9 @@ fn encode_upstream_request(req: &RequestHead, peer: SocketAddr, host: &str, out:
     let _ = write!(out, "{}", peer.ip());
     out.extend_from_slice(b"\r\nx-forwarded-host: ");
     out.extend_from_slice(host.as_bytes());
-    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n\r\n");
+    out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+    out.extend_from_slice(scheme.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
 }
 
 /// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1).
@@ -409,7 +437,7 @@ fn write_connection_header(out: &mut Vec<u8>, close: bool, minor_version: u8) {
 fn request_info<'a>(conn: &'a ConnInfo, host: &'a str, facts: RequestFacts) -> RequestInfo<'a> {
     RequestInfo {
         conn,
-        scheme: "http",
+        scheme: conn.scheme,
         host,
         content_length: match facts.body {
             BodyLength::Empty => 0,
@@ -422,8 +450,8 @@ fn request_info<'a>(conn: &'a ConnInfo, host: &'a str, facts: RequestFacts) -> R
 /// Answers with a response the data plane makes, after the response phases of
 /// `chain[..phases]`.
 #[allow(clippy::too_many_arguments)]
-async fn answer_locally(
-    client: &mut Client,
+async fn answer_locally<S: ClientStream>(
+    client: &mut Client<S>,
     s: &mut Scratch,
     table: &RouteTable,
     answer: Answer<'_>,
@@ -531,8 +559,8 @@ fn mark_error(resp: &mut ResponseHead, body: &mut Vec<u8>, error: ProxyError) {
     body.push(b'\n');
 }
 
-async fn send_local(
-    client: &mut Client,
+async fn send_local<S: ClientStream>(
+    client: &mut Client<S>,
     s: &mut Scratch,
     facts: RequestFacts,
     close: bool,
@@ -555,7 +583,11 @@ async fn send_local(
 }
 
 /// Answers an error and closes: the request could not be read reliably.
-async fn answer_error(client: &mut Client, s: &mut Scratch, error: ProxyError) -> Next {
+async fn answer_error<S: ClientStream>(
+    client: &mut Client<S>,
+    s: &mut Scratch,
+    error: ProxyError,
+) -> Next {
     let facts = RequestFacts {
         body: BodyLength::Empty,
         keep_alive: false,
@@ -567,8 +599,8 @@ async fn answer_error(client: &mut Client, s: &mut Scratch, error: ProxyError) -
 
 /// Answers an error before the request body was sent on; the connection stays open
 /// when the body can be skipped.
-async fn answer_error_keep(
-    client: &mut Client,
+async fn answer_error_keep<S: ClientStream>(
+    client: &mut Client<S>,
     s: &mut Scratch,
     error: ProxyError,
     facts: RequestFacts,
@@ -579,7 +611,7 @@ async fn answer_error_keep(
 
 /// Skips a request body that was not sent on, when it is already buffered, so the
 /// connection can serve the next request; `false` means the connection must close.
-fn skip_unread_body(client: &mut Client, body: BodyLength) -> bool {
+fn skip_unread_body<S: ClientStream>(client: &mut Client<S>, body: BodyLength) -> bool {
     match body {
         BodyLength::Empty => true,
         BodyLength::Fixed(n) if client.rb.len() as u64 >= n => {
@@ -590,8 +622,8 @@ fn skip_unread_body(client: &mut Client, body: BodyLength) -> bool {
     }
 }
 
-async fn answer_error_with(
-    client: &mut Client,
+async fn answer_error_with<S: ClientStream>(
+    client: &mut Client<S>,
     s: &mut Scratch,
     error: ProxyError,
     facts: RequestFacts,

@@ -6,6 +6,7 @@ mod control_link;
 mod expressions;
 mod forward_internal;
 mod forwarding;
+mod https;
 mod legacy_driver;
 mod policy;
 mod support;

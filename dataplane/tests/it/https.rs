@@ -1,0 +1,271 @@
+//! https endpoints: TLS termination with certificates picked by SNI, then the HTTP path.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+
+use crate::support::*;
+
+const PORT: u16 = 8443;
+
+/// A test CA and the certificates it signed, written as the data plane reads them.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: CertificateDer<'static>,
+    /// File stem → certificate.
+    issued: Vec<(String, CertificateDer<'static>)>,
+}
+
+impl Pki {
+    fn new(names: &[&str]) -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("certs")).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "innergate test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap().der().clone();
+        let issuer = Issuer::from_params(&ca_params, &ca_key);
+        let mut issued = Vec::new();
+        for name in names {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(vec![name.to_string()])
+                .unwrap()
+                .signed_by(&key, &issuer)
+                .unwrap();
+            // Not Path::with_extension: it would cut `.com` off a host name.
+            let base = if *name == "default.test" {
+                dir.path().join("default")
+            } else {
+                dir.path().join("certs").join(name)
+            };
+            let file = |ext: &str| PathBuf::from(format!("{}.{ext}", base.display()));
+            std::fs::write(file("crt"), cert.pem()).unwrap();
+            std::fs::write(file("key"), key.serialize_pem()).unwrap();
+            issued.push((name.to_string(), cert.der().clone()));
+        }
+        Pki { dir, ca, issued }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn cert(&self, name: &str) -> &CertificateDer<'static> {
+        &self.issued.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    fn start(&self, extra: &[&str]) -> DataPlane {
+        let cert = self.path("default.crt");
+        let key = self.path("default.key");
+        let dir = self.path("certs");
+        let mut args = vec![
+            "--port-map",
+            "8443=0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--tls-cert-dir",
+            dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        DataPlane::start_with(&args)
+    }
+
+    /// A GET over TLS with `sni`; returns the certificate served, status and body.
+    fn get(
+        &self,
+        addr: SocketAddr,
+        sni: &str,
+        host: &str,
+    ) -> (CertificateDer<'static>, u16, String) {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from(sni.to_string()).unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        write!(
+            tls,
+            "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The server may close without close_notify after Connection: close.
+        while let Ok(n) = tls.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+        }
+        let served = tls.conn.peer_certificates().unwrap()[0].clone();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (served, status, body)
+    }
+}
+
+#[test]
+fn https_picks_certificates_by_sni_and_forwards_internally() {
+    let pki = Pki::new(&["default.test", "app.example.com", "*.wild.example.com"]);
+    let backend = Backend::text("from upstream");
+    let mut dp = pki.start(&[]);
+    let answer_sni = "on_http_request:\n  - actions:\n      - type: custom-response\n        config: {body: '${req.url.scheme} ${conn.tls.sni}'}\n";
+    dp.push(vec![
+        cloud(
+            "ep_app",
+            "acme",
+            "https://app.example.com:8443",
+            &forward_to("https://svc.internal"),
+        ),
+        agent("ep_svc", "acme", "https://svc.internal", backend.addr),
+        cloud(
+            "ep_wild",
+            "acme",
+            "https://*.wild.example.com:8443",
+            answer_sni,
+        ),
+        cloud(
+            "ep_other",
+            "acme",
+            "https://other.example.com:8443",
+            answer_sni,
+        ),
+    ]);
+    let addr = dp.listener(PORT);
+    let (cert, status, body) = pki.get(addr, "app.example.com", "app.example.com");
+    assert_eq!((status, body.as_str()), (200, "from upstream"));
+    assert_eq!(&cert, pki.cert("app.example.com"));
+    let seen = &backend.requests()[0];
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(seen.header("host"), Some("app.example.com"));
+
+    let (cert, _, body) = pki.get(addr, "a.wild.example.com", "a.wild.example.com");
+    assert_eq!(&cert, pki.cert("*.wild.example.com"));
+    assert_eq!(body, "https a.wild.example.com");
+
+    // No certificate for this name: the default one is served (and the test client,
+    // which checks names, would refuse it: so ask with the default's name as SNI).
+    let (cert, _, body) = pki.get(addr, "default.test", "other.example.com");
+    assert_eq!(&cert, pki.cert("default.test"));
+    assert_eq!(body, "https default.test");
+}
+
+/// A ClientHello offering only `version` (0x0301 TLS 1.0, 0x0302 TLS 1.1).
+fn legacy_hello(version: u16) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&version.to_be_bytes());
+    body.extend_from_slice(&[7u8; 32]); // random
+    body.push(0); // session id
+    body.extend_from_slice(&[0, 4, 0x00, 0x2f, 0x00, 0xff]); // cipher suites
+    body.extend_from_slice(&[1, 0]); // compression: null
+                                     // signature_algorithms, so that the version is the only thing wrong.
+    body.extend_from_slice(&[0, 10, 0x00, 0x0d, 0, 6, 0, 4, 0x04, 0x01, 0x08, 0x04]);
+    let mut handshake = vec![1, 0, 0, body.len() as u8];
+    handshake.extend_from_slice(&body);
+    let mut record = vec![0x16, 0x03, 0x01, 0, handshake.len() as u8];
+    record.extend_from_slice(&handshake);
+    record
+}
+
+#[test]
+fn tls_1_0_and_1_1_are_refused() {
+    let pki = Pki::new(&["default.test"]);
+    let mut dp = pki.start(&[]);
+    dp.push(vec![cloud(
+        "ep_app",
+        "acme",
+        "https://app.example.com:8443",
+        &answer("x"),
+    )]);
+    for version in [0x0301u16, 0x0302] {
+        let mut s = TcpStream::connect(dp.listener(PORT)).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.write_all(&legacy_hello(version)).unwrap();
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        assert!(!reply.is_empty(), "an alert is expected for {version:#x}");
+        assert_eq!(
+            reply[0], 0x15,
+            "a TLS alert, not a ServerHello, for {version:#x}: {reply:?}"
+        );
+        assert_eq!(
+            reply.get(6),
+            Some(&70),
+            "protocol_version alert for {version:#x}: {reply:?}"
+        );
+    }
+}
+
+#[test]
+fn a_silent_tls_client_times_out_and_frees_its_slot() {
+    let pki = Pki::new(&["default.test"]);
+    let mut dp = pki.start(&[
+        "--tls-handshake-timeout",
+        "500ms",
+        "--max-connections-per-worker",
+        "1",
+    ]);
+    dp.push(vec![cloud(
+        "ep_app",
+        "acme",
+        "https://app.example.com:8443",
+        &answer("x"),
+    )]);
+    let mut silent = TcpStream::connect(dp.listener(PORT)).unwrap();
+    silent.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let _ = silent.read_to_end(&mut buf);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "closed after {:?}",
+        start.elapsed()
+    );
+    // Its slot is free again: with one connection per worker, both workers still serve.
+    for _ in 0..4 {
+        let (_, status, body) = pki.get(dp.listener(PORT), "default.test", "app.example.com");
+        assert_eq!((status, body.as_str()), (200, "x"));
+    }
+}
+
+#[test]
+fn https_without_certificates_is_refused_with_the_reason() {
+    let mut dp = DataPlane::start_with(&["--port-map", "8443=0"]);
+    let refused = dp.try_push(vec![cloud(
+        "ep_app",
+        "acme",
+        "https://app.example.com:8443",
+        &answer("x"),
+    )]);
+    match refused {
+        Err(innergate_table::link::LinkError::Refused { reason, .. }) => {
+            assert!(reason.contains("--tls-cert"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
