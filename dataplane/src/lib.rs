@@ -14,6 +14,7 @@ pub mod http;
 mod policy;
 mod ratelimit;
 mod routes;
+pub mod sni;
 mod state;
 mod supervisor;
 mod tcp;
@@ -73,7 +74,7 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
         Some(dir) => Some(state::StateFile::open(dir).map_err(StartError::StateDir)?),
         None => None,
     };
-    let mut supervisor = supervisor::Supervisor::new(config.clone(), workers, state, tls.is_some());
+    let mut supervisor = supervisor::Supervisor::new(config.clone(), workers, state, certs);
     supervisor.restore();
     let supervisor = Arc::new(Mutex::new(supervisor));
     if let Some(path) = &config.control_socket {

@@ -81,6 +81,8 @@ pub(crate) struct ExchangeState {
     pub(crate) vars: Vars,
     /// The last forward-internal failure that an `on_error: continue` let through.
     pub(crate) forward_error: Option<ProxyError>,
+    /// A `terminate-tls` that ran in on_tcp_connect: (endpoint, action address).
+    pub(crate) terminate: Option<(EndpointIdx, usize)>,
 }
 
 impl ExchangeState {
@@ -88,6 +90,7 @@ impl ExchangeState {
         self.chain.clear();
         self.vars.0.clear();
         self.forward_error = None;
+        self.terminate = None;
     }
 }
 
@@ -413,6 +416,8 @@ pub(crate) fn run_request<'t>(
                             phases: 0,
                         }
                     }
+                    // Validation keeps terminate-tls in on_tcp_connect.
+                    Verdict::TerminateTls(_) => {}
                     Verdict::RateLimit(limit, bucket) => {
                         let counters = table.limit(current_idx, limit);
                         let admitted = counters.map_or(Ok(()), |c| {
@@ -556,6 +561,7 @@ pub(crate) fn run_connect(
 ) -> ConnectOutcome {
     state.reset();
     state.chain.push(entry);
+    let mut current_idx = entry;
     let mut current = table.route(entry);
     'endpoint: loop {
         for rule in &current.policy.on_tcp_connect {
@@ -576,10 +582,14 @@ pub(crate) fn run_connect(
                     Verdict::Restricted => {
                         return ConnectOutcome::Close(Some(ProxyError::Restricted))
                     }
+                    Verdict::TerminateTls(action) => {
+                        state.terminate = Some((current_idx, action as *const _ as usize));
+                    }
                     Verdict::ForwardInternal(forward) => {
                         match resolve_forward(table, current, forward, &x, &state.chain) {
                             Ok(next) => {
                                 state.chain.push(next);
+                                current_idx = next;
                                 current = table.route(next);
                                 continue 'endpoint;
                             }

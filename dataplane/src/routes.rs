@@ -16,6 +16,9 @@ use innergate_table::{
 use smallvec::SmallVec;
 
 use crate::ratelimit::{RateCounters, RateRegistry};
+use crate::tls::CertStore;
+use innergate_table::policy::actions::terminate_tls::{TerminateTls, TlsVersion};
+use innergate_table::policy::Action;
 
 /// Index of an endpoint in [`RouteTable::endpoints`].
 pub(crate) type EndpointIdx = u32;
@@ -96,6 +99,9 @@ pub(crate) enum CompileError {
     /// A protocol this data plane does not serve yet.
     #[error("endpoint {id}: {what} are not served by this data plane yet")]
     Unsupported { id: String, what: &'static str },
+    /// A terminate-tls certificate is unusable.
+    #[error("endpoint {id}: terminate-tls: {message}")]
+    Certificate { id: String, message: String },
 }
 
 /// A table ready for workers.
@@ -113,6 +119,8 @@ pub(crate) struct RouteTable {
     pub(crate) listen_ports: BTreeMap<u16, Scheme>,
     /// Counters of `rate-limit` actions, by endpoint index and action address.
     limits: HashMap<(EndpointIdx, usize), Arc<RateCounters>>,
+    /// TLS configs of `terminate-tls` actions, by endpoint index and action address.
+    terminations: HashMap<(EndpointIdx, usize), Arc<rustls::ServerConfig>>,
 }
 
 impl RouteTable {
@@ -122,6 +130,7 @@ impl RouteTable {
         table: &EndpointTable,
         limits: &mut RateRegistry,
         workers: usize,
+        certs: &Arc<CertStore>,
     ) -> Result<RouteTable, CompileError> {
         let mut routes = RouteTable {
             limits: limits.attach(table, workers),
@@ -132,12 +141,7 @@ impl RouteTable {
         for (i, ep) in table.endpoints.iter().enumerate() {
             let next_account = accounts.len() as u32;
             let account = *accounts.entry(ep.account.as_str()).or_insert(next_account);
-            if ep.binding == Binding::Public && ep.url.scheme == Scheme::Tls {
-                return Err(CompileError::Unsupported {
-                    id: ep.id.clone(),
-                    what: "public tls endpoints",
-                });
-            }
+
             let target = match &ep.kind {
                 EndpointKind::Cloud => Target::None,
                 EndpointKind::Agent { upstream } => {
@@ -197,6 +201,44 @@ impl RouteTable {
                 routes.pools.push(SmallVec::new());
             }
             routes.pools[pool as usize].push(i as EndpointIdx);
+            for rule in &ep.policy.on_tcp_connect {
+                for action in &rule.actions {
+                    let Action::TerminateTls(t) = action else {
+                        continue;
+                    };
+                    let store = match &t.certificate {
+                        Some((cert, key)) => Arc::new(CertStore::single(
+                            crate::tls::pair_from_pem(cert, key).map_err(|message| {
+                                CompileError::Certificate {
+                                    id: ep.id.clone(),
+                                    message,
+                                }
+                            })?,
+                        )),
+                        None if certs.is_empty() => {
+                            return Err(CompileError::Certificate {
+                                id: ep.id.clone(),
+                                message: "terminate-tls without its own certificate needs \
+                                          --tls-cert/--tls-key or --tls-cert-dir"
+                                    .into(),
+                            })
+                        }
+                        None => certs.clone(),
+                    };
+                    let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
+                        (TlsVersion::V1_2, &rustls::version::TLS12),
+                        (TlsVersion::V1_3, &rustls::version::TLS13),
+                    ]
+                    .into_iter()
+                    .filter(|(v, _)| (t.min_version..=t.max_version).contains(v))
+                    .map(|(_, p)| p)
+                    .collect();
+                    routes.terminations.insert(
+                        (i as EndpointIdx, t as *const TerminateTls as usize),
+                        store.server_config_for(&versions),
+                    );
+                }
+            }
             routes.endpoints.push(Route {
                 id: ep.id.clone(),
                 account,
@@ -216,8 +258,9 @@ impl RouteTable {
         self.public_tcp.get(&port).copied()
     }
 
-    /// The pool serving `host` on public http port `port`.
-    pub(crate) fn public_http(&self, port: u16, host: &str) -> Option<PoolIdx> {
+    /// The pool serving `host` (Host header or SNI) on public http, https or tls port
+    /// `port`.
+    pub(crate) fn public_by_host(&self, port: u16, host: &str) -> Option<PoolIdx> {
         self.public_http.get(&port)?.lookup(host)
     }
 
@@ -238,6 +281,15 @@ impl RouteTable {
 
     pub(crate) fn route(&self, idx: EndpointIdx) -> &Route {
         &self.endpoints[idx as usize]
+    }
+
+    /// The TLS config of a terminate-tls action of endpoint `idx`.
+    pub(crate) fn termination(
+        &self,
+        idx: EndpointIdx,
+        action: usize,
+    ) -> Option<Arc<rustls::ServerConfig>> {
+        self.terminations.get(&(idx, action)).cloned()
     }
 
     /// The counters of a rate-limit action of endpoint `idx`.
@@ -266,7 +318,7 @@ mod tests {
             })
             .collect();
         let table = EndpointTable::from_records(1, &records).unwrap();
-        RouteTable::compile(&table, &mut RateRegistry::default(), 2).unwrap()
+        RouteTable::compile(&table, &mut RateRegistry::default(), 2, &Arc::default()).unwrap()
     }
 
     #[test]
@@ -277,7 +329,7 @@ mod tests {
             ("a", "http://x.api.example.com"),
         ]);
         let ep = |host| {
-            t.public_http(80, host)
+            t.public_by_host(80, host)
                 .map(|p| t.route(t.pick(p)).id.clone())
         };
         assert_eq!(ep("x.api.example.com").as_deref(), Some("ep_2"));
@@ -286,7 +338,7 @@ mod tests {
         assert_eq!(ep("api.example.com").as_deref(), Some("ep_0"));
         assert_eq!(ep("example.com"), None);
         assert_eq!(ep("other.com"), None);
-        assert_eq!(t.public_http(81, "x.api.example.com"), None);
+        assert_eq!(t.public_by_host(81, "x.api.example.com"), None);
     }
 
     #[test]
@@ -297,6 +349,6 @@ mod tests {
         let b = t.route(t.pick(t.internal(1, &url).unwrap()));
         assert_eq!((a.id.as_str(), b.id.as_str()), ("ep_0", "ep_1"));
         assert!(t.internal(2, &url).is_none());
-        assert!(t.public_http(443, "api.internal").is_none());
+        assert!(t.public_by_host(443, "api.internal").is_none());
     }
 }

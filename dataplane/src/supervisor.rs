@@ -17,6 +17,7 @@ use innergate_table::Scheme;
 use crate::ratelimit::RateRegistry;
 use crate::routes::RouteTable;
 use crate::state::StateFile;
+use crate::tls::CertStore;
 use crate::worker::{WorkerHandle, WorkerMsg};
 
 /// How long a worker may take to prepare a table.
@@ -35,8 +36,8 @@ pub(crate) struct Supervisor {
     state: Option<StateFile>,
     /// rate-limit counters, kept across tables.
     limits: RateRegistry,
-    /// Whether certificates are configured (https endpoints need them).
-    has_certificates: bool,
+    /// The configured certificates (https endpoints and terminate-tls need them).
+    certs: Arc<CertStore>,
 }
 
 impl Supervisor {
@@ -44,7 +45,7 @@ impl Supervisor {
         config: Arc<Config>,
         workers: Vec<WorkerHandle>,
         state: Option<StateFile>,
-        has_certificates: bool,
+        certs: Arc<CertStore>,
     ) -> Self {
         Supervisor {
             config,
@@ -54,7 +55,7 @@ impl Supervisor {
             applied: false,
             state,
             limits: RateRegistry::default(),
-            has_certificates,
+            certs,
         }
     }
 
@@ -84,9 +85,9 @@ impl Supervisor {
         }
         let table = EndpointTable::from_records(msg.version, &msg.endpoints)
             .map_err(|e| format!("endpoint {}: {e}", e.endpoint_id()))?;
-        let routes = RouteTable::compile(&table, &mut self.limits, self.workers.len())
+        let routes = RouteTable::compile(&table, &mut self.limits, self.workers.len(), &self.certs)
             .map_err(|e| e.to_string())?;
-        if !self.has_certificates && routes.listen_ports.values().any(|s| *s == Scheme::Https) {
+        if self.certs.is_empty() && routes.listen_ports.values().any(|s| *s == Scheme::Https) {
             return Err(
                 "https endpoints need a certificate: start the data plane with \
                         --tls-cert/--tls-key or --tls-cert-dir"

@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split, Splitable};
 use monoio::net::TcpStream;
 
 use crate::policy::{self, ConnInfo, ConnectOutcome, ExchangeState};
@@ -73,12 +73,17 @@ pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAdd
         };
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
-    pipe(client, upstream, worker.config.tcp_idle_timeout).await;
+    let fds = [client.as_raw_fd(), upstream.as_raw_fd()];
+    pipe(client, upstream, fds, worker.config.tcp_idle_timeout).await;
 }
 
-/// Moves bytes both ways until both directions ended or the pair went idle.
-pub(crate) async fn pipe(a: TcpStream, b: TcpStream, idle: Duration) {
-    let fds = [a.as_raw_fd(), b.as_raw_fd()];
+/// Moves bytes both ways until both directions ended or the pair went idle. `fds` are
+/// the sockets underneath `a` and `b` (which may be TLS streams), for the watchdog.
+pub(crate) async fn pipe<A, B>(a: A, b: B, fds: [RawFd; 2], idle: Duration)
+where
+    A: Split + AsyncReadRent + AsyncWriteRent,
+    B: Split + AsyncReadRent + AsyncWriteRent,
+{
     let last = Rc::new(Cell::new(Instant::now()));
     let (mut a_read, mut a_write) = a.into_split();
     let (mut b_read, mut b_write) = b.into_split();

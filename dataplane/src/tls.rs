@@ -44,6 +44,17 @@ fn file_error(path: &Path, message: impl fmt::Display) -> CertError {
     }
 }
 
+/// A certificate chain and key from PEM text (a terminate-tls action's own).
+pub(crate) fn pair_from_pem(cert: &str, key: &str) -> Result<Arc<CertifiedKey>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let key_der = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| e.to_string())?;
+    let signing =
+        rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| e.to_string())?;
+    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+}
+
 /// Loads a certificate chain and its key from PEM files.
 pub fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, CertError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -119,11 +130,27 @@ impl CertStore {
         self.default.clone()
     }
 
-    /// A server config over these certificates.
+    /// A store holding one certificate, served whatever the SNI.
+    pub(crate) fn single(pair: Arc<CertifiedKey>) -> CertStore {
+        CertStore {
+            default: Some(pair),
+            ..CertStore::default()
+        }
+    }
+
+    /// A server config over these certificates, TLS 1.2 and 1.3.
     pub fn server_config(self: &Arc<Self>) -> Arc<ServerConfig> {
+        self.server_config_for(&[&rustls::version::TLS12, &rustls::version::TLS13])
+    }
+
+    /// A server config over these certificates for the given versions.
+    pub(crate) fn server_config_for(
+        self: &Arc<Self>,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+            .with_protocol_versions(versions)
             .expect("ring supports TLS 1.2 and 1.3")
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(Resolver(self.clone())));
@@ -210,4 +237,98 @@ pub(crate) async fn serve_https(
             }
         };
     crate::http::conn::serve(worker, tls, peer, url_port, server_port, "https", sni).await;
+}
+
+/// Serves one connection on a public tls port: read the ClientHello for its SNI
+/// (without answering it), route, run on_tcp_connect, then either replay the hello to
+/// the upstream and pass bytes through, or end TLS here when `terminate-tls` asked.
+pub(crate) async fn serve_tls(
+    worker: Rc<Worker>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    url_port: u16,
+) {
+    use crate::policy::{self, ConnInfo, ConnectOutcome, ExchangeState};
+    use crate::routes::Target;
+
+    let limit = worker.config.tls_handshake_timeout;
+    let started = std::time::Instant::now();
+    let mut rb = ReadBuf::with_capacity(4096);
+    let read_hello = async {
+        loop {
+            match crate::sni::client_hello_sni(rb.bytes()) {
+                Ok(Some(sni)) => return Some(sni),
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+            match rb.fill(&mut stream, 64 * 1024).await {
+                Ok(n) if n > 0 => {}
+                _ => return None,
+            }
+        }
+    };
+    let sni = match monoio::time::timeout(limit, read_hello).await {
+        Ok(Some(Some(sni))) => sni,
+        // No SNI, not TLS, closed or too slow: nothing to route by.
+        _ => return,
+    };
+    let table = worker.table();
+    let Some(pool) = table.public_by_host(url_port, &sni) else {
+        return;
+    };
+    let entry = table.pick(pool);
+    let conn = ConnInfo {
+        worker: worker.id,
+        scheme: "tls",
+        sni: Some(sni),
+        client_ip: peer.ip().to_string(),
+        client_port: peer.port(),
+        server_port: stream.local_addr().map_or(0, |a| a.port()),
+    };
+    let mut state = ExchangeState::default();
+    let addr = match policy::run_connect(&table, entry, &conn, &mut state) {
+        ConnectOutcome::Proceed(Target::Upstream(addr)) => addr,
+        _ => return,
+    };
+    let termination = state
+        .terminate
+        .and_then(|(idx, action)| table.termination(idx, action));
+    drop(table);
+    let connect = TcpStream::connect_addr(addr);
+    let Ok(Ok(upstream)) =
+        monoio::time::timeout(worker.config.upstream_connect_timeout, connect).await
+    else {
+        log::debug!("tls port {url_port}: upstream {addr} unreachable");
+        return;
+    };
+    let _ = upstream.set_nodelay(true);
+    let _ = stream.set_nodelay(true);
+    let fds = {
+        use std::os::fd::AsRawFd;
+        [stream.as_raw_fd(), upstream.as_raw_fd()]
+    };
+    let hello = rb.bytes().to_vec();
+    let idle = worker.config.tcp_idle_timeout;
+    match termination {
+        Some(config) => {
+            let io = PrefixedReadIo::new(stream, io::Cursor::new(hello));
+            let remaining = limit.saturating_sub(started.elapsed());
+            let acceptor = monoio_rustls::TlsAcceptor::from(config);
+            let accept = acceptor.accept(io);
+            match monoio::time::timeout(remaining, accept).await {
+                Ok(Ok(tls)) => crate::tcp::pipe(tls, upstream, fds, idle).await,
+                _ => log::debug!("tls port {url_port}: handshake with {peer} failed"),
+            }
+        }
+        None => {
+            let mut upstream = upstream;
+            let mut hello = hello;
+            if crate::http::buf::write_all(&mut upstream, &mut hello)
+                .await
+                .is_ok()
+            {
+                crate::tcp::pipe(stream, upstream, fds, idle).await;
+            }
+        }
+    }
 }

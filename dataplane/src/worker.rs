@@ -223,6 +223,9 @@ async fn accept_loop(
                             Some(Scheme::Https) => {
                                 crate::tls::serve_https(worker, stream, peer, url_port).await
                             }
+                            Some(Scheme::Tls) => {
+                                crate::tls::serve_tls(worker, stream, peer, url_port).await
+                            }
                             Some(_) => {
                                 let _ = stream.set_nodelay(true);
                                 let server_port = stream.local_addr().map_or(0, |a| a.port());

@@ -121,7 +121,7 @@ async fn serve_one<S: ClientStream>(
         return answer_error(client, s, ProxyError::MissingHost).await;
     };
     let table = worker.table();
-    let Some(pool) = table.public_http(client.url_port, host) else {
+    let Some(pool) = table.public_by_host(client.url_port, host) else {
         let answer = Answer::Error(ProxyError::NoEndpoint);
         return answer_locally(client, s, &table, answer, 0, facts, host).await;
     };

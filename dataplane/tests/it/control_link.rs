@@ -54,8 +54,8 @@ fn an_invalid_table_is_refused_and_the_old_one_keeps_serving() {
             vec![agent(
                 "ep_a",
                 "acme",
-                "tls://db.example.com",
-                "tcp://127.0.0.1:5432",
+                "http://app.example.com",
+                "https://127.0.0.1:9443",
             )],
             "not served by this data plane yet",
         ),

@@ -269,3 +269,180 @@ fn https_without_certificates_is_refused_with_the_reason() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A TLS echo server with the certificate `name` from `pki`: echoes until EOF.
+fn tls_echo(pki: &Pki, name: &str) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    let cert = std::fs::read(pki.path(&format!("certs/{name}.crt"))).unwrap();
+    let key = std::fs::read(pki.path(&format!("certs/{name}.key"))).unwrap();
+    let chain = vec![CertificateDer::from_pem_slice(&cert).unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = tls.read(&mut buf) {
+                    if n == 0 || tls.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A socket that writes its first `slow` bytes one at a time, so a ClientHello
+/// arrives in many pieces.
+struct Trickle {
+    inner: TcpStream,
+    slow: usize,
+}
+
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl Write for Trickle {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.slow == 0 || buf.is_empty() {
+            return self.inner.write(buf);
+        }
+        self.slow -= 1;
+        self.inner.write_all(&buf[..1])?;
+        std::thread::sleep(Duration::from_micros(300));
+        Ok(1)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Echoes `message` over TLS to `addr` with `sni`; returns the certificate seen.
+fn tls_echo_through(
+    pki: &Pki,
+    addr: SocketAddr,
+    sni: &str,
+    message: &[u8],
+    slow: usize,
+) -> CertificateDer<'static> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(
+        Arc::new(config),
+        ServerName::try_from(sni.to_string()).unwrap(),
+    )
+    .unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, Trickle { inner: tcp, slow });
+    tls.write_all(message).unwrap();
+    let mut back = vec![0u8; message.len()];
+    tls.read_exact(&mut back).unwrap();
+    assert_eq!(back, message);
+    tls.conn.peer_certificates().unwrap()[0].clone()
+}
+
+#[test]
+fn tls_passthrough_routes_by_sni_even_when_the_hello_trickles_in() {
+    let pki = Pki::new(&["default.test", "a.example.com", "b.example.com"]);
+    let (a, b) = (
+        tls_echo(&pki, "a.example.com"),
+        tls_echo(&pki, "b.example.com"),
+    );
+    let mut dp = pki.start(&[]);
+    dp.push(vec![
+        agent("ep_a", "acme", "tls://a.example.com:8443", format!("tcp://{a}")),
+        cloud(
+            "ep_b",
+            "acme",
+            "tls://b.example.com:8443",
+            "on_tcp_connect:\n  - actions: [{type: forward-internal, config: {url: 'tls://b.internal'}}]\n",
+        ),
+        agent("ep_b_internal", "acme", "tls://b.internal", format!("tcp://{b}")),
+    ]);
+    let addr = dp.listener(PORT);
+    // The upstreams' own certificates arrive: TLS went through untouched.
+    assert_eq!(
+        &tls_echo_through(&pki, addr, "a.example.com", b"ping a", 600),
+        pki.cert("a.example.com")
+    );
+    assert_eq!(
+        &tls_echo_through(&pki, addr, "b.example.com", b"ping b", 0),
+        pki.cert("b.example.com")
+    );
+    // An unknown name has nowhere to go: the connection closes.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(&legacy_hello(0x0303)).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn terminate_tls_ends_tls_here_and_passes_plain_bytes() {
+    let pki = Pki::new(&["default.test", "t.example.com", "own.example.com"]);
+    let plain = crate::tcp::echo_server("plain");
+    let own_cert = std::fs::read_to_string(pki.path("certs/own.example.com.crt")).unwrap();
+    let own_key = std::fs::read_to_string(pki.path("certs/own.example.com.key")).unwrap();
+    let own_policy = serde_json::json!({
+        "on_tcp_connect": [{"actions": [{"type": "terminate-tls", "config": {
+            "server_certificate": own_cert, "server_private_key": own_key, "min_version": "1.3"}}]}]
+    })
+    .to_string();
+    let mut dp = pki.start(&[]);
+    dp.push(vec![
+        with_policy(
+            agent(
+                "ep_t",
+                "acme",
+                "tls://t.example.com:8443",
+                format!("tcp://{plain}"),
+            ),
+            "on_tcp_connect:\n  - actions: [{type: terminate-tls}]\n",
+        ),
+        with_policy(
+            agent(
+                "ep_own",
+                "acme",
+                "tls://own.example.com:8443",
+                format!("tcp://{plain}"),
+            ),
+            &own_policy,
+        ),
+    ]);
+    let addr = dp.listener(PORT);
+    // The data plane's certificate for the name, then plain bytes to the echo server.
+    assert_eq!(
+        &tls_echo_through(&pki, addr, "t.example.com", b"hello plain", 0),
+        pki.cert("t.example.com")
+    );
+    assert_eq!(
+        &tls_echo_through(&pki, addr, "own.example.com", b"hello own", 0),
+        pki.cert("own.example.com")
+    );
+}

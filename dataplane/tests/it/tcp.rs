@@ -9,7 +9,7 @@ use crate::support::*;
 const PORT: u16 = 15432;
 
 /// Echoes everything; after the client's end of stream, says `bye:<tag>` and closes.
-fn echo_server(tag: &'static str) -> SocketAddr {
+pub fn echo_server(tag: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {

@@ -13,6 +13,7 @@ use super::actions::{
     remove_headers::RemoveHeaders,
     restrict_ips::{RestrictIps, RestrictIpsConfig},
     set_vars::{SetVars, SetVarsConfig},
+    terminate_tls::{TerminateTls, TerminateTlsConfig},
     url_rewrite::{UrlRewrite, UrlRewriteConfig},
     Exchange,
 };
@@ -49,6 +50,8 @@ pub enum Action {
     RateLimit(RateLimit),
     /// Write a structured log line.
     Log(Log),
+    /// End TLS on a tls endpoint, then pass plain bytes on.
+    TerminateTls(TerminateTls),
 }
 
 /// What the executor does after an action ran.
@@ -80,6 +83,8 @@ pub enum Verdict<'p> {
     /// Count this request in `bucket` of this limit; the data plane holds the
     /// counters and answers 429 above the capacity (which ends the phase).
     RateLimit(&'p RateLimit, u64),
+    /// End TLS before the bytes go on; the phase continues.
+    TerminateTls(&'p TerminateTls),
 }
 
 use Phase::{HttpRequest as Q, HttpResponse as R, TcpConnect as T};
@@ -100,6 +105,7 @@ impl Action {
         ("basic-auth", &[Q]),
         ("rate-limit", &[Q]),
         ("log", &[T, Q, R]),
+        ("terminate-tls", &[T]),
     ];
 
     /// Parses the config of action `kind`, checks it and compiles it for `phase`.
@@ -156,6 +162,9 @@ impl Action {
                 phase,
             )?),
             "log" => Action::Log(Log::compile(typed::<LogConfig>(config)?, phase)?),
+            "terminate-tls" => {
+                Action::TerminateTls(TerminateTls::compile(typed::<TerminateTlsConfig>(config)?)?)
+            }
             other => {
                 let known: Vec<_> = Self::TYPES.iter().map(|(n, _)| *n).collect();
                 return Err(format!(
@@ -182,6 +191,7 @@ impl Action {
             Action::BasicAuth(_) => "basic-auth",
             Action::RateLimit(_) => "rate-limit",
             Action::Log(_) => "log",
+            Action::TerminateTls(_) => "terminate-tls",
         }
     }
 
@@ -207,7 +217,8 @@ impl Action {
             | Action::RestrictIps(_)
             | Action::BasicAuth(_)
             | Action::RateLimit(_)
-            | Action::Log(_) => false,
+            | Action::Log(_)
+            | Action::TerminateTls(_) => false,
         }
     }
 
@@ -252,6 +263,7 @@ impl Action {
                 x.log(line);
                 Verdict::Next
             }
+            Action::TerminateTls(t) => Verdict::TerminateTls(t),
         }
     }
 }

@@ -241,8 +241,19 @@ impl Policy {
                         ));
                     }
                     if let Action::ForwardInternal(f) = action {
-                        f.validate_for(url.scheme)
-                            .map_err(|m| err(path.clone(), m))?;
+                        f.validate_for(url.scheme).map_err(|m| invalid(&path, m))?;
+                    }
+                    if matches!(action, Action::TerminateTls(_))
+                        && url.scheme != crate::url::Scheme::Tls
+                    {
+                        return Err(invalid(
+                            &path,
+                            format!(
+                                "terminate-tls ends TLS on tls endpoints; a {} endpoint has \
+                                 none to end",
+                                url.scheme
+                            ),
+                        ));
                     }
                     terminated = action.terminates();
                 }

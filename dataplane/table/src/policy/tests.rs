@@ -199,6 +199,19 @@ fn validation_against_the_endpoint() {
     )
     .unwrap_err();
     assert!(e.message.contains("within http/https"), "{e}");
+    assert_eq!(e.kind, PolicyErrorKind::Invalid);
+    let tls_only = "on_tcp_connect:\n  - actions: [{type: terminate-tls}]\n";
+    let e = check("tcp://a.example.com:5000", agent(), tls_only).unwrap_err();
+    assert!(
+        e.message
+            .contains("terminate-tls ends TLS on tls endpoints"),
+        "{e}"
+    );
+    check("tls://a.example.com", agent(), tls_only).unwrap();
+    let e = parse_err(
+        "on_tcp_connect:\n  - actions: [{type: terminate-tls, config: {min_version: '1.1'}}]\n",
+    );
+    assert!(e.message.contains("1.1"), "{e}");
 }
 
 #[test]

@@ -14,6 +14,7 @@ pub mod redirect;
 pub mod remove_headers;
 pub mod restrict_ips;
 pub mod set_vars;
+pub mod terminate_tls;
 pub mod url_rewrite;
 
 use std::borrow::Cow;

@@ -1,0 +1,91 @@
+//! `terminate-tls`: end TLS at the data plane on a tls endpoint, then pass the plain
+//! bytes on as tcp. Uses its own certificate when the config has one, else the data
+//! plane's. The phase goes on (a forward-internal may follow).
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+
+/// Config of `terminate-tls` as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminateTlsConfig {
+    /// The certificate chain, PEM.
+    #[serde(default)]
+    pub server_certificate: Option<String>,
+    /// Its private key, PEM.
+    #[serde(default)]
+    pub server_private_key: Option<String>,
+    /// `1.2` (default) or `1.3`.
+    #[serde(default)]
+    pub min_version: Option<String>,
+    /// `1.2` or `1.3` (default).
+    #[serde(default)]
+    pub max_version: Option<String>,
+}
+
+/// A TLS version a terminate-tls may allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    V1_2,
+    /// TLS 1.3.
+    V1_3,
+}
+
+fn version(text: Option<&str>, default: TlsVersion) -> Result<TlsVersion, String> {
+    match text {
+        None => Ok(default),
+        Some("1.2") => Ok(TlsVersion::V1_2),
+        Some("1.3") => Ok(TlsVersion::V1_3),
+        Some(other) => Err(format!(
+            "TLS version `{other}` is not offered: use 1.2 or 1.3"
+        )),
+    }
+}
+
+/// `terminate-tls`, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TerminateTls {
+    /// Certificate chain and key PEM, when the action brings its own.
+    pub certificate: Option<(String, String)>,
+    /// Oldest version allowed.
+    pub min_version: TlsVersion,
+    /// Newest version allowed.
+    pub max_version: TlsVersion,
+}
+
+impl TerminateTls {
+    /// Checks versions and that the PEM parses.
+    pub fn compile(config: TerminateTlsConfig) -> Result<Self, String> {
+        let min_version = version(config.min_version.as_deref(), TlsVersion::V1_2)?;
+        let max_version = version(config.max_version.as_deref(), TlsVersion::V1_3)?;
+        if min_version > max_version {
+            return Err("min_version is newer than max_version".into());
+        }
+        let certificate = match (config.server_certificate, config.server_private_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("server_certificate: {e}"))?;
+                if chain.is_empty() {
+                    return Err("server_certificate holds no PEM certificate".into());
+                }
+                PrivateKeyDer::from_pem_slice(key.as_bytes())
+                    .map_err(|e| format!("server_private_key: {e}"))?;
+                Some((cert, key))
+            }
+            _ => {
+                return Err(
+                    "give both server_certificate and server_private_key, or neither".into(),
+                )
+            }
+        };
+        Ok(TerminateTls {
+            certificate,
+            min_version,
+            max_version,
+        })
+    }
+}
