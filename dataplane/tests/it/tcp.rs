@@ -191,7 +191,7 @@ fn large_streams_cross_both_ways_intact() {
         &[],
     );
     let s = connect(dp.listener(PORT));
-    const SIZE: usize = 64 << 20;
+    const SIZE: usize = 256 << 20;
     let mut writer = s.try_clone().unwrap();
     let sent = std::thread::spawn(move || {
         let mut sum = 0u64;
@@ -256,4 +256,74 @@ fn idle_tcp_connections_are_closed() {
     );
     // The upstream saw its side shut and may have said goodbye; nothing else came.
     assert!(rest.is_empty() || rest == b"bye:idle", "{rest:?}");
+}
+
+#[test]
+fn connect_and_response_phases_run_set_vars_log_and_close_connection() {
+    let echo = echo_server("vars");
+    // on_tcp_connect: set-vars feeds a later rule's expression; log writes a line;
+    // close-connection runs only for the port that does not match.
+    let tcp_policy = r#"
+on_tcp_connect:
+  - actions:
+      - type: set-vars
+        config: {vars: {origin: "${conn.client_ip}:${conn.server_port}"}}
+      - type: log
+        config: {metadata: {origin: "${vars.origin}"}}
+  - expressions: ["!vars.origin.startsWith('127.0.0.1:')"]
+    actions: [{type: close-connection}]
+"#;
+    let closing = "on_tcp_connect:\n  - expressions: [\"conn.client_ip == '127.0.0.1'\"]\n    actions: [{type: close-connection}]\n";
+    let http_policy = r#"
+on_http_request:
+  - actions: [{type: custom-response, config: {status_code: 201, body: made}}]
+on_http_response:
+  - expressions: ["res.status_code == 201"]
+    actions:
+      - type: set-vars
+        config: {vars: {kind: created}}
+  - expressions: ["has(vars.kind)"]
+    actions:
+      - type: add-headers
+        config: {headers: {x-kind: "${vars.kind}"}}
+"#;
+    let mut dp = DataPlane::start_with_env(
+        &["--port-map", "15432=0", "--port-map", "15433=0"],
+        &[("RUST_LOG", "warn,innergate::policy=info")],
+    );
+    dp.push(vec![
+        with_policy(
+            agent(
+                "ep_db",
+                "acme",
+                "tcp://db.example.com:15432",
+                format!("tcp://{echo}"),
+            ),
+            tcp_policy,
+        ),
+        with_policy(
+            agent(
+                "ep_closing",
+                "acme",
+                "tcp://c.example.com:15433",
+                format!("tcp://{echo}"),
+            ),
+            closing,
+        ),
+        cloud("ep_web", "acme", "http://app.example.com", http_policy),
+    ]);
+    assert_eq!(echo_roundtrip(dp.listener(PORT)), "bye:vars");
+    let mut s = connect(dp.listener(15433));
+    let mut got = Vec::new();
+    let _ = s.write_all(b"hello");
+    let _ = s.read_to_end(&mut got);
+    assert!(got.is_empty(), "close-connection in on_tcp_connect closes");
+    let log = dp.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("policy_log"))
+        .expect("a log line");
+    assert!(line.contains("\"origin\":\"127.0.0.1:"), "{line}");
+    let res = get(dp.http_addr(), "app.example.com", "/");
+    assert_eq!((res.status, res.header("x-kind")), (201, Some("created")));
 }
