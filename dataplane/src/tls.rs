@@ -213,6 +213,7 @@ pub(crate) async fn serve_https(
     };
     let _ = stream.set_nodelay(true);
     let server_port = stream.local_addr().map_or(0, |a| a.port());
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     // A slow or silent client gets the handshake timeout, then the socket closes (the
     // futures are dropped with it, and the stream is never read again).
     let handshake = async {
@@ -236,7 +237,7 @@ pub(crate) async fn serve_https(
                 return;
             }
         };
-    crate::http::conn::serve(worker, tls, peer, url_port, server_port, "https", sni).await;
+    crate::http::conn::serve(worker, tls, peer, url_port, server_port, "https", sni, fd).await;
 }
 
 /// Serves one connection on a public tls port: read the ClientHello for its SNI

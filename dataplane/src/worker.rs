@@ -229,7 +229,8 @@ async fn accept_loop(
                             Some(_) => {
                                 let _ = stream.set_nodelay(true);
                                 let server_port = stream.local_addr().map_or(0, |a| a.port());
-                                crate::http::conn::serve(worker, stream, peer, url_port, server_port, "http", None)
+                                let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+                                crate::http::conn::serve(worker, stream, peer, url_port, server_port, "http", None, fd)
                                     .await
                             }
                             None => {}

@@ -7,7 +7,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use std::os::fd::{AsRawFd, RawFd};
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
+use monoio::net::TcpStream;
 
 use super::body::{self, Chunking, CopyError, BODY_BUFFER};
 use super::buf::{write_all, ReadBuf};
@@ -22,16 +25,19 @@ use crate::routes::RouteTable;
 use crate::worker::Worker;
 
 /// What happens to the client connection after an exchange.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Next {
     KeepAlive,
     Close,
+    /// The upstream switched protocols (101): the connection becomes a byte tunnel
+    /// to this upstream connection.
+    Tunnel(TcpStream),
 }
 
 /// A client connection's byte stream: plain TCP or TLS.
-pub(crate) trait ClientStream: AsyncReadRent + AsyncWriteRent {}
+pub(crate) trait ClientStream: AsyncReadRent + AsyncWriteRent + Split {}
 
-impl<T: AsyncReadRent + AsyncWriteRent> ClientStream for T {}
+impl<T: AsyncReadRent + AsyncWriteRent + Split> ClientStream for T {}
 
 /// The client side of a connection.
 struct Client<S> {
@@ -72,6 +78,7 @@ pub(crate) async fn serve<S: ClientStream>(
     server_port: u16,
     scheme: &'static str,
     sni: Option<String>,
+    fd: RawFd,
 ) {
     let info = ConnInfo {
         worker: worker.id,
@@ -90,8 +97,17 @@ pub(crate) async fn serve<S: ClientStream>(
     };
     let mut scratch = Scratch::default();
     let mut first = true;
-    while serve_one(&worker, &mut client, &mut scratch, first).await == Next::KeepAlive {
-        first = false;
+    loop {
+        match serve_one(&worker, &mut client, &mut scratch, first).await {
+            Next::KeepAlive => first = false,
+            Next::Close => return,
+            Next::Tunnel(upstream) => {
+                let fds = [fd, upstream.as_raw_fd()];
+                crate::tcp::pipe(client.stream, upstream, fds, worker.config.tcp_idle_timeout)
+                    .await;
+                return;
+            }
+        }
     }
 }
 
@@ -197,7 +213,18 @@ async fn proxy<S: ClientStream>(
     let expect_continue = facts.minor_version == 1
         && !facts.body.is_empty()
         && s.req.headers.has_token("expect", "100-continue");
-    encode_upstream_request(&s.req, client.peer, host, client.info.scheme, &mut s.out);
+    // A protocol switch (WebSocket) keeps its Upgrade header on the way up.
+    let upgrade = facts.minor_version == 1
+        && s.req.headers.has_token("connection", "upgrade")
+        && s.req.headers.get_all("upgrade").next().is_some();
+    encode_upstream_request(
+        &s.req,
+        client.peer,
+        host,
+        client.info.scheme,
+        upgrade,
+        &mut s.out,
+    );
 
     // A reused connection the upstream closed meanwhile fails before any response
     // byte; a request without a body can then be sent again on a fresh connection.
@@ -262,7 +289,10 @@ async fn proxy<S: ClientStream>(
     // Interim responses: 100 was ours to send; others go to HTTP/1.1 clients.
     while (100..200).contains(&s.resp.status) {
         if s.resp.status == 101 {
-            return answer_error(client, s, ProxyError::UpstreamInvalidResponse).await;
+            if !upgrade {
+                return answer_error(client, s, ProxyError::UpstreamInvalidResponse).await;
+            }
+            return switch_protocols(client, s, up).await;
         }
         if s.resp.status != 100 && facts.minor_version == 1 {
             s.out.clear();
@@ -385,6 +415,7 @@ fn encode_upstream_request(
     peer: SocketAddr,
     host: &str,
     scheme: &str,
+    upgrade: bool,
     out: &mut Vec<u8>,
 ) {
     out.clear();
@@ -409,7 +440,42 @@ fn encode_upstream_request(
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\nx-forwarded-proto: ");
     out.extend_from_slice(scheme.as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(b"\r\n");
+    if upgrade {
+        for value in req.headers.get_all("upgrade") {
+            out.extend_from_slice(b"upgrade: ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Sends the upstream's 101 to the client with its Upgrade and Connection fields, and
+/// hands any bytes already read on, before the connection becomes a tunnel.
+async fn switch_protocols<S: ClientStream>(
+    client: &mut Client<S>,
+    s: &mut Scratch,
+    mut up: UpstreamConn,
+) -> Next {
+    s.out.clear();
+    s.resp.write_status_line(&mut s.out);
+    s.resp.headers.write_fields(&mut s.out, |name| {
+        name.eq_ignore_ascii_case(ERROR_CODE_HEADER.as_bytes())
+    });
+    s.out.extend_from_slice(b"\r\n");
+    if !up.rb.is_empty() {
+        s.out.extend_from_slice(up.rb.bytes());
+    }
+    if write_all(&mut client.stream, &mut s.out).await.is_err() {
+        return Next::Close;
+    }
+    let early = client.rb.len();
+    if early > 0 && client.rb.write_to(&mut up.stream, early).await.is_err() {
+        return Next::Close;
+    }
+    Next::Tunnel(up.stream)
 }
 
 /// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1).

@@ -292,3 +292,88 @@ fn a_large_upload_streams_in_bounded_memory() {
         "RSS grew from {before} KiB to {peak} KiB for a 1 GiB upload"
     );
 }
+
+/// An upstream that accepts a WebSocket upgrade, then echoes raw bytes.
+fn upgrade_upstream() -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line.to_ascii_lowercase());
+                }
+                let asks =
+                    head.contains("upgrade: websocket") && head.contains("connection: upgrade");
+                if !asks {
+                    let _ =
+                        writer.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+                    return;
+                }
+                let _ = writer.write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: test\r\n\r\n",
+                );
+                let mut buf = [0u8; 4096];
+                loop {
+                    match reader.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if writer.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn websocket_upgrades_become_tunnels_through_forward_internal() {
+    let ws = upgrade_upstream();
+    let mut dp = DataPlane::start();
+    dp.push(vec![
+        cloud(
+            "ep_public",
+            "acme",
+            "http://app.example.com",
+            &forward_to("https://ws.internal"),
+        ),
+        agent("ep_ws", "acme", "https://ws.internal", ws),
+    ]);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    // The first frame travels right behind the request, before the 101 arrived.
+    conn.send(b"GET /chat HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nframe-1");
+    let switched = conn.read_response();
+    assert_eq!(switched.status, 101);
+    assert_eq!(switched.header("upgrade"), Some("websocket"));
+    assert_eq!(switched.header("sec-websocket-accept"), Some("test"));
+    let mut stream = conn.into_stream();
+    let mut buf = [0u8; 7];
+    stream.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"frame-1");
+    // Reads go through the buffer (bytes may already be in it); writes go straight on.
+    std::io::Write::write_all(stream.get_mut(), b"frame-2").unwrap();
+    stream.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"frame-2");
+    stream
+        .get_ref()
+        .shutdown(std::net::Shutdown::Write)
+        .unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+}

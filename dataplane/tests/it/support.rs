@@ -560,6 +560,11 @@ impl HttpConn {
         Some(response)
     }
 
+    /// The connection as raw bytes, after a protocol switch.
+    pub fn into_stream(self) -> BufReader<TcpStream> {
+        self.reader
+    }
+
     /// Whether the server closed the connection: EOF or reset within 5 s. Bytes or
     /// silence mean it is still open.
     pub fn is_closed(&mut self) -> bool {
