@@ -52,6 +52,10 @@ pub struct Config {
     pub tls_cert_dir: Option<PathBuf>,
     /// Time for a TLS handshake (HAProxy: timeout client; nginx: client_header_timeout).
     pub tls_handshake_timeout: Duration,
+    /// Extra CA certificates (PEM) trusted for TLS to upstreams.
+    pub upstream_ca: Option<PathBuf>,
+    /// Do not verify upstream certificates (development only).
+    pub upstream_tls_insecure: bool,
 }
 
 impl Default for Config {
@@ -78,6 +82,8 @@ impl Default for Config {
             tls_key: None,
             tls_cert_dir: None,
             tls_handshake_timeout: Duration::from_secs(10),
+            upstream_ca: None,
+            upstream_tls_insecure: false,
         }
     }
 }

@@ -56,6 +56,8 @@ pub(crate) enum ProxyError {
     UpstreamClosed,
     /// The upstream host name did not resolve when the table was applied.
     UpstreamUnresolved,
+    /// The TLS handshake with the upstream failed (certificate, protocol).
+    UpstreamTlsFailed,
 }
 
 impl ProxyError {
@@ -75,7 +77,8 @@ impl ProxyError {
             | UpstreamUnreachable
             | UpstreamInvalidResponse
             | UpstreamClosed
-            | UpstreamUnresolved => 502,
+            | UpstreamUnresolved
+            | UpstreamTlsFailed => 502,
             UpstreamTimeout => 504,
         }
     }
@@ -103,6 +106,7 @@ impl ProxyError {
             UpstreamInvalidResponse => "ERR_IG_3006",
             UpstreamClosed => "ERR_IG_3007",
             UpstreamUnresolved => "ERR_IG_3008",
+            UpstreamTlsFailed => "ERR_IG_3009",
         }
     }
 
@@ -130,6 +134,7 @@ impl ProxyError {
             UpstreamInvalidResponse => "upstream sent an invalid HTTP response",
             UpstreamClosed => "upstream closed the connection without a response",
             UpstreamUnresolved => "upstream host name could not be resolved",
+            UpstreamTlsFailed => "TLS handshake with the upstream failed",
         }
     }
 
@@ -142,7 +147,8 @@ impl ProxyError {
             | UpstreamTimeout
             | UpstreamInvalidResponse
             | UpstreamClosed
-            | UpstreamUnresolved => Side::Upstream,
+            | UpstreamUnresolved
+            | UpstreamTlsFailed => Side::Upstream,
             _ => Side::Internal,
         }
     }

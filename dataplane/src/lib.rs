@@ -19,6 +19,7 @@ mod state;
 mod supervisor;
 mod tcp;
 pub mod tls;
+mod upstream_tls;
 mod worker;
 
 use std::io;
@@ -64,9 +65,13 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
         config.tls_cert_dir.as_deref(),
     )?);
     let tls = (!certs.is_empty()).then(|| certs.server_config());
+    let upstream_tls = upstream_tls::UpstreamTls::new(
+        config.upstream_ca.as_deref(),
+        config.upstream_tls_insecure,
+    )?;
     let workers = (0..config.workers.max(1))
         .map(|id| {
-            worker::spawn(id, config.clone(), tls.clone())
+            worker::spawn(id, config.clone(), tls.clone(), upstream_tls.clone())
                 .map_err(|source| StartError::Worker { worker: id, source })
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -73,6 +73,13 @@ struct Args {
     /// Time for a TLS handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     tls_handshake_timeout: Duration,
+    /// Extra CA certificates (PEM) trusted for https:// and tls:// upstreams, besides
+    /// the system's.
+    #[arg(long)]
+    upstream_ca: Option<PathBuf>,
+    /// Do not verify the certificates of https:// and tls:// upstreams (development).
+    #[arg(long)]
+    upstream_tls_insecure: bool,
 }
 
 fn main() {
@@ -99,6 +106,8 @@ fn main() {
         tls_key: args.tls_key,
         tls_cert_dir: args.tls_cert_dir,
         tls_handshake_timeout: args.tls_handshake_timeout,
+        upstream_ca: args.upstream_ca,
+        upstream_tls_insecure: args.upstream_tls_insecure,
         ..defaults
     };
     // Block the shutdown signals before threads start so that every thread inherits

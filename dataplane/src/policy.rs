@@ -8,8 +8,6 @@
 //! Rules read the exchange through [`Facts`], implemented here over the parsed heads
 //! and the connection; strings are borrowed from the heads, never copied.
 
-use std::net::SocketAddr;
-
 use innergate_table::policy::actions::custom_response::CustomResponse;
 use innergate_table::policy::actions::forward_internal::{ForwardInternal, OnError};
 use innergate_table::policy::actions::{Exchange, HeadersMut};
@@ -19,6 +17,7 @@ use smallvec::SmallVec;
 
 use crate::error::ProxyError;
 use crate::http::head::{HeaderBlock, RequestHead, ResponseHead};
+use crate::http::upstream::UpstreamAddr;
 use crate::routes::{EndpointIdx, Route, RouteTable, Target};
 
 /// The endpoints a request went through: the public one first, then each
@@ -115,7 +114,7 @@ pub(crate) enum Answer<'t> {
 #[derive(Debug)]
 pub(crate) enum RequestOutcome<'t> {
     /// Send it to the upstream of the chain's last endpoint.
-    Upstream(SocketAddr),
+    Upstream(UpstreamAddr),
     /// Answer it here. The response phases of `chain[..phases]` run over the answer
     /// (none for errors, which are the data plane's own).
     Answer { answer: Answer<'t>, phases: usize },
@@ -456,7 +455,7 @@ pub(crate) fn run_request<'t>(
             }
         }
         let error = match current.target {
-            Target::Upstream(addr) => return RequestOutcome::Upstream(addr),
+            Target::Upstream(ref addr) => return RequestOutcome::Upstream(addr.clone()),
             Target::None => {
                 log::warn!("endpoint {}: its policy did not end a request", current.id);
                 ProxyError::PolicyFellThrough

@@ -15,10 +15,12 @@ use innergate_table::{
 };
 use smallvec::SmallVec;
 
+use crate::http::upstream::UpstreamAddr;
 use crate::ratelimit::{RateCounters, RateRegistry};
 use crate::tls::CertStore;
 use innergate_table::policy::actions::terminate_tls::{TerminateTls, TlsVersion};
 use innergate_table::policy::Action;
+use rustls::pki_types::ServerName;
 
 /// Index of an endpoint in [`RouteTable::endpoints`].
 pub(crate) type EndpointIdx = u32;
@@ -30,8 +32,8 @@ pub(crate) type PoolIdx = u32;
 pub(crate) enum Target {
     /// A cloud endpoint: nowhere; its policy must end the request.
     None,
-    /// An agent endpoint's plain-HTTP upstream.
-    Upstream(SocketAddr),
+    /// An agent endpoint's upstream.
+    Upstream(UpstreamAddr),
     /// An agent endpoint whose upstream host did not resolve.
     Unresolved,
 }
@@ -145,18 +147,34 @@ impl RouteTable {
             let target = match &ep.kind {
                 EndpointKind::Cloud => Target::None,
                 EndpointKind::Agent { upstream } => {
-                    // The upstream speaks the endpoint's family: http behind http/https,
-                    // bytes behind tcp/tls. TLS to upstreams comes with issue #5.
-                    let fits = match ep.url.scheme.family() {
-                        Family::Http => upstream.scheme == Scheme::Http,
-                        Family::Stream => upstream.scheme == Scheme::Tcp,
+                    // The upstream speaks the endpoint's family: http(s) behind
+                    // http/https, tcp or tls behind tcp/tls.
+                    let (fits, tls) = match (ep.url.scheme.family(), upstream.scheme) {
+                        (Family::Http, Scheme::Http) | (Family::Stream, Scheme::Tcp) => {
+                            (true, false)
+                        }
+                        (Family::Http, Scheme::Https) | (Family::Stream, Scheme::Tls) => {
+                            (true, true)
+                        }
+                        _ => (false, false),
                     };
                     if !fits {
                         return Err(CompileError::Unsupported {
                             id: ep.id.clone(),
-                            what: "upstreams other than http:// (http endpoints) or tcp:// (tcp endpoints)",
+                            what: "upstreams of another protocol family than their endpoint",
                         });
                     }
+                    let server_name = if tls {
+                        let name = ServerName::try_from(upstream.host.clone()).map_err(|_| {
+                            CompileError::Certificate {
+                                id: ep.id.clone(),
+                                message: format!("`{}` is not a TLS server name", upstream.host),
+                            }
+                        })?;
+                        Some(name)
+                    } else {
+                        None
+                    };
                     let key = (upstream.host.clone(), upstream.port);
                     let addr = *resolved.entry(key).or_insert_with(|| {
                         let addr = (upstream.host.as_str(), upstream.port)
@@ -168,7 +186,12 @@ impl RouteTable {
                         }
                         addr
                     });
-                    addr.map_or(Target::Unresolved, Target::Upstream)
+                    addr.map_or(Target::Unresolved, |addr| {
+                        Target::Upstream(UpstreamAddr {
+                            addr,
+                            tls: server_name,
+                        })
+                    })
                 }
             };
             let next_pool = routes.pools.len() as PoolIdx;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split, Splitable};
 use monoio::net::TcpStream;
 
+use crate::http::upstream;
 use crate::policy::{self, ConnInfo, ConnectOutcome, ExchangeState};
 use crate::routes::Target;
 use crate::worker::Worker;
@@ -58,22 +59,20 @@ pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAdd
     };
     // The connection no longer needs the table; let a replaced one go.
     drop(table);
-    let connect = TcpStream::connect_addr(addr);
-    let upstream =
-        match monoio::time::timeout(worker.config.upstream_connect_timeout, connect).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                log::debug!("tcp port {url_port}: upstream {addr}: {e}");
-                return;
-            }
-            Err(_) => {
-                log::debug!("tcp port {url_port}: upstream {addr}: connect timeout");
-                return;
-            }
-        };
+    let timeout = worker.config.upstream_connect_timeout;
+    let upstream = match upstream::connect(&addr, timeout, &worker.upstream_tls, false).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            log::debug!(
+                "tcp port {url_port}: upstream {}: {}",
+                addr.addr,
+                e.message()
+            );
+            return;
+        }
+    };
     let _ = client.set_nodelay(true);
-    let _ = upstream.set_nodelay(true);
-    let fds = [client.as_raw_fd(), upstream.as_raw_fd()];
+    let fds = [client.as_raw_fd(), upstream.raw_fd()];
     pipe(client, upstream, fds, worker.config.tcp_idle_timeout).await;
 }
 

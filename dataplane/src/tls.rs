@@ -295,18 +295,32 @@ pub(crate) async fn serve_tls(
         .terminate
         .and_then(|(idx, action)| table.termination(idx, action));
     drop(table);
-    let connect = TcpStream::connect_addr(addr);
-    let Ok(Ok(upstream)) =
-        monoio::time::timeout(worker.config.upstream_connect_timeout, connect).await
-    else {
-        log::debug!("tls port {url_port}: upstream {addr} unreachable");
-        return;
+    // Without terminate-tls the client's TLS passes through: the upstream is reached
+    // over plain TCP whatever its scheme says.
+    let target = match termination {
+        Some(_) => addr,
+        None => crate::http::upstream::UpstreamAddr {
+            addr: addr.addr,
+            tls: None,
+        },
     };
-    let _ = upstream.set_nodelay(true);
+    let timeout = worker.config.upstream_connect_timeout;
+    let upstream =
+        match crate::http::upstream::connect(&target, timeout, &worker.upstream_tls, false).await {
+            Ok(upstream) => upstream,
+            Err(e) => {
+                log::debug!(
+                    "tls port {url_port}: upstream {}: {}",
+                    target.addr,
+                    e.message()
+                );
+                return;
+            }
+        };
     let _ = stream.set_nodelay(true);
     let fds = {
         use std::os::fd::AsRawFd;
-        [stream.as_raw_fd(), upstream.as_raw_fd()]
+        [stream.as_raw_fd(), upstream.raw_fd()]
     };
     let hello = rb.bytes().to_vec();
     let idle = worker.config.tcp_idle_timeout;

@@ -16,6 +16,7 @@ use monoio::net::TcpListener;
 use crate::config::Config;
 use crate::http::upstream::UpstreamPool;
 use crate::routes::RouteTable;
+use crate::upstream_tls::UpstreamTls;
 use innergate_table::Scheme;
 
 /// A message from the supervisor to a worker.
@@ -68,6 +69,8 @@ pub(crate) struct Worker {
     pub(crate) config: Arc<Config>,
     /// The TLS server config for https ports, when certificates are configured.
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS client configs for https:// and tls:// upstreams.
+    pub(crate) upstream_tls: UpstreamTls,
     table: RefCell<Rc<LocalTable>>,
     pub(crate) pool: UpstreamPool,
     connections: Cell<usize>,
@@ -86,6 +89,7 @@ pub(crate) fn spawn(
     id: usize,
     config: Arc<Config>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    upstream_tls: UpstreamTls,
 ) -> io::Result<WorkerHandle> {
     let (inbox, messages) = flume::unbounded();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -120,7 +124,7 @@ pub(crate) fn spawn(
                 }
             }
             let _ = ready_tx.send(Ok(()));
-            runtime.block_on(run(id, config, tls, messages));
+            runtime.block_on(run(id, config, tls, upstream_tls, messages));
         })?;
     ready_rx
         .recv()
@@ -135,11 +139,13 @@ async fn run(
     id: usize,
     config: Arc<Config>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    upstream_tls: UpstreamTls,
     messages: flume::Receiver<WorkerMsg>,
 ) {
     let worker = Rc::new(Worker {
         id,
         tls,
+        upstream_tls,
         pool: UpstreamPool::new(config.upstream_keepalive, config.upstream_idle_timeout),
         config,
         table: RefCell::new(Rc::new(LocalTable(Arc::default()))),

@@ -7,16 +7,15 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
-use monoio::net::TcpStream;
 
 use super::body::{self, Chunking, CopyError, BODY_BUFFER};
 use super::buf::{write_all, ReadBuf};
 use super::framing::{self, BodyLength};
 use super::head::{write_decimal, HeadError, RequestHead, ResponseHead};
-use super::upstream::{UpstreamConn, UpstreamPool};
+use super::upstream::{UpstreamAddr, UpstreamConn, UpstreamPool, UpstreamStream};
 use crate::error::{ProxyError, ERROR_CODE_HEADER};
 use crate::policy::{
     self, Answer, ConnInfo, ConnectOutcome, ExchangeState, RequestInfo, RequestOutcome, View,
@@ -31,7 +30,7 @@ enum Next {
     Close,
     /// The upstream switched protocols (101): the connection becomes a byte tunnel
     /// to this upstream connection.
-    Tunnel(TcpStream),
+    Tunnel(UpstreamStream),
 }
 
 /// A client connection's byte stream: plain TCP or TLS.
@@ -102,7 +101,7 @@ pub(crate) async fn serve<S: ClientStream>(
             Next::KeepAlive => first = false,
             Next::Close => return,
             Next::Tunnel(upstream) => {
-                let fds = [fd, upstream.as_raw_fd()];
+                let fds = [fd, upstream.raw_fd()];
                 crate::tcp::pipe(client.stream, upstream, fds, worker.config.tcp_idle_timeout)
                     .await;
                 return;
@@ -153,7 +152,9 @@ async fn serve_one<S: ClientStream>(
     }
     let info = request_info(&client.info, host, facts);
     match policy::run_request(&table, entry, &mut s.req, info, &mut s.state) {
-        RequestOutcome::Upstream(addr) => proxy(worker, client, s, &table, addr, host, facts).await,
+        RequestOutcome::Upstream(addr) => {
+            proxy(worker, client, s, &table, &addr, host, facts).await
+        }
         RequestOutcome::Answer { answer, phases } => {
             answer_locally(client, s, &table, answer, phases, facts, host).await
         }
@@ -205,7 +206,7 @@ async fn proxy<S: ClientStream>(
     client: &mut Client<S>,
     s: &mut Scratch,
     table: &RouteTable,
-    addr: SocketAddr,
+    addr: &UpstreamAddr,
     host: &str,
     facts: RequestFacts,
 ) -> Next {
@@ -234,7 +235,13 @@ async fn proxy<S: ClientStream>(
         let retryable = |up: &UpstreamConn| up.reused && attempt == 1 && facts.body.is_empty();
         let mut up = match worker.pool.take(addr) {
             Some(up) => up,
-            None => match UpstreamPool::connect(addr, config.upstream_connect_timeout).await {
+            None => match UpstreamPool::connect(
+                addr,
+                config.upstream_connect_timeout,
+                &worker.upstream_tls,
+            )
+            .await
+            {
                 Ok(up) => up,
                 Err(e) => return answer_error_keep(client, s, e, facts).await,
             },

@@ -262,9 +262,19 @@ impl Endpoint {
                 crate::url::Family::Http => Scheme::Http,
                 crate::url::Family::Stream => Scheme::Tcp,
             };
-            EndpointKind::Agent {
-                upstream: Upstream::parse(&record.upstream, default)?,
+            let upstream = Upstream::parse(&record.upstream, default)?;
+            if upstream.scheme.family() != url.scheme.family() {
+                return Err(EndpointError::InvalidUpstream(format!(
+                    "`{}`: a {} endpoint needs an {} upstream",
+                    record.upstream,
+                    url.scheme,
+                    match url.scheme.family() {
+                        crate::url::Family::Http => "http:// or https://",
+                        crate::url::Family::Stream => "tcp:// or tls://",
+                    }
+                )));
             }
+            EndpointKind::Agent { upstream }
         };
         let policy = match policy {
             Some(p) => p,
@@ -331,5 +341,15 @@ mod tests {
         };
         let e = Endpoint::from_record(&cloud, None).unwrap_err();
         assert!(e.to_string().contains("must end every request"), "{e}");
+        let mixed = EndpointRecord {
+            upstream: "tcp://127.0.0.1:5432".into(),
+            ..cloud
+        };
+        let e = Endpoint::from_record(&mixed, None).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("needs an http:// or https:// upstream"),
+            "{e}"
+        );
     }
 }

@@ -55,9 +55,9 @@ fn an_invalid_table_is_refused_and_the_old_one_keeps_serving() {
                 "ep_a",
                 "acme",
                 "http://app.example.com",
-                "https://127.0.0.1:9443",
+                "tcp://127.0.0.1:9443",
             )],
-            "not served by this data plane yet",
+            "needs an http:// or https:// upstream",
         ),
     ];
     for (endpoints, reason) in refusals {

@@ -446,3 +446,121 @@ fn terminate_tls_ends_tls_here_and_passes_plain_bytes() {
         pki.cert("own.example.com")
     );
 }
+
+/// An HTTPS server answering every request with `secure`, certificate `name`.
+fn https_upstream(pki: &Pki, name: &str) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    let cert = std::fs::read(pki.path(&format!("certs/{name}.crt"))).unwrap();
+    let key = std::fs::read(pki.path(&format!("certs/{name}.key"))).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(&cert).unwrap()],
+                rustls::pki_types::PrivateKeyDer::from_pem_slice(&key).unwrap(),
+            )
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = tls.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecure";
+                        if tls.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn https_upstreams_are_verified_unless_told_otherwise() {
+    let pki = Pki::new(&["default.test", "127.0.0.1"]);
+    let upstream = https_upstream(&pki, "127.0.0.1");
+    let endpoints = || {
+        vec![agent(
+            "ep_app",
+            "acme",
+            "http://app.example.com",
+            format!("https://{upstream}"),
+        )]
+    };
+    // The system's roots do not know the test CA: refused.
+    let mut dp = DataPlane::start();
+    dp.push(endpoints());
+    let res = get(dp.http_addr(), "app.example.com", "/");
+    assert_eq!((res.status, res.error_code()), (502, Some("ERR_IG_3009")));
+    // Trusting the test CA: verified and served, with keep-alive reuse.
+    let ca = pki.path("ca.pem");
+    std::fs::write(&ca, pem_of(&pki.ca)).unwrap();
+    let mut dp = DataPlane::start_with(&["--upstream-ca", ca.to_str().unwrap()]);
+    dp.push(endpoints());
+    let mut conn = HttpConn::connect(dp.http_addr());
+    for _ in 0..3 {
+        assert_eq!(conn.get("app.example.com", "/").text(), "secure");
+    }
+    // Development: no verification when asked for explicitly.
+    let mut dp = DataPlane::start_with(&["--upstream-tls-insecure"]);
+    dp.push(endpoints());
+    assert_eq!(get(dp.http_addr(), "app.example.com", "/").text(), "secure");
+}
+
+#[test]
+fn tcp_endpoints_can_reach_tls_upstreams() {
+    let pki = Pki::new(&["default.test", "127.0.0.1"]);
+    let upstream = tls_echo(&pki, "127.0.0.1");
+    let ca = pki.path("ca.pem");
+    std::fs::write(&ca, pem_of(&pki.ca)).unwrap();
+    let mut dp = DataPlane::start_with(&[
+        "--port-map",
+        "15432=0",
+        "--upstream-ca",
+        ca.to_str().unwrap(),
+    ]);
+    dp.push(vec![agent(
+        "ep_db",
+        "acme",
+        "tcp://db.example.com:15432",
+        format!("tls://{upstream}"),
+    )]);
+    let mut s = TcpStream::connect(dp.listener(15432)).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(b"plain in, TLS out").unwrap();
+    let mut back = [0u8; 17];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"plain in, TLS out");
+}
+
+fn pem_of(der: &CertificateDer<'_>) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
