@@ -56,6 +56,8 @@ pub struct Config {
     pub upstream_ca: Option<PathBuf>,
     /// Do not verify upstream certificates (development only).
     pub upstream_tls_insecure: bool,
+    /// The largest buffer a tcp/tls byte stream grows to, per direction.
+    pub tcp_buffer: usize,
 }
 
 impl Default for Config {
@@ -84,6 +86,7 @@ impl Default for Config {
             tls_handshake_timeout: Duration::from_secs(10),
             upstream_ca: None,
             upstream_tls_insecure: false,
+            tcp_buffer: 1 << 20,
         }
     }
 }

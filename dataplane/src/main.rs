@@ -80,6 +80,10 @@ struct Args {
     /// Do not verify the certificates of https:// and tls:// upstreams (development).
     #[arg(long)]
     upstream_tls_insecure: bool,
+    /// The largest buffer a tcp/tls byte stream grows to, per direction (starts at
+    /// 64 KiB and doubles while reads fill it).
+    #[arg(long, default_value_t = 1 << 20)]
+    tcp_buffer: usize,
 }
 
 fn main() {
@@ -108,6 +112,7 @@ fn main() {
         tls_handshake_timeout: args.tls_handshake_timeout,
         upstream_ca: args.upstream_ca,
         upstream_tls_insecure: args.upstream_tls_insecure,
+        tcp_buffer: args.tcp_buffer.clamp(4096, 16 << 20),
         ..defaults
     };
     // Block the shutdown signals before threads start so that every thread inherits

@@ -2,7 +2,7 @@
 //! tcp endpoints, a pool member per connection), then bytes both ways until both
 //! sides are done.
 //!
-//! Each direction copies through its own 64 KiB buffer and passes an end of stream
+//! Each direction copies through its own buffer (growing to `--tcp-buffer`) and passes an end of stream
 //! on as a half-close, so a client that shuts its sending side still gets the
 //! answer. An idle connection is not cut by cancelling a read (an io_uring read
 //! cancelled at the wrong moment loses bytes): a watchdog shuts both sockets down
@@ -22,9 +22,6 @@ use crate::http::upstream;
 use crate::policy::{self, ConnInfo, ConnectOutcome, ExchangeState};
 use crate::routes::Target;
 use crate::worker::Worker;
-
-/// Bytes moved per read and write.
-const BUFFER: usize = 64 * 1024;
 
 /// Serves one accepted connection on a public tcp port.
 pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAddr, url_port: u16) {
@@ -73,12 +70,19 @@ pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAdd
     };
     let _ = client.set_nodelay(true);
     let fds = [client.as_raw_fd(), upstream.raw_fd()];
-    pipe(client, upstream, fds, worker.config.tcp_idle_timeout).await;
+    pipe(
+        client,
+        upstream,
+        fds,
+        worker.config.tcp_idle_timeout,
+        worker.config.tcp_buffer,
+    )
+    .await;
 }
 
 /// Moves bytes both ways until both directions ended or the pair went idle. `fds` are
 /// the sockets underneath `a` and `b` (which may be TLS streams), for the watchdog.
-pub(crate) async fn pipe<A, B>(a: A, b: B, fds: [RawFd; 2], idle: Duration)
+pub(crate) async fn pipe<A, B>(a: A, b: B, fds: [RawFd; 2], idle: Duration, buffer: usize)
 where
     A: Split + AsyncReadRent + AsyncWriteRent,
     B: Split + AsyncReadRent + AsyncWriteRent,
@@ -88,8 +92,8 @@ where
     let (mut b_read, mut b_write) = b.into_split();
     let copies = async {
         monoio::join!(
-            copy_half(&mut a_read, &mut b_write, &last, fds),
-            copy_half(&mut b_read, &mut a_write, &last, fds)
+            copy_half(&mut a_read, &mut b_write, &last, fds, buffer),
+            copy_half(&mut b_read, &mut a_write, &last, fds, buffer)
         )
     };
     let mut copies = std::pin::pin!(copies);
@@ -120,8 +124,12 @@ async fn copy_half<R: AsyncReadRent, W: AsyncWriteRent>(
     to: &mut W,
     last: &Cell<Instant>,
     fds: [RawFd; 2],
+    buffer: usize,
 ) {
-    let mut buf = Vec::with_capacity(BUFFER);
+    // Start small, double while reads fill the buffer: a bulk stream soon moves
+    // `buffer` bytes per call (measured: 1 MiB is ~2x faster than 64 KiB on loopback),
+    // an idle or chatty one keeps 64 KiB.
+    let mut buf = Vec::with_capacity(buffer.min(64 * 1024));
     loop {
         let (read, b) = from.read(buf).await;
         buf = b;
@@ -130,11 +138,15 @@ async fn copy_half<R: AsyncReadRent, W: AsyncWriteRent>(
                 let _ = to.shutdown().await;
                 return;
             }
-            Ok(_) => {
+            Ok(n) => {
                 last.set(Instant::now());
+                let full = n == buf.capacity();
                 let (written, b) = to.write_all(buf).await;
                 buf = b;
                 buf.clear();
+                if full && buf.capacity() < buffer {
+                    buf.reserve_exact((buf.capacity() * 2).min(buffer));
+                }
                 if written.is_err() {
                     shutdown_both(fds);
                     return;

@@ -331,7 +331,9 @@ pub(crate) async fn serve_tls(
             let acceptor = monoio_rustls::TlsAcceptor::from(config);
             let accept = acceptor.accept(io);
             match monoio::time::timeout(remaining, accept).await {
-                Ok(Ok(tls)) => crate::tcp::pipe(tls, upstream, fds, idle).await,
+                Ok(Ok(tls)) => {
+                    crate::tcp::pipe(tls, upstream, fds, idle, worker.config.tcp_buffer).await
+                }
                 _ => log::debug!("tls port {url_port}: handshake with {peer} failed"),
             }
         }
@@ -342,7 +344,7 @@ pub(crate) async fn serve_tls(
                 .await
                 .is_ok()
             {
-                crate::tcp::pipe(stream, upstream, fds, idle).await;
+                crate::tcp::pipe(stream, upstream, fds, idle, worker.config.tcp_buffer).await;
             }
         }
     }

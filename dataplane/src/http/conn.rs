@@ -102,8 +102,14 @@ pub(crate) async fn serve<S: ClientStream>(
             Next::Close => return,
             Next::Tunnel(upstream) => {
                 let fds = [fd, upstream.raw_fd()];
-                crate::tcp::pipe(client.stream, upstream, fds, worker.config.tcp_idle_timeout)
-                    .await;
+                crate::tcp::pipe(
+                    client.stream,
+                    upstream,
+                    fds,
+                    worker.config.tcp_idle_timeout,
+                    worker.config.tcp_buffer,
+                )
+                .await;
                 return;
             }
         }
