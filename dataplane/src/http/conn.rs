@@ -20,8 +20,9 @@ use crate::error::{ProxyError, ERROR_CODE_HEADER};
 use crate::policy::{
     self, Answer, ConnInfo, ConnectOutcome, ExchangeState, RequestInfo, RequestOutcome, View,
 };
-use crate::routes::RouteTable;
+use crate::routes::{Route, RouteTable};
 use crate::worker::Worker;
+use innergate_table::policy::actions::sanitize;
 
 /// What happens to the client connection after an exchange.
 #[derive(Debug)]
@@ -550,23 +551,33 @@ async fn answer_locally<S: ClientStream>(
     send_local(client, s, facts, close).await
 }
 
+/// What `${…}` in a local answer reads: the request, and the endpoint that answered.
+fn answer_view<'a>(
+    req: &'a RequestHead,
+    state: &'a ExchangeState,
+    info: RequestInfo<'a>,
+    route: &'a Route,
+) -> View<'a> {
+    View {
+        req,
+        resp: None,
+        info,
+        route,
+        vars: &state.vars,
+        forward_error: state.forward_error,
+    }
+}
+
 /// Builds a local answer into `s.resp` and `s.body`; custom responses render their
 /// `${…}` against the request and the endpoint that ran them.
 fn build_answer(answer: Answer<'_>, s: &mut Scratch, info: RequestInfo<'_>) {
     s.body.clear();
     match answer {
         Answer::Custom(custom, route) => {
-            let view = View {
-                req: &s.req,
-                resp: None,
-                info,
-                route,
-                vars: &s.state.vars,
-                forward_error: s.state.forward_error,
-            };
+            let view = answer_view(&s.req, &s.state, info, route);
             s.resp.local(custom.status_code);
             for (name, value) in &custom.headers {
-                let value = without_line_breaks(value.render(&view));
+                let value = sanitize(value.render(&view));
                 s.resp
                     .headers
                     .append_bytes(name.as_bytes(), value.as_bytes());
@@ -575,20 +586,13 @@ fn build_answer(answer: Answer<'_>, s: &mut Scratch, info: RequestInfo<'_>) {
                 .extend_from_slice(custom.body.render(&view).as_bytes());
         }
         Answer::Redirect(status, location, headers, route) => {
-            let view = View {
-                req: &s.req,
-                resp: None,
-                info,
-                route,
-                vars: &s.state.vars,
-                forward_error: s.state.forward_error,
-            };
+            let view = answer_view(&s.req, &s.state, info, route);
             s.resp.local(status);
             s.resp
                 .headers
                 .append_bytes(b"location", location.as_bytes());
             for (name, value) in headers {
-                let value = without_line_breaks(value.render(&view));
+                let value = sanitize(value.render(&view));
                 s.resp
                     .headers
                     .append_bytes(name.as_bytes(), value.as_bytes());
@@ -617,15 +621,6 @@ fn build_answer(answer: Answer<'_>, s: &mut Scratch, info: RequestInfo<'_>) {
             s.resp.local(error.status());
             mark_error(&mut s.resp, &mut s.body, error);
         }
-    }
-}
-
-/// Interpolated request data must never split a header.
-fn without_line_breaks(value: std::borrow::Cow<'_, str>) -> std::borrow::Cow<'_, str> {
-    if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-        value.replace(['\r', '\n', '\0'], "").into()
-    } else {
-        value
     }
 }
 

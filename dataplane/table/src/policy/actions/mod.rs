@@ -80,7 +80,7 @@ impl<'f> Url<'f> {
 
 /// Drops CR, LF and NUL from an interpolated value, so request data can never split
 /// a header.
-pub(crate) fn sanitize(value: Cow<'_, str>) -> Cow<'_, str> {
+pub fn sanitize(value: Cow<'_, str>) -> Cow<'_, str> {
     if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
         Cow::Owned(
             value
