@@ -58,6 +58,17 @@ pub struct Config {
     pub upstream_tls_insecure: bool,
     /// The largest buffer a tcp/tls byte stream grows to, per direction.
     pub tcp_buffer: usize,
+    /// How plain byte streams move: a copy loop or splice(2).
+    pub tcp_forwarding: Forwarding,
+}
+
+/// How bytes of tcp and tls-passthrough connections move between two plain sockets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Forwarding {
+    /// Read into a buffer that grows to `tcp_buffer`, write it out.
+    Copy,
+    /// splice(2) through a kernel pipe per direction (zero copy).
+    Splice,
 }
 
 impl Default for Config {
@@ -87,6 +98,7 @@ impl Default for Config {
             upstream_ca: None,
             upstream_tls_insecure: false,
             tcp_buffer: 1 << 20,
+            tcp_forwarding: Forwarding::Copy,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use innergate_dataplane::config::{parse_port_map, Config};
+use innergate_dataplane::config::{parse_port_map, Config, Forwarding};
 use innergate_table::units::parse_duration;
 
 #[global_allocator]
@@ -84,6 +84,9 @@ struct Args {
     /// 64 KiB and doubles while reads fill it).
     #[arg(long, default_value_t = 1 << 20)]
     tcp_buffer: usize,
+    /// How tcp and tls-passthrough bytes move between plain sockets.
+    #[arg(long, value_enum, default_value = "copy")]
+    tcp_forwarding: Forwarding,
 }
 
 fn main() {
@@ -113,6 +116,7 @@ fn main() {
         upstream_ca: args.upstream_ca,
         upstream_tls_insecure: args.upstream_tls_insecure,
         tcp_buffer: args.tcp_buffer.clamp(4096, 16 << 20),
+        tcp_forwarding: args.tcp_forwarding,
         ..defaults
     };
     // Block the shutdown signals before threads start so that every thread inherits

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split, Splitable};
 use monoio::net::TcpStream;
 
+use crate::config::Forwarding;
 use crate::http::upstream;
 use crate::policy::{self, ConnInfo, ConnectOutcome, ExchangeState};
 use crate::routes::Target;
@@ -69,15 +70,23 @@ pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAdd
         }
     };
     let _ = client.set_nodelay(true);
-    let fds = [client.as_raw_fd(), upstream.raw_fd()];
-    pipe(
-        client,
-        upstream,
-        fds,
-        worker.config.tcp_idle_timeout,
-        worker.config.tcp_buffer,
-    )
-    .await;
+    let config = &worker.config;
+    match upstream {
+        upstream::UpstreamStream::Plain(plain) if config.tcp_forwarding == Forwarding::Splice => {
+            splice_pipe(client, plain, config.tcp_idle_timeout).await
+        }
+        upstream => {
+            let fds = [client.as_raw_fd(), upstream.raw_fd()];
+            pipe(
+                client,
+                upstream,
+                fds,
+                config.tcp_idle_timeout,
+                config.tcp_buffer,
+            )
+            .await
+        }
+    }
 }
 
 /// Moves bytes both ways until both directions ended or the pair went idle. `fds` are
@@ -87,7 +96,7 @@ where
     A: Split + AsyncReadRent + AsyncWriteRent,
     B: Split + AsyncReadRent + AsyncWriteRent,
 {
-    let last = Rc::new(Cell::new(Instant::now()));
+    let last = Cell::new(Instant::now());
     let (mut a_read, mut a_write) = a.into_split();
     let (mut b_read, mut b_write) = b.into_split();
     let copies = async {
@@ -96,7 +105,45 @@ where
             copy_half(&mut b_read, &mut a_write, &last, fds, buffer)
         )
     };
-    let mut copies = std::pin::pin!(copies);
+    with_watchdog(copies, &last, fds, idle).await;
+}
+
+/// As [`pipe`] for two plain sockets, moving bytes with splice(2) through a pipe per
+/// direction (zero copy): a readiness wait, then non-blocking splices.
+pub(crate) async fn splice_pipe(a: TcpStream, b: TcpStream, idle: Duration) {
+    let fds = [a.as_raw_fd(), b.as_raw_fd()];
+    let (Ok(ab), Ok(ba)) = (KernelPipe::new(), KernelPipe::new()) else {
+        log::warn!("cannot create splice pipes; copying instead");
+        return pipe(a, b, fds, idle, 1 << 20).await;
+    };
+    for fd in fds {
+        // splice(2) blocks on a blocking socket whatever its flags say.
+        // SAFETY: fcntl(2) on sockets we own.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
+    let last = Cell::new(Instant::now());
+    let moves = async {
+        monoio::join!(
+            splice_half(&a, &b, &ab, &last, fds),
+            splice_half(&b, &a, &ba, &last, fds)
+        )
+    };
+    with_watchdog(moves, &last, fds, idle).await;
+}
+
+/// Runs `work` until it ends, or until the pair was idle for `idle`: then both
+/// sockets are shut down (their owners still hold them, so the fds cannot have been
+/// reused) and `work` ends by itself.
+async fn with_watchdog<F: std::future::Future>(
+    work: F,
+    last: &Cell<Instant>,
+    fds: [RawFd; 2],
+    idle: Duration,
+) {
+    let mut work = std::pin::pin!(work);
     let watchdog = async {
         let tick = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
         loop {
@@ -107,12 +154,93 @@ where
         }
     };
     monoio::select! {
-        _ = &mut copies => {}
+        _ = &mut work => {}
         _ = watchdog => {
-            // The halves still own the sockets here, so the fds cannot have been
-            // reused; the pending reads return and the copies end.
             shutdown_both(fds);
-            copies.await;
+            work.await;
+        }
+    }
+}
+
+/// A kernel pipe for splice(2), as large as the system allows up to 1 MiB.
+struct KernelPipe {
+    read: RawFd,
+    write: RawFd,
+    size: usize,
+}
+
+impl KernelPipe {
+    fn new() -> std::io::Result<KernelPipe> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two fds into the array we pass.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: F_SETPIPE_SZ on the pipe we just made; a refusal keeps the default.
+        let size = unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 1 << 20) };
+        let size = if size > 0 { size as usize } else { 64 * 1024 };
+        Ok(KernelPipe {
+            read: fds[0],
+            write: fds[1],
+            size,
+        })
+    }
+}
+
+impl Drop for KernelPipe {
+    fn drop(&mut self) {
+        // SAFETY: closing the pipe's own fds once.
+        unsafe {
+            libc::close(self.read);
+            libc::close(self.write);
+        }
+    }
+}
+
+/// Moves one direction with splice: socket → pipe → socket. An end of stream becomes
+/// a half-close, an error ends both directions.
+async fn splice_half(
+    from: &TcpStream,
+    to: &TcpStream,
+    pipe: &KernelPipe,
+    last: &Cell<Instant>,
+    fds: [RawFd; 2],
+) {
+    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+    let null = std::ptr::null_mut();
+    loop {
+        // SAFETY: splice(2) between fds we own; no memory of ours is involved.
+        let n = unsafe { libc::splice(from.as_raw_fd(), null, pipe.write, null, pipe.size, flags) };
+        if n == 0 {
+            // SAFETY: shutdown(2) on a socket we own.
+            unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) };
+            return;
+        }
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+                && from.readable(false).await.is_ok()
+            {
+                continue;
+            }
+            shutdown_both(fds);
+            return;
+        }
+        last.set(Instant::now());
+        let mut pending = n as usize;
+        while pending > 0 {
+            // SAFETY: as above.
+            let m = unsafe { libc::splice(pipe.read, null, to.as_raw_fd(), null, pending, flags) };
+            if m > 0 {
+                pending -= m as usize;
+            } else if m < 0
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+                && to.writable(false).await.is_ok()
+            {
+                continue;
+            } else {
+                shutdown_both(fds);
+                return;
+            }
         }
     }
 }

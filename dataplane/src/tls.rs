@@ -340,11 +340,20 @@ pub(crate) async fn serve_tls(
         None => {
             let mut upstream = upstream;
             let mut hello = hello;
+            let splice = worker.config.tcp_forwarding == crate::config::Forwarding::Splice;
             if crate::http::buf::write_all(&mut upstream, &mut hello)
                 .await
                 .is_ok()
             {
-                crate::tcp::pipe(stream, upstream, fds, idle, worker.config.tcp_buffer).await;
+                match upstream {
+                    crate::http::upstream::UpstreamStream::Plain(plain) if splice => {
+                        crate::tcp::splice_pipe(stream, plain, idle).await
+                    }
+                    upstream => {
+                        crate::tcp::pipe(stream, upstream, fds, idle, worker.config.tcp_buffer)
+                            .await
+                    }
+                }
             }
         }
     }

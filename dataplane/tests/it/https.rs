@@ -404,6 +404,21 @@ fn tls_passthrough_routes_by_sni_even_when_the_hello_trickles_in() {
 }
 
 #[test]
+fn tls_passthrough_also_splices() {
+    let pki = Pki::new(&["default.test", "a.example.com"]);
+    let a = tls_echo(&pki, "a.example.com");
+    let mut dp = pki.start(&["--tcp-forwarding", "splice"]);
+    dp.push(vec![agent(
+        "ep_a",
+        "acme",
+        "tls://a.example.com:8443",
+        format!("tcp://{a}"),
+    )]);
+    let served = tls_echo_through(&pki, dp.listener(PORT), "a.example.com", b"spliced tls", 0);
+    assert_eq!(&served, pki.cert("a.example.com"));
+}
+
+#[test]
 fn terminate_tls_ends_tls_here_and_passes_plain_bytes() {
     let pki = Pki::new(&["default.test", "t.example.com", "own.example.com"]);
     let plain = crate::tcp::echo_server("plain");

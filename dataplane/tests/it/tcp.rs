@@ -178,25 +178,14 @@ fn on_tcp_connect_runs_for_http_endpoints_once_per_connection() {
     }
 }
 
-#[test]
-fn large_streams_cross_both_ways_intact() {
-    let echo = echo_server("big");
-    let dp = tcp_dp(
-        vec![agent(
-            "ep_db",
-            "acme",
-            "tcp://db.example.com:15432",
-            format!("tcp://{echo}"),
-        )],
-        &[],
-    );
-    let s = connect(dp.listener(PORT));
-    const SIZE: usize = 256 << 20;
+/// Streams `size` bytes to the echo server and checks what comes back, by checksum.
+fn stream_both_ways(addr: SocketAddr, size: usize, tag: &str) {
+    let s = connect(addr);
     let mut writer = s.try_clone().unwrap();
     let sent = std::thread::spawn(move || {
         let mut sum = 0u64;
         let mut chunk = vec![0u8; 1 << 20];
-        for i in 0..SIZE / chunk.len() {
+        for i in 0..size / chunk.len() {
             for (j, b) in chunk.iter_mut().enumerate() {
                 *b = (i * 31 + j * 7) as u8;
             }
@@ -212,9 +201,9 @@ fn large_streams_cross_both_ways_intact() {
     let mut received = 0usize;
     let mut sum = 0u64;
     let mut buf = vec![0u8; 1 << 16];
-    while received < SIZE {
+    while received < size {
         let n = reader
-            .read(&mut buf[..(SIZE - received).min(1 << 16)])
+            .read(&mut buf[..(size - received).min(1 << 16)])
             .unwrap();
         assert!(n > 0, "stream ended after {received} bytes");
         sum = buf[..n]
@@ -225,7 +214,49 @@ fn large_streams_cross_both_ways_intact() {
     assert_eq!(sum, sent.join().unwrap(), "checksums differ");
     let mut rest = String::new();
     reader.read_to_string(&mut rest).unwrap();
-    assert_eq!(rest, "bye:big");
+    assert_eq!(rest, format!("bye:{tag}"));
+}
+
+#[test]
+fn large_streams_cross_both_ways_intact() {
+    let echo = echo_server("big");
+    let dp = tcp_dp(
+        vec![agent(
+            "ep_db",
+            "acme",
+            "tcp://db.example.com:15432",
+            format!("tcp://{echo}"),
+        )],
+        &[],
+    );
+    stream_both_ways(dp.listener(PORT), 256 << 20, "big");
+}
+
+#[test]
+fn splice_forwarding_keeps_bytes_half_close_and_idle_timeout() {
+    let echo = echo_server("spliced");
+    let dp = tcp_dp(
+        vec![agent(
+            "ep_db",
+            "acme",
+            "tcp://db.example.com:15432",
+            format!("tcp://{echo}"),
+        )],
+        &["--tcp-forwarding", "splice", "--tcp-idle-timeout", "500ms"],
+    );
+    assert_eq!(echo_roundtrip(dp.listener(PORT)), "bye:spliced");
+    stream_both_ways(dp.listener(PORT), 128 << 20, "spliced");
+    let mut s = connect(dp.listener(PORT));
+    s.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    s.read_exact(&mut back).unwrap();
+    let start = std::time::Instant::now();
+    let mut rest = Vec::new();
+    assert!(
+        s.read_to_end(&mut rest).is_ok(),
+        "closed by the idle timeout"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
 }
 
 #[test]
