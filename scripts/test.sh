@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, then every test of the workspace.
-# Needs only the Rust toolchain pinned in rust-toolchain.toml.
+# The whole test suite: formatting, lints, every test of the workspace, then real TLS
+# clients (curl, openssl s_client) against the built data plane.
+# Needs the Rust toolchain pinned in rust-toolchain.toml; installs curl and openssl
+# when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+scripts/test-tls-clients.sh
