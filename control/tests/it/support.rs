@@ -52,17 +52,41 @@ pub struct DataPlane {
     child: Option<Child>,
     pub socket: PathBuf,
     pub state: PathBuf,
+    extra: Vec<String>,
 }
 
 impl DataPlane {
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Self {
         let mut dp = DataPlane {
             child: None,
             socket: dir.join("dataplane.sock"),
             state: dir.join("dataplane-state"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         dp.spawn();
         dp
+    }
+
+    /// Where URL port `url_port` is served, once a table opened it.
+    pub fn listener(&self, url_port: u16) -> SocketAddr {
+        let mut addr = None;
+        eventually("a listener", || {
+            let Ok(mut c) = ControlClient::connect(&self.socket, TIMEOUT) else {
+                return false;
+            };
+            addr = c.status().ok().and_then(|a| {
+                a.listeners
+                    .iter()
+                    .find(|l| l.url_port == url_port)
+                    .map(|l| l.local_addr.parse().unwrap())
+            });
+            addr.is_some()
+        });
+        addr.unwrap()
     }
 
     pub fn spawn(&mut self) {
@@ -79,6 +103,7 @@ impl DataPlane {
             .arg(&self.socket)
             .arg("--state-dir")
             .arg(&self.state)
+            .args(&self.extra)
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap();
