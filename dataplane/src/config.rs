@@ -22,6 +22,8 @@ pub struct Config {
     pub control_socket: Option<PathBuf>,
     /// Where the last applied table is kept for restarts without control.
     pub state_dir: Option<PathBuf>,
+    /// Where `/healthz` and `/metrics` are served.
+    pub admin: Option<std::net::SocketAddr>,
     /// Largest request head accepted (431 above it). nginx: 8–32 KiB, HAProxy: 16 KiB.
     pub max_header_bytes: usize,
     /// Connections a worker holds at most; more are closed at accept.
@@ -81,6 +83,7 @@ impl Default for Config {
             port_map: BTreeMap::new(),
             control_socket: None,
             state_dir: None,
+            admin: None,
             max_header_bytes: 64 * 1024,
             max_connections_per_worker: 65_536,
             header_timeout: Duration::from_secs(10),

@@ -7,6 +7,7 @@
 //! [`routes::RouteTable`], and run through the policy [`policy`] executor, which also
 //! performs forward-internal hops in memory.
 
+mod admin;
 pub mod config;
 mod control;
 mod error;
@@ -16,6 +17,7 @@ mod ratelimit;
 mod routes;
 pub mod sni;
 mod state;
+mod stats;
 mod supervisor;
 mod tcp;
 pub mod tls;
@@ -45,6 +47,9 @@ pub enum StartError {
     /// The control socket could not be opened.
     #[error("control socket: {0}")]
     ControlSocket(io::Error),
+    /// The admin address could not be bound.
+    #[error("admin listener: {0}")]
+    Admin(io::Error),
     /// A TLS certificate or key could not be loaded.
     #[error("TLS certificates: {0}")]
     Certificates(#[from] tls::CertError),
@@ -82,6 +87,14 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
     let mut supervisor = supervisor::Supervisor::new(config.clone(), workers, state, certs);
     supervisor.restore();
     let supervisor = Arc::new(Mutex::new(supervisor));
+    if let Some(addr) = config.admin {
+        let listener = std::net::TcpListener::bind(addr).map_err(StartError::Admin)?;
+        log::info!(
+            "admin endpoints at http://{}",
+            listener.local_addr().map_err(StartError::Admin)?
+        );
+        admin::spawn(listener, supervisor.clone()).map_err(StartError::Admin)?;
+    }
     if let Some(path) = &config.control_socket {
         let listener = control::bind(path).map_err(StartError::ControlSocket)?;
         control::spawn(listener, supervisor.clone()).map_err(StartError::ControlSocket)?;

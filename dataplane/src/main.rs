@@ -33,6 +33,9 @@ struct Args {
     /// Directory keeping the last applied table for restarts without control.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Address for /healthz and /metrics (e.g. 127.0.0.1:9090).
+    #[arg(long)]
+    admin: Option<std::net::SocketAddr>,
     /// Largest request head in bytes (431 above).
     #[arg(long, default_value_t = 64 * 1024)]
     max_header_bytes: usize,
@@ -100,6 +103,7 @@ fn main() {
         port_map: args.port_map.into_iter().collect(),
         control_socket: args.control_socket.clone(),
         state_dir: args.state_dir,
+        admin: args.admin,
         max_header_bytes: args.max_header_bytes,
         max_connections_per_worker: args.max_connections_per_worker,
         header_timeout: args.header_timeout,

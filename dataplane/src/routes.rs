@@ -17,6 +17,7 @@ use smallvec::SmallVec;
 
 use crate::http::upstream::UpstreamAddr;
 use crate::ratelimit::{RateCounters, RateRegistry};
+use crate::stats::StatsSlots;
 use crate::tls::CertStore;
 use innergate_table::policy::actions::terminate_tls::{TerminateTls, TlsVersion};
 use innergate_table::policy::Action;
@@ -50,6 +51,8 @@ pub(crate) struct Route {
     pub(crate) policy: Arc<Policy>,
     pub(crate) target: Target,
     pub(crate) pool: PoolIdx,
+    /// Where this endpoint's counters live, stable across tables.
+    pub(crate) stats_slot: usize,
 }
 
 /// Hosts of one namespace: exact names beat wildcards; the longest wildcard suffix wins.
@@ -133,6 +136,7 @@ impl RouteTable {
         limits: &mut RateRegistry,
         workers: usize,
         certs: &Arc<CertStore>,
+        slots: &mut StatsSlots,
     ) -> Result<RouteTable, CompileError> {
         let mut routes = RouteTable {
             limits: limits.attach(table, workers),
@@ -271,6 +275,7 @@ impl RouteTable {
                 policy: ep.policy.clone(),
                 target,
                 pool,
+                stats_slot: slots.slot(&ep.id, &ep.url.to_string()),
             });
         }
         Ok(routes)
@@ -341,7 +346,14 @@ mod tests {
             })
             .collect();
         let table = EndpointTable::from_records(1, &records).unwrap();
-        RouteTable::compile(&table, &mut RateRegistry::default(), 2, &Arc::default()).unwrap()
+        RouteTable::compile(
+            &table,
+            &mut RateRegistry::default(),
+            2,
+            &Arc::default(),
+            &mut StatsSlots::default(),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -17,6 +17,7 @@ use innergate_table::Scheme;
 use crate::ratelimit::RateRegistry;
 use crate::routes::RouteTable;
 use crate::state::StateFile;
+use crate::stats::{StatsSlots, WorkerStats};
 use crate::tls::CertStore;
 use crate::worker::{WorkerHandle, WorkerMsg};
 
@@ -38,6 +39,10 @@ pub(crate) struct Supervisor {
     limits: RateRegistry,
     /// The configured certificates (https endpoints and terminate-tls need them).
     certs: Arc<CertStore>,
+    /// Counter slots of endpoints, kept across tables.
+    slots: StatsSlots,
+    /// When the current table was applied.
+    applied_at: Option<std::time::Instant>,
 }
 
 impl Supervisor {
@@ -56,6 +61,8 @@ impl Supervisor {
             state,
             limits: RateRegistry::default(),
             certs,
+            slots: StatsSlots::default(),
+            applied_at: None,
         }
     }
 
@@ -85,8 +92,14 @@ impl Supervisor {
         }
         let table = EndpointTable::from_records(msg.version, &msg.endpoints)
             .map_err(|e| format!("endpoint {}: {e}", e.endpoint_id()))?;
-        let routes = RouteTable::compile(&table, &mut self.limits, self.workers.len(), &self.certs)
-            .map_err(|e| e.to_string())?;
+        let routes = RouteTable::compile(
+            &table,
+            &mut self.limits,
+            self.workers.len(),
+            &self.certs,
+            &mut self.slots,
+        )
+        .map_err(|e| e.to_string())?;
         if self.certs.is_empty() && routes.listen_ports.values().any(|s| *s == Scheme::Https) {
             return Err(
                 "https endpoints need a certificate: start the data plane with \
@@ -159,6 +172,7 @@ impl Supervisor {
         }
         self.version = msg.version;
         self.applied = true;
+        self.applied_at = Some(std::time::Instant::now());
         log::info!(
             "applied table version {} ({} endpoints, {} public ports)",
             msg.version,
@@ -166,6 +180,30 @@ impl Supervisor {
             self.listeners.len()
         );
         Ok(self.status())
+    }
+
+    /// Whether a table is being served (for /healthz).
+    pub(crate) fn has_table(&self) -> bool {
+        self.applied
+    }
+
+    /// Prometheus text: every worker's counters, summed.
+    pub(crate) fn metrics(&self) -> String {
+        let (reply_tx, reply_rx) = flume::unbounded();
+        let asked = self
+            .workers
+            .iter()
+            .filter(|w| w.inbox.send(WorkerMsg::Snapshot(reply_tx.clone())).is_ok())
+            .count();
+        let mut total = WorkerStats::default();
+        for _ in 0..asked {
+            match reply_rx.recv_timeout(Duration::from_secs(2)) {
+                Ok(stats) => total.add(&stats),
+                Err(_) => break,
+            }
+        }
+        let age = self.applied_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        crate::stats::render(&total, &self.slots, self.version, age)
     }
 
     fn abort(&self) {

@@ -61,6 +61,7 @@ pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAdd
     let upstream = match upstream::connect(&addr, timeout, &worker.upstream_tls, false).await {
         Ok(stream) => stream,
         Err(e) => {
+            worker.stats.borrow_mut().upstream_connect_errors += 1;
             log::debug!(
                 "tcp port {url_port}: upstream {}: {}",
                 addr.addr,

@@ -309,6 +309,7 @@ pub(crate) async fn serve_tls(
         match crate::http::upstream::connect(&target, timeout, &worker.upstream_tls, false).await {
             Ok(upstream) => upstream,
             Err(e) => {
+                worker.stats.borrow_mut().upstream_connect_errors += 1;
                 log::debug!(
                     "tls port {url_port}: upstream {}: {}",
                     target.addr,

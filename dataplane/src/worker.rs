@@ -16,6 +16,7 @@ use monoio::net::TcpListener;
 use crate::config::Config;
 use crate::http::upstream::UpstreamPool;
 use crate::routes::RouteTable;
+use crate::stats::WorkerStats;
 use crate::upstream_tls::UpstreamTls;
 use innergate_table::Scheme;
 
@@ -32,6 +33,8 @@ pub(crate) enum WorkerMsg {
     Commit,
     /// Drop the prepared table and listeners.
     Abort,
+    /// Send a copy of this worker's counters.
+    Snapshot(flume::Sender<WorkerStats>),
 }
 
 /// The supervisor's side of a worker.
@@ -75,6 +78,8 @@ pub(crate) struct Worker {
     pub(crate) pool: UpstreamPool,
     connections: Cell<usize>,
     last_limit_log: Cell<Option<Instant>>,
+    /// Counters for /metrics, summed over workers when scraped.
+    pub(crate) stats: RefCell<WorkerStats>,
 }
 
 impl Worker {
@@ -151,6 +156,7 @@ async fn run(
         table: RefCell::new(Rc::new(LocalTable(Arc::default()))),
         connections: Cell::new(0),
         last_limit_log: Cell::new(None),
+        stats: RefCell::default(),
     });
     // Dropping a port's sender stops its accept loop.
     let mut accepting: HashMap<u16, flume::Sender<()>> = HashMap::new();
@@ -196,6 +202,11 @@ async fn run(
                 }
             }
             WorkerMsg::Abort => prepared = None,
+            WorkerMsg::Snapshot(reply) => {
+                let mut snapshot = worker.stats.borrow().clone();
+                snapshot.connections_active = worker.connections.get() as u64;
+                let _ = reply.send(snapshot);
+            }
         }
     }
 }
@@ -218,6 +229,7 @@ async fn accept_loop(
                         continue;
                     }
                     worker.connections.set(worker.connections.get() + 1);
+                    worker.stats.borrow_mut().connections_total += 1;
                     let worker = worker.clone();
                     // The scheme comes from the current table: a port may change
                     // protocol between tables while its listener stays.

@@ -158,15 +158,21 @@ async fn serve_one<S: ClientStream>(
         }
     }
     let info = request_info(&client.info, host, facts);
-    match policy::run_request(&table, entry, &mut s.req, info, &mut s.state) {
+    let slot = table.route(entry).stats_slot;
+    let next = match policy::run_request(&table, entry, &mut s.req, info, &mut s.state) {
         RequestOutcome::Upstream(addr) => {
             proxy(worker, client, s, &table, &addr, host, facts).await
         }
         RequestOutcome::Answer { answer, phases } => {
             answer_locally(client, s, &table, answer, phases, facts, host).await
         }
-        RequestOutcome::Close => Next::Close,
-    }
+        RequestOutcome::Close => return Next::Close,
+    };
+    worker
+        .stats
+        .borrow_mut()
+        .record_response(slot, s.resp.status);
+    next
 }
 
 /// Reads until a complete request head is buffered. `Ok(None)`: the client closed or
@@ -250,7 +256,10 @@ async fn proxy<S: ClientStream>(
             .await
             {
                 Ok(up) => up,
-                Err(e) => return answer_error_keep(client, s, e, facts).await,
+                Err(e) => {
+                    worker.stats.borrow_mut().upstream_connect_errors += 1;
+                    return answer_error_keep(client, s, e, facts).await;
+                }
             },
         };
         let head = std::mem::take(&mut s.out);

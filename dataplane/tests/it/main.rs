@@ -1,6 +1,7 @@
 //! The data plane seen from outside: the real binary, real sockets, real backends.
 
 mod actions;
+mod admin;
 mod bad_input;
 mod control_link;
 mod expressions;
