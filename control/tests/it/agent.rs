@@ -56,7 +56,7 @@ fn an_agent_endpoint_lives_while_its_agent_runs() {
         http_get(dp.http_addr(), "agent.example.com"),
         (200, "from the agent's service".into())
     );
-    // Renewals keep it past several lease lengths (2 s).
+    // Renewals keep it past more than one lease length (3 s).
     std::thread::sleep(std::time::Duration::from_secs(5));
     assert_eq!(api.list(None, None).unwrap().endpoints.len(), 1);
     // SAFETY: signalling our own child.

@@ -177,7 +177,7 @@ impl Control {
                 "--api",
                 "127.0.0.1:0",
                 "--lease-ttl",
-                "2s",
+                "3s",
                 "--data",
             ])
             .arg(&self.data)
