@@ -2,7 +2,6 @@
 //! proxy to the upstream or answer locally; repeat while the connection is kept alive.
 //! Pipelined requests are answered in order because they are served one at a time.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -233,7 +232,7 @@ async fn proxy<S: ClientStream>(
         && s.req.headers.get_all("upgrade").next().is_some();
     encode_upstream_request(
         &s.req,
-        client.peer,
+        &client.info.client_ip,
         host,
         client.info.scheme,
         upgrade,
@@ -435,7 +434,7 @@ async fn read_response_head(
 /// hop-by-hop ones, plus X-Forwarded-For/Host/Proto describing the client side.
 fn encode_upstream_request(
     req: &RequestHead,
-    peer: SocketAddr,
+    client_ip: &str,
     host: &str,
     scheme: &str,
     upgrade: bool,
@@ -458,7 +457,7 @@ fn encode_upstream_request(
         out.extend_from_slice(earlier);
         out.extend_from_slice(b", ");
     }
-    let _ = write!(out, "{}", peer.ip());
+    out.extend_from_slice(client_ip.as_bytes());
     out.extend_from_slice(b"\r\nx-forwarded-host: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\nx-forwarded-proto: ");
