@@ -141,6 +141,11 @@ async fn serve_one<S: ClientStream>(
     let Some(host) = s.req.host(&mut host_buf) else {
         return answer_error(client, s, ProxyError::MissingHost).await;
     };
+    // An absolute-form target is brought to origin-form, so that the upstream cannot
+    // read a host other than the one the request was routed by.
+    if !s.req.normalize_absolute_target(host) {
+        return answer_error(client, s, ProxyError::MalformedRequest).await;
+    }
     let table = worker.table();
     let Some(pool) = table.public_by_host(client.url_port, host) else {
         let answer = Answer::Error(ProxyError::NoEndpoint);
@@ -227,9 +232,12 @@ async fn proxy<S: ClientStream>(
         && !facts.body.is_empty()
         && s.req.headers.has_token("expect", "100-continue");
     // A protocol switch (WebSocket) keeps its Upgrade header on the way up.
+    // Only WebSocket may switch protocols: an upstream switched to anything else (h2c
+    // above all) would carry requests the policies never saw.
     let upgrade = facts.minor_version == 1
         && s.req.headers.has_token("connection", "upgrade")
-        && s.req.headers.get_all("upgrade").next().is_some();
+        && s.req.headers.get_all("upgrade").count() == 1
+        && s.req.headers.has_token("upgrade", "websocket");
     encode_upstream_request(
         &s.req,
         &client.info.client_ip,

@@ -191,6 +191,41 @@ impl RequestHead {
         self.headers.text(self.target)
     }
 
+    /// Turns an absolute-form target (`http://host/path`) into origin-form (`/path`).
+    /// `false` when its authority names another host than `host` (the Host header's,
+    /// lowercased, without port): such a request is refused as ambiguous.
+    pub(crate) fn normalize_absolute_target(&mut self, host: &str) -> bool {
+        let target = self.target();
+        let scheme_len = if target.len() >= 7 && target[..7].eq_ignore_ascii_case(b"http://") {
+            7
+        } else if target.len() >= 8 && target[..8].eq_ignore_ascii_case(b"https://") {
+            8
+        } else {
+            return true;
+        };
+        let rest = &target[scheme_len..];
+        let end = rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .unwrap_or(rest.len());
+        let authority = &rest[..end];
+        let name = match authority.iter().rposition(|&b| b == b':') {
+            Some(i) if authority[i + 1..].iter().all(u8::is_ascii_digit) => &authority[..i],
+            _ => authority,
+        };
+        let name = name.strip_suffix(b".").unwrap_or(name);
+        if !name.eq_ignore_ascii_case(host.as_bytes()) || authority.contains(&b'@') {
+            return false;
+        }
+        let origin = match &rest[end..] {
+            [] => "/".to_string(),
+            [b'?', ..] => format!("/{}", String::from_utf8_lossy(&rest[end..])),
+            path => String::from_utf8_lossy(path).into_owned(),
+        };
+        self.set_target(&origin);
+        true
+    }
+
     /// Replaces the target (`url-rewrite`); the new bytes join the head's storage.
     pub(crate) fn set_target(&mut self, target: &str) {
         self.target = self.headers.push_bytes(target.as_bytes());
@@ -398,6 +433,26 @@ mod tests {
         let mut out = Vec::new();
         req.headers.write_fields(&mut out, |_| false);
         assert_eq!(out, b"Host: Api.Example.com:8080\r\nx-b: 2\r\n");
+    }
+
+    #[test]
+    fn absolute_targets_become_origin_form() {
+        let normalized = |target: &str, host: &str| {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            let mut req = RequestHead::default();
+            req.parse(raw.as_bytes()).unwrap().unwrap();
+            req.normalize_absolute_target(host)
+                .then(|| String::from_utf8(req.target().to_vec()).unwrap())
+        };
+        assert_eq!(normalized("/a?b", "a.com"), Some("/a?b".into()));
+        assert_eq!(
+            normalized("http://A.com:80/x?y=1", "a.com"),
+            Some("/x?y=1".into())
+        );
+        assert_eq!(normalized("https://a.com", "a.com"), Some("/".into()));
+        assert_eq!(normalized("http://a.com?q", "a.com"), Some("/?q".into()));
+        assert_eq!(normalized("http://evil.com/x", "a.com"), None);
+        assert_eq!(normalized("http://u@a.com/x", "a.com"), None);
     }
 
     #[test]

@@ -140,3 +140,74 @@ fn connection_limit_closes_extra_connections() {
     );
     assert!(served >= 1);
 }
+
+/// What must become of a request: refused (never forwarded), or forwarded in a
+/// normalised form the backend can only read one way.
+enum Expect {
+    Refused(u16),
+    Forwarded(fn(&Recorded) -> bool),
+}
+
+#[test]
+fn request_smuggling_table() {
+    use Expect::*;
+    let cases: Vec<(&str, &[u8], Expect)> = vec![
+        ("CL and TE", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", Refused(400)),
+        ("TE and CL, reversed", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n0\r\n\r\n", Refused(400)),
+        ("CL with inner space", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 1 2\r\n\r\n", Refused(400)),
+        ("CL in hex", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 0x10\r\n\r\n", Refused(400)),
+        ("CL overflowing", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 99999999999999999999\r\n\r\n", Refused(400)),
+        ("TE xchunked", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", Refused(400)),
+        ("TE chunked twice", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", Refused(400)),
+        ("TE with a vertical tab", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\x0b\r\n\r\n0\r\n\r\n", Refused(400)),
+        ("space before colon", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n", Refused(400)),
+        ("obs-fold in CL", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 1\r\n 0\r\n\r\n", Refused(400)),
+        ("empty header name", b"GET / HTTP/1.1\r\nHost: app.example.com\r\n: x\r\n\r\n", Refused(400)),
+        ("DEL in a value", b"GET / HTTP/1.1\r\nHost: app.example.com\r\nX: a\x7fb\r\n\r\n", Refused(400)),
+        ("two spaces in request line", b"GET  / HTTP/1.1\r\nHost: app.example.com\r\n\r\n", Refused(400)),
+        ("space in method", b"GE T / HTTP/1.1\r\nHost: app.example.com\r\n\r\n", Refused(400)),
+        ("userinfo in Host", b"GET / HTTP/1.1\r\nHost: user@app.example.com\r\n\r\n", Refused(400)),
+        ("absolute target naming another host", b"GET http://evil.example.com/x HTTP/1.1\r\nHost: app.example.com\r\n\r\n", Refused(400)),
+        ("chunk size with a plus", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n", Refused(400)),
+        ("chunk size with junk", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n5x\r\nhello\r\n0\r\n\r\n", Refused(400)),
+        ("chunk size overflowing", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nhello\r\n0\r\n\r\n", Refused(400)),
+        ("chunk data longer than its size", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n", Refused(400)),
+        ("bare LF in chunk framing", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", Refused(400)),
+        ("folded trailer", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: a\r\n b\r\n\r\n", Refused(400)),
+        ("absolute target of its own host", b"GET http://APP.example.com:80/p?q=1 HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+            Forwarded(|r| r.target == "/p?q=1")),
+        ("h2c upgrade attempt", b"GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+            Forwarded(|r| r.header("upgrade").is_none() && r.header("connection").is_none() && r.header("http2-settings").is_some())),
+        ("bare LF line endings", b"GET /lf HTTP/1.1\nHost: app.example.com\nX-A: 1\n\n",
+            Forwarded(|r| r.target == "/lf" && r.header("x-a") == Some("1"))),
+        ("zero-padded CL", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 005\r\n\r\nhello",
+            Forwarded(|r| r.body == b"hello")),
+        ("TE with extra spaces", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding:   chunked  \r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            Forwarded(|r| r.chunked && r.body == b"hello")),
+        ("client X-Forwarded-Proto", b"GET / HTTP/1.1\r\nHost: app.example.com\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example.com\r\n\r\n",
+            Forwarded(|r| r.header("x-forwarded-proto") == Some("http") && r.header("x-forwarded-host") == Some("app.example.com"))),
+        ("hop-by-hop headers named in Connection", b"GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: keep-alive, Keep-Alive\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n\r\n",
+            Forwarded(|r| r.header("keep-alive").is_none() && r.header("te").is_none())),
+    ];
+    let (backend, dp) = setup();
+    for (name, request, expect) in cases {
+        let seen_before = backend.requests().len();
+        let mut conn = HttpConn::connect(dp.http_addr());
+        conn.send(request);
+        let res = conn.try_read_response();
+        let seen = backend.requests();
+        match expect {
+            Refused(status) => {
+                let res = res.unwrap_or_else(|| panic!("{name}: no answer"));
+                assert_eq!(res.status, status, "{name}");
+                assert_eq!(seen.len(), seen_before, "{name}: forwarded");
+            }
+            Forwarded(check) => {
+                let res = res.unwrap_or_else(|| panic!("{name}: no answer"));
+                assert_eq!(res.status, 200, "{name}");
+                assert_eq!(seen.len(), seen_before + 1, "{name}");
+                assert!(check(seen.last().unwrap()), "{name}: {:?}", seen.last());
+            }
+        }
+    }
+}
