@@ -24,6 +24,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// Where `/healthz` and `/metrics` are served.
     pub admin: Option<std::net::SocketAddr>,
+    /// How long a shutdown waits for requests and streams in flight.
+    pub drain_timeout: Duration,
     /// Largest request head accepted (431 above it). nginx: 8–32 KiB, HAProxy: 16 KiB.
     pub max_header_bytes: usize,
     /// Connections a worker holds at most; more are closed at accept.
@@ -84,6 +86,7 @@ impl Default for Config {
             control_socket: None,
             state_dir: None,
             admin: None,
+            drain_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_connections_per_worker: 65_536,
             header_timeout: Duration::from_secs(10),

@@ -10,6 +10,7 @@
 mod admin;
 pub mod config;
 mod control;
+mod drain;
 mod error;
 pub mod http;
 mod policy;
@@ -58,7 +59,17 @@ pub enum StartError {
 /// A running data plane. It runs until the process exits.
 #[derive(Debug)]
 pub struct DataPlane {
-    _supervisor: Arc<Mutex<supervisor::Supervisor>>,
+    supervisor: Arc<Mutex<supervisor::Supervisor>>,
+}
+
+impl DataPlane {
+    /// Stops accepting connections, lets requests and streams in flight finish, and
+    /// returns once every worker is idle or `deadline` has passed. Idle keep-alive
+    /// connections are closed at once.
+    pub fn drain(&self, deadline: std::time::Duration) -> bool {
+        let supervisor = self.supervisor.lock().unwrap_or_else(|e| e.into_inner());
+        supervisor.drain(deadline)
+    }
 }
 
 /// Starts workers, restores the saved table and opens the control socket.
@@ -100,7 +111,5 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
         control::spawn(listener, supervisor.clone()).map_err(StartError::ControlSocket)?;
         log::info!("control socket at {}", path.display());
     }
-    Ok(DataPlane {
-        _supervisor: supervisor,
-    })
+    Ok(DataPlane { supervisor })
 }

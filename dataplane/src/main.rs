@@ -36,6 +36,9 @@ struct Args {
     /// Address for /healthz and /metrics (e.g. 127.0.0.1:9090).
     #[arg(long)]
     admin: Option<std::net::SocketAddr>,
+    /// On SIGTERM/SIGINT, how long requests and streams in flight may take to finish.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    drain_timeout: Duration,
     /// Largest request head in bytes (431 above).
     #[arg(long, default_value_t = 64 * 1024)]
     max_header_bytes: usize,
@@ -104,6 +107,7 @@ fn main() {
         control_socket: args.control_socket.clone(),
         state_dir: args.state_dir,
         admin: args.admin,
+        drain_timeout: args.drain_timeout,
         max_header_bytes: args.max_header_bytes,
         max_connections_per_worker: args.max_connections_per_worker,
         header_timeout: args.header_timeout,
@@ -127,7 +131,8 @@ fn main() {
     // the mask and only the main thread takes them, with sigwait.
     let signals = shutdown_signals();
     let workers = config.workers;
-    let _data_plane = match innergate_dataplane::start(config) {
+    let drain_timeout = config.drain_timeout;
+    let data_plane = match innergate_dataplane::start(config) {
         Ok(dp) => dp,
         Err(e) => {
             log::error!("{e}");
@@ -136,7 +141,12 @@ fn main() {
     };
     log::info!("data plane running with {workers} workers");
     let signal = wait_for(&signals);
-    log::info!("signal {signal} received; exiting");
+    log::info!("signal {signal} received; draining (at most {drain_timeout:?})");
+    if data_plane.drain(drain_timeout) {
+        log::info!("drained; exiting");
+    } else {
+        log::warn!("drain deadline passed with connections still open; exiting");
+    }
     if let Some(path) = args.control_socket {
         let _ = std::fs::remove_file(path);
     }

@@ -182,6 +182,26 @@ impl Supervisor {
         Ok(self.status())
     }
 
+    /// Asks every worker to drain and waits for all of them, until `deadline`.
+    /// `true` when every worker finished in time.
+    pub(crate) fn drain(&self, deadline: Duration) -> bool {
+        let (reply_tx, reply_rx) = flume::unbounded();
+        let asked = self
+            .workers
+            .iter()
+            .filter(|w| {
+                w.inbox
+                    .send(WorkerMsg::Drain(reply_tx.clone(), deadline))
+                    .is_ok()
+            })
+            .count();
+        let until = std::time::Instant::now() + deadline + Duration::from_secs(1);
+        (0..asked).all(|_| {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            matches!(reply_rx.recv_timeout(left), Ok(true))
+        })
+    }
+
     /// Whether a table is being served (for /healthz).
     pub(crate) fn has_table(&self) -> bool {
         self.applied

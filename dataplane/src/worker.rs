@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpListener;
 
 use crate::config::Config;
+use crate::drain::Drain;
 use crate::http::upstream::UpstreamPool;
 use crate::routes::RouteTable;
 use crate::stats::WorkerStats;
@@ -35,6 +36,8 @@ pub(crate) enum WorkerMsg {
     Abort,
     /// Send a copy of this worker's counters.
     Snapshot(flume::Sender<WorkerStats>),
+    /// Stop accepting, let connections finish, answer whether all did in time.
+    Drain(flume::Sender<bool>, Duration),
 }
 
 /// The supervisor's side of a worker.
@@ -80,6 +83,8 @@ pub(crate) struct Worker {
     last_limit_log: Cell<Option<Instant>>,
     /// Counters for /metrics, summed over workers when scraped.
     pub(crate) stats: RefCell<WorkerStats>,
+    /// Set when the process shuts down.
+    pub(crate) drain: Drain,
 }
 
 impl Worker {
@@ -157,6 +162,7 @@ async fn run(
         connections: Cell::new(0),
         last_limit_log: Cell::new(None),
         stats: RefCell::default(),
+        drain: Drain::default(),
     });
     // Dropping a port's sender stops its accept loop.
     let mut accepting: HashMap<u16, flume::Sender<()>> = HashMap::new();
@@ -202,6 +208,17 @@ async fn run(
                 }
             }
             WorkerMsg::Abort => prepared = None,
+            WorkerMsg::Drain(reply, deadline) => {
+                // Closing the listeners stops accepting; connections see the drain
+                // between requests, idle ones at once.
+                accepting.clear();
+                worker.drain.start();
+                let until = Instant::now() + deadline;
+                while worker.connections.get() > 0 && Instant::now() < until {
+                    monoio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let _ = reply.send(worker.connections.get() == 0);
+            }
             WorkerMsg::Snapshot(reply) => {
                 let mut snapshot = worker.stats.borrow().clone();
                 snapshot.connections_active = worker.connections.get() as u64;

@@ -98,6 +98,7 @@ pub(crate) async fn serve<S: ClientStream>(
     let mut first = true;
     loop {
         match serve_one(&worker, &mut client, &mut scratch, first).await {
+            Next::KeepAlive if worker.drain.is_draining() => return,
             Next::KeepAlive => first = false,
             Next::Close => return,
             Next::Tunnel(upstream) => {
@@ -209,7 +210,23 @@ async fn read_request_head<S: ClientStream>(
             None if first => config.header_timeout,
             None => config.idle_timeout,
         };
+        // An idle keep-alive connection (nothing of a next request read yet) closes
+        // as soon as the worker drains.
+        let idle = started.is_none() && !first;
+        if idle && worker.drain.is_draining() {
+            return Ok(None);
+        }
         let read = client.rb.fill(&mut client.stream, config.max_header_bytes);
+        if idle {
+            let mut read = std::pin::pin!(monoio::time::timeout(wait, read));
+            monoio::select! {
+                done = &mut read => match done {
+                    Ok(Ok(n)) if n > 0 => continue,
+                    _ => return Ok(None),
+                },
+                _ = worker.drain.started() => return Ok(None),
+            }
+        }
         match monoio::time::timeout(wait, read).await {
             Ok(Ok(n)) if n > 0 => {}
             _ => return Ok(None),

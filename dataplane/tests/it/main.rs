@@ -9,6 +9,7 @@ mod forward_internal;
 mod forwarding;
 mod https;
 mod legacy_driver;
+mod lifecycle;
 mod policy;
 mod support;
 mod tcp;
