@@ -33,7 +33,6 @@ pub(crate) struct Supervisor {
     /// URL port → the local address its listeners are bound to.
     listeners: BTreeMap<u16, SocketAddr>,
     version: u64,
-    applied: bool,
     state: Option<StateFile>,
     /// rate-limit counters, kept across tables.
     limits: RateRegistry,
@@ -41,7 +40,7 @@ pub(crate) struct Supervisor {
     certs: Arc<CertStore>,
     /// Counter slots of endpoints, kept across tables.
     slots: StatsSlots,
-    /// When the current table was applied.
+    /// When the current table was applied; `None` until one is.
     applied_at: Option<std::time::Instant>,
 }
 
@@ -57,7 +56,6 @@ impl Supervisor {
             workers,
             listeners: BTreeMap::new(),
             version: 0,
-            applied: false,
             state,
             limits: RateRegistry::default(),
             certs,
@@ -84,7 +82,7 @@ impl Supervisor {
     /// Applies a table, or refuses it with a reason and keeps the current one.
     /// `persist` is false when the table comes from the state file itself.
     pub(crate) fn apply(&mut self, msg: &TableMessage, persist: bool) -> Result<Ack, String> {
-        if self.applied && msg.version < self.version {
+        if self.applied_at.is_some() && msg.version < self.version {
             return Err(format!(
                 "stale table version {} (serving version {})",
                 msg.version, self.version
@@ -171,7 +169,6 @@ impl Supervisor {
             self.listeners.insert(port, addr);
         }
         self.version = msg.version;
-        self.applied = true;
         self.applied_at = Some(std::time::Instant::now());
         log::info!(
             "applied table version {} ({} endpoints, {} public ports)",
@@ -204,7 +201,7 @@ impl Supervisor {
 
     /// Whether a table is being served (for /healthz).
     pub(crate) fn has_table(&self) -> bool {
-        self.applied
+        self.applied_at.is_some()
     }
 
     /// Prometheus text: every worker's counters, summed.

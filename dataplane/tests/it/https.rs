@@ -58,6 +58,19 @@ impl Pki {
         self.dir.path().join(p)
     }
 
+    /// A rustls client trusting only this test CA.
+    fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
     fn cert(&self, name: &str) -> &CertificateDer<'static> {
         &self.issued.iter().find(|(n, _)| n == name).unwrap().1
     }
@@ -87,16 +100,8 @@ impl Pki {
         sni: &str,
         host: &str,
     ) -> (CertificateDer<'static>, u16, String) {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         let name = ServerName::try_from(sni.to_string()).unwrap();
-        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let conn = rustls::ClientConnection::new(self.client_config(), name).unwrap();
         let tcp = TcpStream::connect(addr).unwrap();
         tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
         let mut tls = rustls::StreamOwned::new(conn, tcp);
@@ -342,16 +347,8 @@ fn tls_echo_through(
     message: &[u8],
     slow: usize,
 ) -> CertificateDer<'static> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let conn = rustls::ClientConnection::new(
-        Arc::new(config),
+        pki.client_config(),
         ServerName::try_from(sni.to_string()).unwrap(),
     )
     .unwrap();
