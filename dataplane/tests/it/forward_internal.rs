@@ -8,12 +8,18 @@ const PUBLIC: &str = "http://app.example.com";
 
 #[test]
 fn seed_quickstart_answers_hello_world() {
+    // As issue #2 states it: an internal *agent* endpoint whose policy answers, so its
+    // upstream is never asked, and a public cloud endpoint forwarding to it.
+    let upstream = Backend::text("the upstream must not answer");
     let mut dp = DataPlane::start();
     dp.push(vec![
-        cloud(
-            "ep_internal",
-            "acme",
-            "https://example.internal",
+        with_policy(
+            agent(
+                "ep_internal",
+                "acme",
+                "https://example.internal",
+                upstream.addr,
+            ),
             &answer("Hello world!"),
         ),
         cloud(
@@ -25,6 +31,7 @@ fn seed_quickstart_answers_hello_world() {
     ]);
     let res = get(dp.http_addr(), "app.example.com", "/");
     assert_eq!((res.status, res.text().as_str()), (200, "Hello world!"));
+    assert!(upstream.requests().is_empty());
 }
 
 #[test]
