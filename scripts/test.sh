@@ -9,3 +9,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 scripts/test-tls-clients.sh
+# Every bench scenario for about a second against innergate, failing on any error
+# (no timing assertions; figures come from scripts/bench.sh).
+cargo run --locked -q -p innergate-bench -- all --quick
