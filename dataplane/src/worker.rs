@@ -254,12 +254,15 @@ async fn accept_loop(
                     monoio::spawn(async move {
                         let _count = ConnectionCount(worker.clone());
                         match scheme {
-                            Some(Scheme::Tcp) => crate::tcp::serve(worker, stream, peer, url_port).await,
+                            // The other kinds live in their own allocation, so that the
+                            // task of a plain HTTP connection, the most numerous kind, is
+                            // no larger than its own path needs.
+                            Some(Scheme::Tcp) => Box::pin(crate::tcp::serve(worker, stream, peer, url_port)).await,
                             Some(Scheme::Https) => {
-                                crate::tls::serve_https(worker, stream, peer, url_port).await
+                                Box::pin(crate::tls::serve_https(worker, stream, peer, url_port)).await
                             }
                             Some(Scheme::Tls) => {
-                                crate::tls::serve_tls(worker, stream, peer, url_port).await
+                                Box::pin(crate::tls::serve_tls(worker, stream, peer, url_port)).await
                             }
                             Some(_) => {
                                 let _ = stream.set_nodelay(true);

@@ -49,6 +49,14 @@ impl ReadBuf {
         }
     }
 
+    /// Gives back storage beyond `capacity` when nothing is buffered.
+    pub(crate) fn shrink_if_empty(&mut self, capacity: usize) {
+        if self.is_empty() && self.data.capacity() > capacity {
+            self.data = Vec::with_capacity(capacity);
+            self.start = 0;
+        }
+    }
+
     /// Reads once from `src`, appending; `Ok(0)` is end of stream. Makes room first,
     /// moving unconsumed bytes to the front or growing up to `max_len` bytes in all.
     pub(crate) async fn fill<S: AsyncReadRent>(

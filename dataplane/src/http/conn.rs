@@ -23,6 +23,17 @@ use crate::routes::{Route, RouteTable};
 use crate::worker::Worker;
 use innergate_table::policy::actions::sanitize;
 
+// Local answers, errors and protocol switches are awaited through `Box::pin`: their
+// futures would otherwise be part of every connection's task, and an idle keep-alive
+// connection should cost little more than its socket and read buffer.
+
+/// The read buffer a client connection starts with and returns to between requests
+/// (nginx: client_header_buffer_size 1k); it grows while a head needs more.
+const IDLE_READ_BUFFER: usize = 2 * 1024;
+
+/// The most write-buffer capacity a connection keeps between requests.
+const IDLE_WRITE_BUFFER: usize = 4 * 1024;
+
 /// What happens to the client connection after an exchange.
 #[derive(Debug)]
 enum Next {
@@ -89,7 +100,7 @@ pub(crate) async fn serve<S: ClientStream>(
     };
     let mut client = Client {
         stream,
-        rb: ReadBuf::with_capacity(8 * 1024),
+        rb: ReadBuf::with_capacity(IDLE_READ_BUFFER),
         peer,
         info,
         url_port,
@@ -99,17 +110,25 @@ pub(crate) async fn serve<S: ClientStream>(
     loop {
         match serve_one(&worker, &mut client, &mut scratch, first).await {
             Next::KeepAlive if worker.drain.is_draining() => return,
-            Next::KeepAlive => first = false,
+            Next::KeepAlive => {
+                first = false;
+                // Between requests the connection gives back what a large head or
+                // answer made it grow to.
+                client.rb.shrink_if_empty(IDLE_READ_BUFFER);
+                if scratch.out.capacity() > IDLE_WRITE_BUFFER {
+                    scratch.out = Vec::new();
+                }
+            }
             Next::Close => return,
             Next::Tunnel(upstream) => {
                 let fds = [fd, upstream.raw_fd()];
-                crate::tcp::pipe(
+                Box::pin(crate::tcp::pipe(
                     client.stream,
                     upstream,
                     fds,
                     worker.config.tcp_idle_timeout,
                     worker.config.tcp_buffer,
-                )
+                ))
                 .await;
                 return;
             }
@@ -126,11 +145,11 @@ async fn serve_one<S: ClientStream>(
     let head_len = match read_request_head(worker, client, &mut s.req, first).await {
         Ok(Some(n)) => n,
         Ok(None) => return Next::Close,
-        Err(e) => return answer_error(client, s, e).await,
+        Err(e) => return Box::pin(answer_error(client, s, e)).await,
     };
     client.rb.consume(head_len);
     let Ok(body) = framing::request_body(&s.req) else {
-        return answer_error(client, s, ProxyError::AmbiguousFraming).await;
+        return Box::pin(answer_error(client, s, ProxyError::AmbiguousFraming)).await;
     };
     let facts = RequestFacts {
         body,
@@ -140,17 +159,17 @@ async fn serve_one<S: ClientStream>(
     };
     let mut host_buf = [0u8; 256];
     let Some(host) = s.req.host(&mut host_buf) else {
-        return answer_error(client, s, ProxyError::MissingHost).await;
+        return Box::pin(answer_error(client, s, ProxyError::MissingHost)).await;
     };
     // An absolute-form target is brought to origin-form, so that the upstream cannot
     // read a host other than the one the request was routed by.
     if !s.req.normalize_absolute_target(host) {
-        return answer_error(client, s, ProxyError::MalformedRequest).await;
+        return Box::pin(answer_error(client, s, ProxyError::MalformedRequest)).await;
     }
     let table = worker.table();
     let Some(pool) = table.public_by_host(client.url_port, host) else {
         let answer = Answer::Error(ProxyError::NoEndpoint);
-        return answer_locally(client, s, &table, answer, 0, facts, host).await;
+        return Box::pin(answer_locally(client, s, &table, answer, 0, facts, host)).await;
     };
     let entry = table.pick(pool);
     // on_tcp_connect runs once per connection; on a shared http port the first
@@ -166,10 +185,15 @@ async fn serve_one<S: ClientStream>(
     let slot = table.route(entry).stats_slot;
     let next = match policy::run_request(&table, entry, &mut s.req, info, &mut s.state) {
         RequestOutcome::Upstream(addr) => {
-            proxy(worker, client, s, &table, &addr, host, facts).await
+            // Boxed for the time of the exchange only: an idle connection's task
+            // then holds none of the proxy path's state.
+            Box::pin(proxy(worker, client, s, &table, &addr, host, facts)).await
         }
         RequestOutcome::Answer { answer, phases } => {
-            answer_locally(client, s, &table, answer, phases, facts, host).await
+            Box::pin(answer_locally(
+                client, s, &table, answer, phases, facts, host,
+            ))
+            .await
         }
         RequestOutcome::Close => return Next::Close,
     };
@@ -272,17 +296,19 @@ async fn proxy<S: ClientStream>(
         let retryable = |up: &UpstreamConn| up.reused && attempt == 1 && facts.body.is_empty();
         let mut up = match worker.pool.take(addr) {
             Some(up) => up,
-            None => match UpstreamPool::connect(
+            // Boxed: a new upstream connection is rare with keep-alive, and its
+            // future (TLS included) would otherwise enlarge every connection's task.
+            None => match Box::pin(UpstreamPool::connect(
                 addr,
                 config.upstream_connect_timeout,
                 &worker.upstream_tls,
-            )
+            ))
             .await
             {
                 Ok(up) => up,
                 Err(e) => {
                     worker.stats.borrow_mut().upstream_connect_errors += 1;
-                    return answer_error_keep(client, s, e, facts).await;
+                    return Box::pin(answer_error_keep(client, s, e, facts)).await;
                 }
             },
         };
@@ -293,7 +319,13 @@ async fn proxy<S: ClientStream>(
             if retryable(&up) {
                 continue;
             }
-            return answer_error_keep(client, s, ProxyError::UpstreamClosed, facts).await;
+            return Box::pin(answer_error_keep(
+                client,
+                s,
+                ProxyError::UpstreamClosed,
+                facts,
+            ))
+            .await;
         }
         if !facts.body.is_empty() {
             if expect_continue {
@@ -316,10 +348,10 @@ async fn proxy<S: ClientStream>(
                 Ok(()) => {}
                 Err(CopyError::Source) => return Next::Close,
                 Err(CopyError::Framing) => {
-                    return answer_error(client, s, ProxyError::AmbiguousFraming).await
+                    return Box::pin(answer_error(client, s, ProxyError::AmbiguousFraming)).await
                 }
                 Err(CopyError::Sink) => {
-                    return answer_error(client, s, ProxyError::UpstreamClosed).await
+                    return Box::pin(answer_error(client, s, ProxyError::UpstreamClosed)).await
                 }
             }
         }
@@ -328,7 +360,7 @@ async fn proxy<S: ClientStream>(
             Err(ProxyError::UpstreamClosed) if retryable(&up) => continue,
             Err(e) => {
                 let close = !facts.body.is_empty();
-                return answer_error_with(client, s, e, facts, close).await;
+                return Box::pin(answer_error_with(client, s, e, facts, close)).await;
             }
         }
     };
@@ -337,9 +369,10 @@ async fn proxy<S: ClientStream>(
     while (100..200).contains(&s.resp.status) {
         if s.resp.status == 101 {
             if !upgrade {
-                return answer_error(client, s, ProxyError::UpstreamInvalidResponse).await;
+                return Box::pin(answer_error(client, s, ProxyError::UpstreamInvalidResponse))
+                    .await;
             }
-            return switch_protocols(client, s, up).await;
+            return Box::pin(switch_protocols(client, s, up)).await;
         }
         if s.resp.status != 100 && facts.minor_version == 1 {
             s.out.clear();
@@ -352,12 +385,18 @@ async fn proxy<S: ClientStream>(
         }
         if let Err(e) = read_response_head(&mut up, &mut s.resp, config.upstream_read_timeout).await
         {
-            return answer_error(client, s, e).await;
+            return Box::pin(answer_error(client, s, e)).await;
         }
     }
 
     let Ok(resp_body) = framing::response_body(&s.resp, facts.is_head) else {
-        return answer_error_keep(client, s, ProxyError::UpstreamInvalidResponse, facts).await;
+        return Box::pin(answer_error_keep(
+            client,
+            s,
+            ProxyError::UpstreamInvalidResponse,
+            facts,
+        ))
+        .await;
     };
     let upstream_reusable = s.resp.keeps_alive() && resp_body != BodyLength::UntilClose;
     s.resp.headers.remove_all(ERROR_CODE_HEADER.as_bytes());
@@ -372,7 +411,7 @@ async fn proxy<S: ClientStream>(
             worker.pool.put(addr, up);
         }
         let answer = Answer::Custom(custom, route);
-        return answer_locally(client, s, table, answer, outer, facts, host).await;
+        return Box::pin(answer_locally(client, s, table, answer, outer, facts, host)).await;
     }
 
     let remove_chunking = facts.minor_version == 0 && resp_body == BodyLength::Chunked;

@@ -186,7 +186,7 @@ impl UpstreamPool {
     ) -> Result<UpstreamConn, ProxyError> {
         Ok(UpstreamConn {
             stream: connect(target, timeout, tls, true).await?,
-            rb: ReadBuf::with_capacity(16 * 1024),
+            rb: ReadBuf::with_capacity(super::body::BODY_BUFFER),
             reused: false,
             idle_since: Instant::now(),
         })
