@@ -14,6 +14,8 @@ pub struct Config {
     pub pin_workers: bool,
     /// io_uring submission-queue size per worker.
     pub ring_entries: u32,
+    /// When the kernel runs io_uring completion work for a worker.
+    pub ring_taskrun: RingTaskRun,
     /// The address public listeners bind.
     pub bind: IpAddr,
     /// URL port → local port (0: chosen by the OS). Unmapped ports listen as named.
@@ -75,12 +77,27 @@ pub enum Forwarding {
     Splice,
 }
 
+/// When the kernel runs a worker's io_uring completion work ("task work"): when a
+/// socket on another CPU wakes it, interrupting the worker (the kernel's default), or
+/// in batches at the worker's own next io_uring call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RingTaskRun {
+    /// Interrupt the worker (an inter-processor interrupt per wake-up).
+    Interrupt,
+    /// IORING_SETUP_COOP_TASKRUN: no interrupt; run at the next kernel entry.
+    Coop,
+    /// IORING_SETUP_DEFER_TASKRUN (+ SINGLE_ISSUER, Linux 6.1+): run only when the
+    /// worker waits for completions.
+    Defer,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pin_workers: false,
             ring_entries: 1024,
+            ring_taskrun: RingTaskRun::Defer,
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port_map: BTreeMap::new(),
             control_socket: None,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use innergate_dataplane::config::{parse_port_map, Config, Forwarding};
+use innergate_dataplane::config::{parse_port_map, Config, Forwarding, RingTaskRun};
 use innergate_table::units::parse_duration;
 
 #[global_allocator]
@@ -90,6 +90,10 @@ struct Args {
     /// 64 KiB and doubles while reads fill it).
     #[arg(long, default_value_t = 1 << 20)]
     tcp_buffer: usize,
+    /// When the kernel runs a worker's io_uring completion work: `interrupt` (the
+    /// kernel's default), `coop` or `defer` (batched at the worker's next wait).
+    #[arg(long, value_enum, default_value = "defer")]
+    io_uring_taskrun: RingTaskRun,
     /// How tcp and tls-passthrough bytes move between plain sockets.
     #[arg(long, value_enum, default_value = "copy")]
     tcp_forwarding: Forwarding,
@@ -125,6 +129,7 @@ fn main() {
         upstream_tls_insecure: args.upstream_tls_insecure,
         tcp_buffer: args.tcp_buffer.clamp(4096, 16 << 20),
         tcp_forwarding: args.tcp_forwarding,
+        ring_taskrun: args.io_uring_taskrun,
         ..defaults
     };
     // Block the shutdown signals before threads start so that every thread inherits

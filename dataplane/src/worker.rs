@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, RingTaskRun};
 use crate::drain::Drain;
 use crate::http::upstream::UpstreamPool;
 use crate::routes::RouteTable;
@@ -94,6 +94,33 @@ impl Worker {
     }
 }
 
+/// The runtime of a worker: io_uring or, where that is unavailable, epoll; with timers.
+type WorkerRuntime = monoio::FusionRuntime<
+    monoio::time::TimeDriver<monoio::IoUringDriver>,
+    monoio::time::TimeDriver<monoio::LegacyDriver>,
+>;
+
+/// A worker's runtime: io_uring with the task-run mode asked for, or epoll where
+/// io_uring is unavailable.
+fn build_runtime(config: &Config, taskrun: RingTaskRun) -> std::io::Result<WorkerRuntime> {
+    let mut ring = io_uring::IoUring::builder();
+    match taskrun {
+        RingTaskRun::Interrupt => {}
+        RingTaskRun::Coop => {
+            ring.setup_coop_taskrun();
+        }
+        RingTaskRun::Defer => {
+            // Every submission comes from the worker's own thread.
+            ring.setup_single_issuer().setup_defer_taskrun();
+        }
+    }
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .uring_builder(ring)
+        .with_entries(config.ring_entries)
+        .enable_timer()
+        .build()
+}
+
 /// Starts worker `id`; returns once its runtime is built.
 pub(crate) fn spawn(
     id: usize,
@@ -113,10 +140,19 @@ pub(crate) fn spawn(
                 }
             }
             let uring = monoio::utils::detect_uring();
-            let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-                .with_entries(config.ring_entries)
-                .enable_timer()
-                .build();
+            let runtime = build_runtime(&config, config.ring_taskrun).or_else(|e| {
+                if config.ring_taskrun == RingTaskRun::Interrupt {
+                    return Err(e);
+                }
+                // An older kernel refuses the setup flags: keep io_uring without them.
+                if id == 0 {
+                    log::warn!(
+                        "io_uring refused {:?} task running ({e}); using the default",
+                        config.ring_taskrun
+                    );
+                }
+                build_runtime(&config, RingTaskRun::Interrupt)
+            });
             let mut runtime = match runtime {
                 Ok(rt) => rt,
                 Err(e) => {
