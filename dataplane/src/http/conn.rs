@@ -31,6 +31,10 @@ use innergate_table::policy::actions::sanitize;
 /// (nginx: client_header_buffer_size 1k); it grows while a head needs more.
 const IDLE_READ_BUFFER: usize = 2 * 1024;
 
+/// Response bodies up to this size are read whole before the head is written, and
+/// sent with it.
+const SMALL_BODY: usize = 16 * 1024;
+
 /// The most write-buffer capacity a connection keeps between requests.
 const IDLE_WRITE_BUFFER: usize = 4 * 1024;
 
@@ -412,6 +416,26 @@ async fn proxy<S: ClientStream>(
         }
         let answer = Answer::Custom(custom, route);
         return Box::pin(answer_locally(client, s, table, answer, outer, facts, host)).await;
+    }
+
+    // A small body goes out with the head in one write. Upstreams that write the head
+    // and the body separately (nginx with sendfile) would otherwise cost a second read
+    // and a second client write per response: wait for the rest of it first.
+    if let BodyLength::Fixed(n) = resp_body {
+        while n as usize <= SMALL_BODY && (up.rb.len() as u64) < n {
+            let read = up.rb.fill(&mut up.stream, BODY_BUFFER);
+            match monoio::time::timeout(config.upstream_read_timeout, read).await {
+                Ok(Ok(k)) if k > 0 => {}
+                Ok(_) => {
+                    let e = ProxyError::UpstreamClosed;
+                    return Box::pin(answer_error_keep(client, s, e, facts)).await;
+                }
+                Err(_) => {
+                    let e = ProxyError::UpstreamTimeout;
+                    return Box::pin(answer_error_keep(client, s, e, facts)).await;
+                }
+            }
+        }
     }
 
     let remove_chunking = facts.minor_version == 0 && resp_body == BodyLength::Chunked;
