@@ -64,7 +64,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     load_threads: usize,
     /// Fixed-rate runs ask this share of the slowest proxy's saturated rate.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.3)]
     rate_share: f64,
     /// Bytes per tcp/tls stream.
     #[arg(long, default_value_t = 1 << 30)]
@@ -72,18 +72,34 @@ struct Args {
     /// Idle connections of the connections scenario.
     #[arg(long, default_value_t = 10_000)]
     idle_connections: usize,
-    /// Backend HTTP server threads.
+    /// Backend HTTP server threads (or nginx workers with `--backend nginx`).
     #[arg(long, default_value_t = 1)]
     backend_threads: usize,
+    /// The HTTP backend: the bench's own monoio server, or nginx serving static files.
+    #[arg(long, value_enum, default_value = "own")]
+    backend: BackendKind,
     /// Where JSON and plots go.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     out: PathBuf,
     /// The markdown file whose scenario sections are replaced.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/RESULTS.md"))]
     results_md: PathBuf,
+    /// An extra flag for innergate-dataplane (repeatable), such as
+    /// `--dataplane-arg=--tcp-forwarding=splice`.
+    #[arg(long = "dataplane-arg", allow_hyphen_values = true)]
+    dataplane_args: Vec<String>,
     /// Print the results only; write no files.
     #[arg(long)]
     no_write: bool,
+}
+
+/// Which server answers the HTTP requests behind every system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BackendKind {
+    /// The bench's monoio HTTP/1.1 server.
+    Own,
+    /// nginx serving static files with sendfile.
+    Nginx,
 }
 
 fn main() -> ExitCode {
@@ -119,11 +135,27 @@ fn run(args: Args) -> Result<bool> {
         .prefix("innergate-bench")
         .tempdir()?;
     let certs = certs::Certs::create(dir.path())?;
-    let backend = backend::Backend::start(
+    let mut backend = backend::Backend::start(
         args.backend_threads,
         args.pin.load.as_ref(),
         certs.server.clone(),
     )?;
+    // Kept until the run ends.
+    let _nginx_backend = match args.backend {
+        BackendKind::Own => None,
+        BackendKind::Nginx => {
+            if !have("nginx") {
+                bail!("--backend nginx needs nginx: run scripts/bench-deps.sh");
+            }
+            let (process, addr) = systems::nginx::start_backend(
+                dir.path(),
+                args.backend_threads,
+                args.pin.load.as_ref(),
+            )?;
+            backend.http = addr;
+            Some(process)
+        }
+    };
     let wrk_script = if args.quick {
         None
     } else {
@@ -141,6 +173,7 @@ fn run(args: Args) -> Result<bool> {
             rate_share: args.rate_share.clamp(0.01, 1.0),
             stream_bytes: args.stream_bytes.max(1),
             idle_connections: args.idle_connections.max(1),
+            dataplane_args: args.dataplane_args.clone(),
         },
         dir: dir.path().to_path_buf(),
         dataplane: systems::innergate::binary()?,
@@ -151,9 +184,14 @@ fn run(args: Args) -> Result<bool> {
     let machine = Machine::read();
     let info = RunInfo {
         date: utc_now(),
+        backend: match args.backend {
+            BackendKind::Own => "the bench's monoio server".into(),
+            BackendKind::Nginx => "nginx, static files".into(),
+        },
         machine: machine.clone(),
         pinning: args.pin.describe(),
         workers: bench.opts.workers,
+        dataplane_args: args.dataplane_args.join(" "),
         repetitions: bench.repetitions(),
         duration_s: bench.opts.duration.as_secs(),
         command: std::env::args().collect::<Vec<_>>().join(" "),

@@ -257,20 +257,28 @@ impl ScenarioResult {
         let _ = writeln!(md, "### {} — {}\n", self.name, self.title);
         let _ = writeln!(
             md,
-            "{} · {} cores, {}, Linux {} · {} · {} workers per system · {} × {} s, median shown.\n",
+            "{} · {} cores, {}, Linux {} · {} · {} worker(s) per system · backend: {} · {} × {} s, median shown.\n",
             run.date,
             run.machine.cores,
             run.machine.cpu,
             run.machine.kernel,
             run.pinning,
             run.workers,
+            run.backend,
             run.repetitions,
             run.duration_s,
         );
+        if !run.dataplane_args.is_empty() {
+            let _ = writeln!(
+                md,
+                "- innergate-dataplane ran with `{}`.",
+                run.dataplane_args
+            );
+        }
         for note in &self.notes {
             let _ = writeln!(md, "- {note}");
         }
-        if !self.notes.is_empty() {
+        if !self.notes.is_empty() || !run.dataplane_args.is_empty() {
             md.push('\n');
         }
         let columns: Vec<&str> = metric::ORDER
@@ -474,8 +482,12 @@ pub struct RunInfo {
     pub machine: crate::host::Machine,
     /// Where things ran.
     pub pinning: String,
+    /// What answered the HTTP requests.
+    pub backend: String,
     /// Workers per system.
     pub workers: usize,
+    /// Extra flags innergate's data plane ran with.
+    pub dataplane_args: String,
     /// Repetitions of every measurement.
     pub repetitions: usize,
     /// Seconds per HTTP load.

@@ -50,12 +50,16 @@ impl Load<'_> {
             "GET {} HTTP/1.1\r\nHost: {}\r\n{connection}\r\n",
             self.path, self.host
         );
-        let start = Instant::now() + Duration::from_millis(50);
+        // Every connection is open and its thread running before the clock starts,
+        // so that no request is charged for thread start-up or the TCP handshake.
+        let ready = std::sync::Barrier::new(self.connections.max(1));
+        let start = std::sync::OnceLock::new();
         let results = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..self.connections.max(1))
                 .map(|i| {
                     let request = request.as_bytes();
-                    scope.spawn(move || self.connection(i, request, start))
+                    let (ready, start) = (&ready, &start);
+                    scope.spawn(move || self.connection(i, request, ready, start))
                 })
                 .collect();
             workers
@@ -91,11 +95,17 @@ impl Load<'_> {
         &self,
         index: usize,
         request: &[u8],
-        start: Instant,
+        ready: &std::sync::Barrier,
+        start: &std::sync::OnceLock<Instant>,
     ) -> Result<(Histogram<u64>, u64)> {
-        if let Some(cpus) = self.cpus {
-            cpus.pin_current_thread()?;
+        let pinned = self.cpus.map(CpuSet::pin_current_thread);
+        let mut conn: Option<Conn> = Conn::open(self.addr, self.host, self.tls.as_ref()).ok();
+        // Every thread reaches the barrier, or the others would wait for ever.
+        ready.wait();
+        if let Some(Err(e)) = pinned {
+            return Err(e);
         }
+        let start = *start.get_or_init(|| Instant::now() + Duration::from_millis(5));
         let mut histogram = new_histogram();
         let mut errors = 0u64;
         let end = start + self.duration;
@@ -108,7 +118,6 @@ impl Load<'_> {
             + interval.map_or(Duration::ZERO, |i| {
                 i * index as u32 / self.connections.max(1) as u32
             });
-        let mut conn: Option<Conn> = None;
         let mut buf = vec![0u8; 128 * 1024];
         loop {
             let now = Instant::now();

@@ -66,6 +66,8 @@ pub struct Options {
     pub stream_bytes: u64,
     /// Idle connections of the connections scenario.
     pub idle_connections: usize,
+    /// Extra flags for innergate-dataplane.
+    pub dataplane_args: Vec<String>,
 }
 
 /// What every scenario is handed.
@@ -125,7 +127,7 @@ impl Bench {
     /// and nginx and HAProxy unless the run is quick.
     pub fn start_systems(&self, policy: &str) -> Result<Systems> {
         let cx = self.context();
-        let mut dp = DataPlane::start(&cx, &self.dataplane, &[])?;
+        let mut dp = self.start_dataplane()?;
         dp.push(innergate::standard_table(&cx, policy))?;
         let (nginx, haproxy) = if self.opts.quick {
             (None, None)
@@ -137,6 +139,17 @@ impl Bench {
             nginx,
             haproxy,
         })
+    }
+
+    /// innergate's data plane with the run's extra flags and no table yet.
+    pub fn start_dataplane(&self) -> Result<DataPlane> {
+        let extra: Vec<&str> = self
+            .opts
+            .dataplane_args
+            .iter()
+            .map(String::as_str)
+            .collect();
+        DataPlane::start(&self.context(), &self.dataplane, &extra)
     }
 
     /// Repetitions of this run (1 when quick).

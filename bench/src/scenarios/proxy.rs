@@ -25,7 +25,7 @@ pub fn run(b: &Bench) -> Result<ScenarioResult> {
     let targets = systems.http_targets(b, hosts::AGENT, false, true)?;
     let cases: Vec<(&str, &str, bool)> = SIZES.iter().map(|&(c, p)| (c, p, false)).collect();
     result.notes.push(format!(
-        "Saturation: wrk, {} connections, {} thread(s); same backend (the bench's monoio server) for every target.",
+        "Saturation: wrk, {} connections, {} thread(s); the same backend for every target.",
         b.opts.connections, b.opts.load_threads
     ));
     b.saturate_all(&mut result, &cases, &targets)?;

@@ -12,7 +12,7 @@ use innergate_table::EndpointRecord;
 use super::{describe, Bench, HttpTarget};
 use crate::report::{metric, Bound, Sample, ScenarioResult};
 use crate::systems::hosts;
-use crate::systems::innergate::{agent, standard_table, DataPlane};
+use crate::systems::innergate::{agent, standard_table};
 
 pub fn run(b: &Bench) -> Result<ScenarioResult> {
     let mut result = ScenarioResult::new(
@@ -42,10 +42,13 @@ pub fn run(b: &Bench) -> Result<ScenarioResult> {
     result.notes.push(
         "Every table holds the standard endpoints plus agent endpoints `e{i}.bench.test` up to its size; the load asks for agent.bench.test. apply ms: from sending the table over the control socket to the data plane's acknowledgement (encoding, decoding, validation, two-phase apply on every worker).".into(),
     );
-    let mut dp = DataPlane::start(&cx, &b.dataplane, &[])?;
+    let mut dp = b.start_dataplane()?;
     for rep in 0..b.repetitions() {
         for (n, endpoints) in &tables {
             let apply = dp.push(endpoints.clone())?;
+            // Steady state: the previous table is freed by the last connection that
+            // held it, on its worker; let that pass before measuring.
+            std::thread::sleep(Duration::from_secs(1));
             let target = HttpTarget {
                 name: "innergate",
                 addr: dp.listener(80)?,

@@ -101,3 +101,49 @@ stream {{
         bulk = hosts::BULK,
     )
 }
+
+/// nginx as the static backend (`--backend nginx`): files of 100 B, 4 KiB, 16 KiB and
+/// 64 KiB at `/100`, `/4096`, `/16384`, `/65536`, served from memory-mapped pages
+/// with sendfile, on the load CPUs.
+pub fn start_backend(
+    dir: &Path,
+    workers: usize,
+    cpus: Option<&crate::host::CpuSet>,
+) -> Result<(Process, std::net::SocketAddr)> {
+    let dir = dir.join("nginx-backend");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www)?;
+    for size in [100usize, 4096, 16384, 65536] {
+        std::fs::write(www.join(size.to_string()), vec![b'x'; size])?;
+    }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], crate::host::free_port()?));
+    let config = dir.join("nginx.conf");
+    std::fs::write(
+        &config,
+        format!(
+            r#"# Written by innergate-bench: the static backend.
+worker_processes {workers};
+worker_rlimit_nofile 65536;
+daemon off;
+pid {dir}/nginx.pid;
+error_log stderr error;
+events {{ worker_connections 30000; }}
+http {{
+  access_log off;
+  sendfile on;
+  keepalive_requests 100000000;
+  keepalive_timeout 60s;
+  default_type application/octet-stream;
+  server {{ listen {addr}; root {www}; }}
+}}
+"#,
+            dir = dir.display(),
+            www = www.display(),
+        ),
+    )?;
+    let mut command = pinned_command(Path::new("nginx"), cpus);
+    command.arg("-p").arg(&dir).arg("-c").arg(&config);
+    let mut process = Process::start("nginx backend", command, &dir.join("log"))?;
+    process.wait_for_port(addr)?;
+    Ok((process, addr))
+}
