@@ -22,10 +22,14 @@ pub struct Config {
     pub port_map: BTreeMap<u16, u16>,
     /// Where control connects to push tables.
     pub control_socket: Option<PathBuf>,
+    /// Take the control socket over from a running data plane (upgrades).
+    pub takeover: bool,
     /// Where the last applied table is kept for restarts without control.
     pub state_dir: Option<PathBuf>,
     /// Where `/healthz` and `/metrics` are served.
     pub admin: Option<std::net::SocketAddr>,
+    /// Where access log lines (JSON) are appended; none when unset.
+    pub access_log: Option<PathBuf>,
     /// How long a shutdown waits for requests and streams in flight.
     pub drain_timeout: Duration,
     /// Largest request head accepted (431 above it). nginx: 8–32 KiB, HAProxy: 16 KiB.
@@ -101,8 +105,10 @@ impl Default for Config {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port_map: BTreeMap::new(),
             control_socket: None,
+            takeover: false,
             state_dir: None,
             admin: None,
+            access_log: None,
             drain_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_connections_per_worker: 65_536,

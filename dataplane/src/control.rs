@@ -12,10 +12,12 @@ use innergate_table::wire::{read_frame, write_frame, Message};
 
 use crate::supervisor::Supervisor;
 
-/// Binds the control socket, replacing a stale one but never a live one.
-pub(crate) fn bind(path: &Path) -> io::Result<UnixListener> {
+/// Binds the control socket, replacing a stale one, and a live one only when `takeover`
+/// says a new process is taking over from a running one (an upgrade): the old process
+/// keeps the connections it has; control's next connection reaches the new one.
+pub(crate) fn bind(path: &Path, takeover: bool) -> io::Result<UnixListener> {
     if path.exists() {
-        if UnixStream::connect(path).is_ok() {
+        if !takeover && UnixStream::connect(path).is_ok() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
                 format!("{} is in use by a running data plane", path.display()),
@@ -27,6 +29,15 @@ pub(crate) fn bind(path: &Path) -> io::Result<UnixListener> {
     // The socket controls every endpoint: owner only.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// The identity of the file at `path` (device, inode), to tell our socket from one a
+/// newer process put there.
+pub(crate) fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// Serves control connections until the process ends.

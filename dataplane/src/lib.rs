@@ -7,6 +7,7 @@
 //! [`routes::RouteTable`], and run through the policy [`policy`] executor, which also
 //! performs forward-internal hops in memory.
 
+pub mod access_log;
 mod admin;
 pub mod config;
 mod control;
@@ -51,6 +52,9 @@ pub enum StartError {
     /// The admin address could not be bound.
     #[error("admin listener: {0}")]
     Admin(io::Error),
+    /// The access log could not be opened.
+    #[error("access log: {0}")]
+    AccessLog(io::Error),
     /// A TLS certificate or key could not be loaded.
     #[error("TLS certificates: {0}")]
     Certificates(#[from] tls::CertError),
@@ -60,6 +64,10 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct DataPlane {
     supervisor: Arc<Mutex<supervisor::Supervisor>>,
+    /// The control socket and the identity of the file we bound there.
+    control_socket: Option<(std::path::PathBuf, Option<(u64, u64)>)>,
+    /// Dropped last: its writer thread writes what the workers handed over.
+    access_log: Option<access_log::AccessLog>,
 }
 
 impl DataPlane {
@@ -69,6 +77,23 @@ impl DataPlane {
     pub fn drain(&self, deadline: std::time::Duration) -> bool {
         let supervisor = self.supervisor.lock().unwrap_or_else(|e| e.into_inner());
         supervisor.drain(deadline)
+    }
+
+    /// Removes the control socket's file, unless a newer process has put its own
+    /// there (an upgrade), which must stay.
+    pub fn remove_control_socket(&self) {
+        if let Some((path, ours)) = &self.control_socket {
+            if ours.is_some() && control::file_id(path) == *ours {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    /// Reopens the access log (after a rotation moved it).
+    pub fn reopen_logs(&self) {
+        if let Some(log) = &self.access_log {
+            log.reopen();
+        }
     }
 }
 
@@ -85,9 +110,14 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
         config.upstream_ca.as_deref(),
         config.upstream_tls_insecure,
     )?;
+    let access_log = match &config.access_log {
+        Some(path) => Some(access_log::AccessLog::open(path).map_err(StartError::AccessLog)?),
+        None => None,
+    };
     let workers = (0..config.workers.max(1))
         .map(|id| {
-            worker::spawn(id, config.clone(), tls.clone(), upstream_tls.clone())
+            let log = access_log.as_ref().map(access_log::AccessLog::for_worker);
+            worker::spawn(id, config.clone(), tls.clone(), upstream_tls.clone(), log)
                 .map_err(|source| StartError::Worker { worker: id, source })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -106,10 +136,16 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
         );
         admin::spawn(listener, supervisor.clone()).map_err(StartError::Admin)?;
     }
+    let mut control_socket = None;
     if let Some(path) = &config.control_socket {
-        let listener = control::bind(path).map_err(StartError::ControlSocket)?;
+        let listener = control::bind(path, config.takeover).map_err(StartError::ControlSocket)?;
+        control_socket = Some((path.clone(), control::file_id(path)));
         control::spawn(listener, supervisor.clone()).map_err(StartError::ControlSocket)?;
         log::info!("control socket at {}", path.display());
     }
-    Ok(DataPlane { supervisor })
+    Ok(DataPlane {
+        supervisor,
+        control_socket,
+        access_log,
+    })
 }

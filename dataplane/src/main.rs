@@ -30,12 +30,20 @@ struct Args {
     /// Unix socket where control pushes endpoint tables.
     #[arg(long)]
     control_socket: Option<PathBuf>,
+    /// Start beside a running data plane to replace it (zero-downtime upgrade): take
+    /// its control socket over and serve the table of the shared --state-dir on the
+    /// same ports (SO_REUSEPORT); then stop the old one with SIGTERM.
+    #[arg(long)]
+    takeover: bool,
     /// Directory keeping the last applied table for restarts without control.
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// Address for /healthz and /metrics (e.g. 127.0.0.1:9090).
     #[arg(long)]
     admin: Option<std::net::SocketAddr>,
+    /// Append one JSON line per HTTP request to this file (SIGHUP reopens it).
+    #[arg(long)]
+    access_log: Option<PathBuf>,
     /// On SIGTERM/SIGINT, how long requests and streams in flight may take to finish.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     drain_timeout: Duration,
@@ -108,9 +116,11 @@ fn main() {
         pin_workers: args.pin_workers,
         bind: args.bind,
         port_map: args.port_map.into_iter().collect(),
-        control_socket: args.control_socket.clone(),
+        control_socket: args.control_socket,
+        takeover: args.takeover,
         state_dir: args.state_dir,
         admin: args.admin,
+        access_log: args.access_log,
         drain_timeout: args.drain_timeout,
         max_header_bytes: args.max_header_bytes,
         max_connections_per_worker: args.max_connections_per_worker,
@@ -135,6 +145,7 @@ fn main() {
     // Block the shutdown signals before threads start so that every thread inherits
     // the mask and only the main thread takes them, with sigwait.
     let signals = shutdown_signals();
+    raise_file_limit();
     let workers = config.workers;
     let drain_timeout = config.drain_timeout;
     let data_plane = match innergate_dataplane::start(config) {
@@ -145,15 +156,39 @@ fn main() {
         }
     };
     log::info!("data plane running with {workers} workers");
-    let signal = wait_for(&signals);
+    let signal = loop {
+        match wait_for(&signals) {
+            libc::SIGHUP => {
+                log::info!("SIGHUP: reopening the access log");
+                data_plane.reopen_logs();
+            }
+            signal => break signal,
+        }
+    };
     log::info!("signal {signal} received; draining (at most {drain_timeout:?})");
     if data_plane.drain(drain_timeout) {
         log::info!("drained; exiting");
     } else {
         log::warn!("drain deadline passed with connections still open; exiting");
     }
-    if let Some(path) = args.control_socket {
-        let _ = std::fs::remove_file(path);
+    data_plane.remove_control_socket();
+    drop(data_plane);
+}
+
+/// Raises the open-file limit to the hard limit: every proxied connection takes two
+/// descriptors, and the soft default (often 1024) would cap a worker long before
+/// --max-connections-per-worker (nginx: worker_rlimit_nofile).
+fn raise_file_limit() {
+    // SAFETY: getrlimit/setrlimit read and write one plain struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                log::warn!("cannot raise the open-file limit to {}", limit.rlim_max);
+            }
+        }
     }
 }
 
@@ -165,6 +200,7 @@ fn shutdown_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }

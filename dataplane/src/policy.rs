@@ -444,10 +444,12 @@ pub(crate) fn run_request<'t>(
                                 state.forward_error = Some(error);
                             }
                             Err(error) => {
+                                // Counted as a forward-internal failure.
+                                state.forward_error = Some(error);
                                 return RequestOutcome::Answer {
                                     answer: Answer::Error(error),
                                     phases: 0,
-                                }
+                                };
                             }
                         }
                     }

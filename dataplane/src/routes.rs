@@ -44,6 +44,8 @@ pub(crate) enum Target {
 pub(crate) struct Route {
     pub(crate) id: String,
     pub(crate) account: u32,
+    /// The account's id, as access logs name it.
+    pub(crate) account_id: Arc<str>,
     pub(crate) url: EndpointUrl,
     /// `endpoint.url` and `endpoint.host` as expressions read them.
     pub(crate) url_text: String,
@@ -142,11 +144,14 @@ impl RouteTable {
             limits: limits.attach(table, workers),
             ..RouteTable::default()
         };
-        let mut accounts: HashMap<&str, u32> = HashMap::new();
+        let mut accounts: HashMap<&str, (u32, Arc<str>)> = HashMap::new();
         let mut resolved: HashMap<(String, u16), Option<SocketAddr>> = HashMap::new();
         for (i, ep) in table.endpoints.iter().enumerate() {
             let next_account = accounts.len() as u32;
-            let account = *accounts.entry(ep.account.as_str()).or_insert(next_account);
+            let (account, account_id) = accounts
+                .entry(ep.account.as_str())
+                .or_insert_with(|| (next_account, ep.account.as_str().into()))
+                .clone();
 
             let target = match &ep.kind {
                 EndpointKind::Cloud => Target::None,
@@ -269,6 +274,7 @@ impl RouteTable {
             routes.endpoints.push(Route {
                 id: ep.id.clone(),
                 account,
+                account_id,
                 url: ep.url.clone(),
                 url_text: ep.url.to_string(),
                 host_text: ep.url.host.to_string(),

@@ -3,12 +3,70 @@
 //! Per-endpoint counters live in slots that stay stable across tables.
 
 use std::collections::HashMap;
+use std::fmt::Write;
+
+use crate::error::ProxyError;
+
+/// Upper bounds of the latency histogram's buckets, in microseconds (the last bucket,
+/// `+Inf`, is implicit). From 250 µs, where a proxied loopback request sits, to 10 s.
+pub(crate) const LATENCY_BOUNDS_US: [u64; 14] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 10_000_000,
+];
+
+/// The forward-internal failures counted by code, in the order of [`FORWARD_FAILURES`].
+pub(crate) const FORWARD_FAILURES: [ProxyError; 5] = [
+    ProxyError::ForwardTargetMissing,
+    ProxyError::ForwardWrongFamily,
+    ProxyError::ForwardLoop,
+    ProxyError::ForwardTooManyHops,
+    ProxyError::ForwardInvalidTarget,
+];
 
 /// Counters of one endpoint on one worker.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct EndpointStats {
     /// Responses by status class: 1xx … 5xx.
     pub(crate) responses: [u64; 5],
+    /// Requests by latency bucket (not cumulative; the last is +Inf).
+    pub(crate) latency: [u64; LATENCY_BOUNDS_US.len() + 1],
+    pub(crate) latency_sum_us: u64,
+    /// Bytes read from and written to clients (heads and bodies).
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    /// forward-internal hops taken by requests that entered at this endpoint.
+    pub(crate) forward_hops: u64,
+    /// forward-internal failures, by [`FORWARD_FAILURES`] index.
+    pub(crate) forward_failures: [u64; FORWARD_FAILURES.len()],
+}
+
+/// One finished HTTP exchange, as counted.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Exchange {
+    pub(crate) status: u16,
+    pub(crate) duration_us: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) hops: usize,
+    pub(crate) forward_failure: Option<ProxyError>,
+}
+
+impl EndpointStats {
+    fn add(&mut self, other: &EndpointStats) {
+        add_all(&mut self.responses, &other.responses);
+        add_all(&mut self.latency, &other.latency);
+        add_all(&mut self.forward_failures, &other.forward_failures);
+        self.latency_sum_us += other.latency_sum_us;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.forward_hops += other.forward_hops;
+    }
+}
+
+fn add_all(mine: &mut [u64], theirs: &[u64]) {
+    for (a, b) in mine.iter_mut().zip(theirs) {
+        *a += b;
+    }
 }
 
 /// Counters of one worker.
@@ -22,12 +80,36 @@ pub(crate) struct WorkerStats {
 }
 
 impl WorkerStats {
-    pub(crate) fn record_response(&mut self, slot: usize, status: u16) {
+    fn endpoint(&mut self, slot: usize) -> &mut EndpointStats {
         if self.endpoints.len() <= slot {
             self.endpoints.resize(slot + 1, EndpointStats::default());
         }
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.endpoints[slot].responses[class] += 1;
+        &mut self.endpoints[slot]
+    }
+
+    /// Counts an HTTP exchange that entered at the endpoint of `slot`.
+    pub(crate) fn record_exchange(&mut self, slot: usize, x: &Exchange) {
+        let e = self.endpoint(slot);
+        let class = usize::from(x.status / 100).clamp(1, 5) - 1;
+        e.responses[class] += 1;
+        let bucket = LATENCY_BOUNDS_US.partition_point(|&bound| bound < x.duration_us);
+        e.latency[bucket] += 1;
+        e.latency_sum_us += x.duration_us;
+        e.bytes_in += x.bytes_in;
+        e.bytes_out += x.bytes_out;
+        e.forward_hops += x.hops as u64;
+        if let Some(failure) = x.forward_failure {
+            if let Some(i) = FORWARD_FAILURES.iter().position(|&f| f == failure) {
+                e.forward_failures[i] += 1;
+            }
+        }
+    }
+
+    /// Counts the bytes of a tcp or tls byte stream of the endpoint of `slot`.
+    pub(crate) fn record_stream(&mut self, slot: usize, bytes_in: u64, bytes_out: u64) {
+        let e = self.endpoint(slot);
+        e.bytes_in += bytes_in;
+        e.bytes_out += bytes_out;
     }
 
     pub(crate) fn add(&mut self, other: &WorkerStats) {
@@ -39,9 +121,7 @@ impl WorkerStats {
                 .resize(other.endpoints.len(), EndpointStats::default());
         }
         for (mine, theirs) in self.endpoints.iter_mut().zip(&other.endpoints) {
-            for (a, b) in mine.responses.iter_mut().zip(theirs.responses) {
-                *a += b;
-            }
+            mine.add(theirs);
         }
     }
 }
@@ -72,6 +152,11 @@ impl StatsSlots {
     }
 }
 
+/// The HELP and TYPE lines of a metric family.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
 /// Prometheus text for summed counters and the table state.
 pub(crate) fn render(
     total: &WorkerStats,
@@ -79,68 +164,167 @@ pub(crate) fn render(
     version: u64,
     age_secs: f64,
 ) -> String {
-    use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP innergate_table_version Version of the endpoint table served."
+    family(
+        &mut out,
+        "innergate_table_version",
+        "gauge",
+        "Version of the endpoint table served.",
     );
-    let _ = writeln!(out, "# TYPE innergate_table_version gauge");
     let _ = writeln!(out, "innergate_table_version {version}");
-    let _ = writeln!(
-        out,
-        "# HELP innergate_table_age_seconds Seconds since the table was applied."
+    family(
+        &mut out,
+        "innergate_table_age_seconds",
+        "gauge",
+        "Seconds since the table was applied.",
     );
-    let _ = writeln!(out, "# TYPE innergate_table_age_seconds gauge");
     let _ = writeln!(out, "innergate_table_age_seconds {age_secs:.3}");
-    let _ = writeln!(
-        out,
-        "# HELP innergate_connections_active Client connections open now."
+    family(
+        &mut out,
+        "innergate_connections_active",
+        "gauge",
+        "Client connections open now.",
     );
-    let _ = writeln!(out, "# TYPE innergate_connections_active gauge");
     let _ = writeln!(
         out,
         "innergate_connections_active {}",
         total.connections_active
     );
-    let _ = writeln!(
-        out,
-        "# HELP innergate_connections_total Client connections accepted."
+    family(
+        &mut out,
+        "innergate_connections_total",
+        "counter",
+        "Client connections accepted.",
     );
-    let _ = writeln!(out, "# TYPE innergate_connections_total counter");
     let _ = writeln!(
         out,
         "innergate_connections_total {}",
         total.connections_total
     );
-    let _ = writeln!(
-        out,
-        "# HELP innergate_upstream_connect_errors_total Failed connects to upstreams."
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE innergate_upstream_connect_errors_total counter"
+    family(
+        &mut out,
+        "innergate_upstream_connect_errors_total",
+        "counter",
+        "Failed connects to upstreams.",
     );
     let _ = writeln!(
         out,
         "innergate_upstream_connect_errors_total {}",
         total.upstream_connect_errors
     );
-    let _ = writeln!(
-        out,
-        "# HELP innergate_http_responses_total HTTP responses by endpoint and status class."
+
+    // Per endpoint: (slot, `endpoint_id="…",url="…"`, counters).
+    let endpoints: Vec<(String, &EndpointStats)> = total
+        .endpoints
+        .iter()
+        .enumerate()
+        .filter_map(|(slot, stats)| {
+            let (id, url) = slots.labels(slot)?;
+            Some((format!("endpoint_id=\"{id}\",url=\"{url}\""), stats))
+        })
+        .collect();
+
+    family(
+        &mut out,
+        "innergate_http_responses_total",
+        "counter",
+        "HTTP responses by endpoint (where the request entered) and status class.",
     );
-    let _ = writeln!(out, "# TYPE innergate_http_responses_total counter");
-    for (slot, stats) in total.endpoints.iter().enumerate() {
-        let Some((id, url)) = slots.labels(slot) else {
-            continue;
-        };
+    for (labels, stats) in &endpoints {
         for (class, count) in stats.responses.iter().enumerate() {
             if *count > 0 {
                 let _ = writeln!(
                     out,
-                    "innergate_http_responses_total{{endpoint_id=\"{id}\",url=\"{url}\",class=\"{}xx\"}} {count}",
+                    "innergate_http_responses_total{{{labels},class=\"{}xx\"}} {count}",
                     class + 1
+                );
+            }
+        }
+    }
+    family(
+        &mut out,
+        "innergate_http_request_duration_seconds",
+        "histogram",
+        "From a complete request head to the last response byte written.",
+    );
+    for (labels, stats) in &endpoints {
+        let count: u64 = stats.latency.iter().sum();
+        if count == 0 {
+            continue;
+        }
+        let mut cumulative = 0;
+        for (i, n) in stats.latency.iter().enumerate() {
+            cumulative += n;
+            let le = LATENCY_BOUNDS_US
+                .get(i)
+                .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+            let _ = writeln!(
+                out,
+                "innergate_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "innergate_http_request_duration_seconds_sum{{{labels}}} {:.6}",
+            stats.latency_sum_us as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "innergate_http_request_duration_seconds_count{{{labels}}} {count}"
+        );
+    }
+    family(
+        &mut out,
+        "innergate_bytes_received_total",
+        "counter",
+        "Bytes read from clients (HTTP heads and bodies, tcp/tls streams).",
+    );
+    for (labels, stats) in &endpoints {
+        let _ = writeln!(
+            out,
+            "innergate_bytes_received_total{{{labels}}} {}",
+            stats.bytes_in
+        );
+    }
+    family(
+        &mut out,
+        "innergate_bytes_sent_total",
+        "counter",
+        "Bytes written to clients (HTTP heads and bodies, tcp/tls streams).",
+    );
+    for (labels, stats) in &endpoints {
+        let _ = writeln!(
+            out,
+            "innergate_bytes_sent_total{{{labels}}} {}",
+            stats.bytes_out
+        );
+    }
+    family(
+        &mut out,
+        "innergate_forward_internal_hops_total",
+        "counter",
+        "forward-internal hops taken by requests that entered at the endpoint.",
+    );
+    for (labels, stats) in &endpoints {
+        let _ = writeln!(
+            out,
+            "innergate_forward_internal_hops_total{{{labels}}} {}",
+            stats.forward_hops
+        );
+    }
+    family(
+        &mut out,
+        "innergate_forward_internal_failures_total",
+        "counter",
+        "forward-internal failures by innergate-error-code.",
+    );
+    for (labels, stats) in &endpoints {
+        for (i, count) in stats.forward_failures.iter().enumerate() {
+            if *count > 0 {
+                let code = FORWARD_FAILURES[i].code();
+                let _ = writeln!(
+                    out,
+                    "innergate_forward_internal_failures_total{{{labels},code=\"{code}\"}} {count}"
                 );
             }
         }

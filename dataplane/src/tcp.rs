@@ -39,7 +39,9 @@ pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAdd
         server_port: client.local_addr().map_or(0, |a| a.port()),
     };
     let mut state = ExchangeState::default();
-    let addr = match policy::run_connect(&table, table.pick(pool), &conn, &mut state) {
+    let entry = table.pick(pool);
+    let slot = table.route(entry).stats_slot;
+    let addr = match policy::run_connect(&table, entry, &conn, &mut state) {
         ConnectOutcome::Proceed(Target::Upstream(addr)) => addr,
         ConnectOutcome::Proceed(Target::None) => {
             log::warn!(
@@ -72,7 +74,7 @@ pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAdd
     };
     let _ = client.set_nodelay(true);
     let config = &worker.config;
-    match upstream {
+    let (bytes_in, bytes_out) = match upstream {
         upstream::UpstreamStream::Plain(plain) if config.tcp_forwarding == Forwarding::Splice => {
             splice_pipe(client, plain, config.tcp_idle_timeout).await
         }
@@ -87,12 +89,19 @@ pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAdd
             )
             .await
         }
-    }
+    };
+    worker
+        .stats
+        .borrow_mut()
+        .record_stream(slot, bytes_in, bytes_out);
 }
+
+/// Bytes moved by a pipe: from `a` to `b`, and from `b` to `a`.
+pub(crate) type Moved = (u64, u64);
 
 /// Moves bytes both ways until both directions ended or the pair went idle. `fds` are
 /// the sockets underneath `a` and `b` (which may be TLS streams), for the watchdog.
-pub(crate) async fn pipe<A, B>(a: A, b: B, fds: [RawFd; 2], idle: Duration, buffer: usize)
+pub(crate) async fn pipe<A, B>(a: A, b: B, fds: [RawFd; 2], idle: Duration, buffer: usize) -> Moved
 where
     A: Split + AsyncReadRent + AsyncWriteRent,
     B: Split + AsyncReadRent + AsyncWriteRent,
@@ -106,12 +115,12 @@ where
             copy_half(&mut b_read, &mut a_write, &last, fds, buffer)
         )
     };
-    with_watchdog(copies, &last, fds, idle).await;
+    with_watchdog(copies, &last, fds, idle).await
 }
 
 /// As [`pipe`] for two plain sockets, moving bytes with splice(2) through a pipe per
 /// direction (zero copy): a readiness wait, then non-blocking splices.
-pub(crate) async fn splice_pipe(a: TcpStream, b: TcpStream, idle: Duration) {
+pub(crate) async fn splice_pipe(a: TcpStream, b: TcpStream, idle: Duration) -> Moved {
     let fds = [a.as_raw_fd(), b.as_raw_fd()];
     let (Ok(ab), Ok(ba)) = (KernelPipe::new(), KernelPipe::new()) else {
         log::warn!("cannot create splice pipes; copying instead");
@@ -132,18 +141,18 @@ pub(crate) async fn splice_pipe(a: TcpStream, b: TcpStream, idle: Duration) {
             splice_half(&b, &a, &ba, &last, fds)
         )
     };
-    with_watchdog(moves, &last, fds, idle).await;
+    with_watchdog(moves, &last, fds, idle).await
 }
 
 /// Runs `work` until it ends, or until the pair was idle for `idle`: then both
 /// sockets are shut down (their owners still hold them, so the fds cannot have been
 /// reused) and `work` ends by itself.
-async fn with_watchdog<F: std::future::Future>(
+async fn with_watchdog<T, F: std::future::Future<Output = T>>(
     work: F,
     last: &Cell<Instant>,
     fds: [RawFd; 2],
     idle: Duration,
-) {
+) -> T {
     let mut work = std::pin::pin!(work);
     let watchdog = async {
         let tick = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
@@ -155,10 +164,10 @@ async fn with_watchdog<F: std::future::Future>(
         }
     };
     monoio::select! {
-        _ = &mut work => {}
+        done = &mut work => done,
         _ = watchdog => {
             shutdown_both(fds);
-            work.await;
+            work.await
         }
     }
 }
@@ -206,16 +215,17 @@ async fn splice_half(
     pipe: &KernelPipe,
     last: &Cell<Instant>,
     fds: [RawFd; 2],
-) {
+) -> u64 {
     let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
     let null = std::ptr::null_mut();
+    let mut moved = 0;
     loop {
         // SAFETY: splice(2) between fds we own; no memory of ours is involved.
         let n = unsafe { libc::splice(from.as_raw_fd(), null, pipe.write, null, pipe.size, flags) };
         if n == 0 {
             // SAFETY: shutdown(2) on a socket we own.
             unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) };
-            return;
+            return moved;
         }
         if n < 0 {
             if std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
@@ -224,7 +234,7 @@ async fn splice_half(
                 continue;
             }
             shutdown_both(fds);
-            return;
+            return moved;
         }
         last.set(Instant::now());
         let mut pending = n as usize;
@@ -233,6 +243,7 @@ async fn splice_half(
             let m = unsafe { libc::splice(pipe.read, null, to.as_raw_fd(), null, pending, flags) };
             if m > 0 {
                 pending -= m as usize;
+                moved += m as u64;
             } else if m < 0
                 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
                 && to.writable(false).await.is_ok()
@@ -240,7 +251,7 @@ async fn splice_half(
                 continue;
             } else {
                 shutdown_both(fds);
-                return;
+                return moved;
             }
         }
     }
@@ -254,7 +265,8 @@ async fn copy_half<R: AsyncReadRent, W: AsyncWriteRent>(
     last: &Cell<Instant>,
     fds: [RawFd; 2],
     buffer: usize,
-) {
+) -> u64 {
+    let mut moved = 0;
     // Start small, double while reads fill the buffer: a bulk stream soon moves
     // `buffer` bytes per call (measured: 1 MiB is ~2x faster than 64 KiB on loopback),
     // an idle or chatty one keeps 64 KiB.
@@ -265,7 +277,7 @@ async fn copy_half<R: AsyncReadRent, W: AsyncWriteRent>(
         match read {
             Ok(0) => {
                 let _ = to.shutdown().await;
-                return;
+                return moved;
             }
             Ok(n) => {
                 last.set(Instant::now());
@@ -278,12 +290,13 @@ async fn copy_half<R: AsyncReadRent, W: AsyncWriteRent>(
                 }
                 if written.is_err() {
                     shutdown_both(fds);
-                    return;
+                    return moved;
                 }
+                moved += n as u64;
             }
             Err(_) => {
                 shutdown_both(fds);
-                return;
+                return moved;
             }
         }
     }

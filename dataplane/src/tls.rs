@@ -287,6 +287,7 @@ pub(crate) async fn serve_tls(
         server_port: stream.local_addr().map_or(0, |a| a.port()),
     };
     let mut state = ExchangeState::default();
+    let slot = table.route(entry).stats_slot;
     let addr = match policy::run_connect(&table, entry, &conn, &mut state) {
         ConnectOutcome::Proceed(Target::Upstream(addr)) => addr,
         _ => return,
@@ -324,8 +325,9 @@ pub(crate) async fn serve_tls(
         [stream.as_raw_fd(), upstream.raw_fd()]
     };
     let hello = rb.bytes().to_vec();
+    let hello_len = hello.len() as u64;
     let idle = worker.config.tcp_idle_timeout;
-    match termination {
+    let moved = match termination {
         Some(config) => {
             let io = PrefixedReadIo::new(stream, io::Cursor::new(hello));
             let remaining = limit.saturating_sub(started.elapsed());
@@ -335,7 +337,10 @@ pub(crate) async fn serve_tls(
                 Ok(Ok(tls)) => {
                     crate::tcp::pipe(tls, upstream, fds, idle, worker.config.tcp_buffer).await
                 }
-                _ => log::debug!("tls port {url_port}: handshake with {peer} failed"),
+                _ => {
+                    log::debug!("tls port {url_port}: handshake with {peer} failed");
+                    (0, 0)
+                }
             }
         }
         None => {
@@ -344,18 +349,23 @@ pub(crate) async fn serve_tls(
             let splice = worker.config.tcp_forwarding == crate::config::Forwarding::Splice;
             if crate::http::buf::write_all(&mut upstream, &mut hello)
                 .await
-                .is_ok()
+                .is_err()
             {
-                match upstream {
-                    crate::http::upstream::UpstreamStream::Plain(plain) if splice => {
-                        crate::tcp::splice_pipe(stream, plain, idle).await
-                    }
-                    upstream => {
-                        crate::tcp::pipe(stream, upstream, fds, idle, worker.config.tcp_buffer)
-                            .await
-                    }
-                }
+                return;
             }
+            let (a_to_b, b_to_a) = match upstream {
+                crate::http::upstream::UpstreamStream::Plain(plain) if splice => {
+                    crate::tcp::splice_pipe(stream, plain, idle).await
+                }
+                upstream => {
+                    crate::tcp::pipe(stream, upstream, fds, idle, worker.config.tcp_buffer).await
+                }
+            };
+            (a_to_b + hello_len, b_to_a)
         }
-    }
+    };
+    worker
+        .stats
+        .borrow_mut()
+        .record_stream(slot, moved.0, moved.1);
 }

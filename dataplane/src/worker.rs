@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpListener;
 
+use crate::access_log::WorkerLog;
 use crate::config::{Config, RingTaskRun};
 use crate::drain::Drain;
 use crate::http::upstream::UpstreamPool;
@@ -85,6 +86,8 @@ pub(crate) struct Worker {
     pub(crate) stats: RefCell<WorkerStats>,
     /// Set when the process shuts down.
     pub(crate) drain: Drain,
+    /// Where access log lines go, when enabled.
+    pub(crate) access_log: Option<WorkerLog>,
 }
 
 impl Worker {
@@ -127,6 +130,7 @@ pub(crate) fn spawn(
     config: Arc<Config>,
     tls: Option<Arc<rustls::ServerConfig>>,
     upstream_tls: UpstreamTls,
+    access_log: Option<WorkerLog>,
 ) -> io::Result<WorkerHandle> {
     let (inbox, messages) = flume::unbounded();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -170,7 +174,7 @@ pub(crate) fn spawn(
                 }
             }
             let _ = ready_tx.send(Ok(()));
-            runtime.block_on(run(id, config, tls, upstream_tls, messages));
+            runtime.block_on(run(id, config, tls, upstream_tls, access_log, messages));
         })?;
     ready_rx
         .recv()
@@ -186,6 +190,7 @@ async fn run(
     config: Arc<Config>,
     tls: Option<Arc<rustls::ServerConfig>>,
     upstream_tls: UpstreamTls,
+    access_log: Option<WorkerLog>,
     messages: flume::Receiver<WorkerMsg>,
 ) {
     let worker = Rc::new(Worker {
@@ -199,7 +204,11 @@ async fn run(
         last_limit_log: Cell::new(None),
         stats: RefCell::default(),
         drain: Drain::default(),
+        access_log,
     });
+    if worker.access_log.is_some() {
+        monoio::spawn(flush_access_log(worker.clone()));
+    }
     // Dropping a port's sender stops its accept loop.
     let mut accepting: HashMap<u16, flume::Sender<()>> = HashMap::new();
     let mut prepared: Option<Prepared> = None;
@@ -253,6 +262,9 @@ async fn run(
                 while worker.connections.get() > 0 && Instant::now() < until {
                     monoio::time::sleep(Duration::from_millis(20)).await;
                 }
+                if let Some(log) = &worker.access_log {
+                    log.flush();
+                }
                 let _ = reply.send(worker.connections.get() == 0);
             }
             WorkerMsg::Snapshot(reply) => {
@@ -260,6 +272,17 @@ async fn run(
                 snapshot.connections_active = worker.connections.get() as u64;
                 let _ = reply.send(snapshot);
             }
+        }
+    }
+}
+
+/// Hands the worker's partial access-log buffer to the writer now and then, so that
+/// lines of a quiet worker do not wait for a full buffer.
+async fn flush_access_log(worker: Rc<Worker>) {
+    loop {
+        monoio::time::sleep(crate::access_log::FLUSH_EVERY).await;
+        if let Some(log) = &worker.access_log {
+            log.flush();
         }
     }
 }

@@ -31,8 +31,9 @@ pub(crate) enum Chunking {
     Remove,
 }
 
-/// Moves one body of `length` from `src` (with bytes already in `rb`) to `dst`. Every
-/// read and write must finish within `timeout`.
+/// Moves one body of `length` from `src` (with bytes already in `rb`) to `dst`, adding
+/// the bytes written to `moved` (framing included) as they go. Every read and write
+/// must finish within `timeout`.
 pub(crate) async fn copy<R: AsyncReadRent, W: AsyncWriteRentExt>(
     src: &mut R,
     rb: &mut ReadBuf,
@@ -40,6 +41,7 @@ pub(crate) async fn copy<R: AsyncReadRent, W: AsyncWriteRentExt>(
     length: BodyLength,
     chunking: Chunking,
     timeout: Duration,
+    moved: &mut u64,
 ) -> Result<(), CopyError> {
     match length {
         BodyLength::Empty => Ok(()),
@@ -49,7 +51,7 @@ pub(crate) async fn copy<R: AsyncReadRent, W: AsyncWriteRentExt>(
                     fill(src, rb, timeout).await?;
                 }
                 let n = (rb.len() as u64).min(remaining) as usize;
-                write(rb, dst, n, timeout).await?;
+                write(rb, dst, n, timeout, moved).await?;
                 remaining -= n as u64;
             }
             Ok(())
@@ -76,7 +78,7 @@ pub(crate) async fn copy<R: AsyncReadRent, W: AsyncWriteRentExt>(
                                 Err(_) => return Err(CopyError::Framing),
                             }
                         }
-                        write(rb, dst, pass, timeout).await?;
+                        write(rb, dst, pass, timeout, moved).await?;
                         if done {
                             return Ok(());
                         }
@@ -84,7 +86,7 @@ pub(crate) async fn copy<R: AsyncReadRent, W: AsyncWriteRentExt>(
                     Chunking::Remove => {
                         while !rb.is_empty() {
                             match decoder.next(rb.bytes()) {
-                                Ok(Chunk::Data(n)) => write(rb, dst, n, timeout).await?,
+                                Ok(Chunk::Data(n)) => write(rb, dst, n, timeout, moved).await?,
                                 Ok(Chunk::Framing(n)) => rb.consume(n),
                                 Ok(Chunk::End(n)) => {
                                     rb.consume(n);
@@ -106,7 +108,7 @@ pub(crate) async fn copy<R: AsyncReadRent, W: AsyncWriteRentExt>(
                 }
             }
             let n = rb.len();
-            write(rb, dst, n, timeout).await?;
+            write(rb, dst, n, timeout, moved).await?;
         },
     }
 }
@@ -127,9 +129,13 @@ async fn write<W: AsyncWriteRentExt>(
     dst: &mut W,
     n: usize,
     timeout: Duration,
+    moved: &mut u64,
 ) -> Result<(), CopyError> {
     match monoio::time::timeout(timeout, rb.write_to(dst, n)).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => {
+            *moved += n as u64;
+            Ok(())
+        }
         _ => Err(CopyError::Sink),
     }
 }

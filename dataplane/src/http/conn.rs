@@ -15,11 +15,13 @@ use super::buf::{write_all, ReadBuf};
 use super::framing::{self, BodyLength};
 use super::head::{write_decimal, HeadError, RequestHead, ResponseHead};
 use super::upstream::{UpstreamAddr, UpstreamConn, UpstreamPool, UpstreamStream};
+use crate::access_log;
 use crate::error::{ProxyError, ERROR_CODE_HEADER};
 use crate::policy::{
     self, Answer, ConnInfo, ConnectOutcome, ExchangeState, RequestInfo, RequestOutcome, View,
 };
-use crate::routes::{Route, RouteTable};
+use crate::routes::{EndpointIdx, Route, RouteTable};
+use crate::stats;
 use crate::worker::Worker;
 use innergate_table::policy::actions::sanitize;
 
@@ -71,6 +73,9 @@ struct Scratch {
     out: Vec<u8>,
     body: Vec<u8>,
     state: ExchangeState,
+    /// Bytes of the current exchange read from and written to the client.
+    received: u64,
+    sent: u64,
 }
 
 /// What the request head says about the exchange.
@@ -152,6 +157,10 @@ async fn serve_one<S: ClientStream>(
         Err(e) => return Box::pin(answer_error(client, s, e)).await,
     };
     client.rb.consume(head_len);
+    let started = Instant::now();
+    s.received = head_len as u64;
+    s.sent = 0;
+    s.state.forward_error = None;
     let Ok(body) = framing::request_body(&s.req) else {
         return Box::pin(answer_error(client, s, ProxyError::AmbiguousFraming)).await;
     };
@@ -173,7 +182,9 @@ async fn serve_one<S: ClientStream>(
     let table = worker.table();
     let Some(pool) = table.public_by_host(client.url_port, host) else {
         let answer = Answer::Error(ProxyError::NoEndpoint);
-        return Box::pin(answer_locally(client, s, &table, answer, 0, facts, host)).await;
+        let next = Box::pin(answer_locally(client, s, &table, answer, 0, facts, host)).await;
+        log_exchange(worker, client, s, &table, None, host, started);
+        return next;
     };
     let entry = table.pick(pool);
     // on_tcp_connect runs once per connection; on a shared http port the first
@@ -201,11 +212,59 @@ async fn serve_one<S: ClientStream>(
         }
         RequestOutcome::Close => return Next::Close,
     };
-    worker
-        .stats
-        .borrow_mut()
-        .record_response(slot, s.resp.status);
+    let exchange = stats::Exchange {
+        status: s.resp.status,
+        duration_us: started.elapsed().as_micros() as u64,
+        bytes_in: s.received,
+        bytes_out: s.sent,
+        hops: s.state.chain.len().saturating_sub(1),
+        forward_failure: s.state.forward_error,
+    };
+    worker.stats.borrow_mut().record_exchange(slot, &exchange);
+    log_exchange(worker, client, s, &table, Some(entry), host, started);
     next
+}
+
+/// Writes the access log line of the exchange just answered, when logs are on.
+fn log_exchange<S>(
+    worker: &Worker,
+    client: &Client<S>,
+    s: &Scratch,
+    table: &RouteTable,
+    entry: Option<EndpointIdx>,
+    host: &str,
+    started: Instant,
+) {
+    let Some(log) = &worker.access_log else {
+        return;
+    };
+    let route = entry.map(|e| table.route(e));
+    let mut chain = s
+        .state
+        .chain
+        .iter()
+        .skip(1)
+        .map(|&e| table.route(e).id.as_str());
+    let error = s
+        .resp
+        .headers
+        .get_all(ERROR_CODE_HEADER)
+        .next()
+        .and_then(|v| std::str::from_utf8(v).ok());
+    log.record(access_log::Entry {
+        endpoint_id: route.map_or("", |r| r.id.as_str()),
+        account: route.map_or("", |r| &r.account_id),
+        chain: &mut chain,
+        client: &client.info.client_ip,
+        method: s.req.method(),
+        host,
+        path: s.req.target(),
+        status: s.resp.status,
+        bytes_in: s.received,
+        bytes_out: s.sent,
+        duration: started.elapsed(),
+        error,
+    });
 }
 
 /// Reads until a complete request head is buffered. `Ok(None)`: the client closed or
@@ -335,6 +394,7 @@ async fn proxy<S: ClientStream>(
             if expect_continue {
                 s.out.clear();
                 s.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                s.sent += s.out.len() as u64;
                 if write_all(&mut client.stream, &mut s.out).await.is_err() {
                     return Next::Close;
                 }
@@ -346,6 +406,7 @@ async fn proxy<S: ClientStream>(
                 facts.body,
                 Chunking::Keep,
                 config.body_timeout,
+                &mut s.received,
             )
             .await;
             match copied {
@@ -383,6 +444,7 @@ async fn proxy<S: ClientStream>(
             s.resp.write_status_line(&mut s.out);
             s.resp.headers.write_fields(&mut s.out, is_hop_by_hop);
             s.out.extend_from_slice(b"\r\n");
+            s.sent += s.out.len() as u64;
             if write_all(&mut client.stream, &mut s.out).await.is_err() {
                 return Next::Close;
             }
@@ -457,6 +519,7 @@ async fn proxy<S: ClientStream>(
             remaining = BodyLength::Empty;
         }
     }
+    s.sent += s.out.len() as u64;
     if write_all(&mut client.stream, &mut s.out).await.is_err() {
         return Next::Close;
     }
@@ -472,6 +535,7 @@ async fn proxy<S: ClientStream>(
         remaining,
         chunking,
         config.upstream_read_timeout,
+        &mut s.sent,
     )
     .await;
     match copied {
@@ -578,6 +642,7 @@ async fn switch_protocols<S: ClientStream>(
     if !up.rb.is_empty() {
         s.out.extend_from_slice(up.rb.bytes());
     }
+    s.sent += s.out.len() as u64;
     if write_all(&mut client.stream, &mut s.out).await.is_err() {
         return Next::Close;
     }
@@ -746,6 +811,7 @@ async fn send_local<S: ClientStream>(
     if !facts.is_head {
         s.out.extend_from_slice(&s.body);
     }
+    s.sent += s.out.len() as u64;
     if write_all(&mut client.stream, &mut s.out).await.is_err() || close {
         return Next::Close;
     }

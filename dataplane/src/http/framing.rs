@@ -8,7 +8,7 @@ use super::head::{RequestHead, ResponseHead};
 
 /// How a body ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum BodyLength {
+pub enum BodyLength {
     /// No body.
     Empty,
     /// Exactly this many bytes.
@@ -319,6 +319,27 @@ pub fn decode_chunked(mut input: &[u8]) -> Option<(Vec<u8>, usize)> {
         }
     }
     None
+}
+
+/// Parses a request head at the start of `input` and decides its body's framing, as a
+/// client connection does; for the fuzz target. `None`: incomplete, malformed or
+/// ambiguously framed.
+#[doc(hidden)]
+pub fn frame_request(input: &[u8]) -> Option<(usize, BodyLength)> {
+    let mut head = RequestHead::default();
+    let len = head.parse(input).ok()??;
+    let mut host = [0u8; 256];
+    head.host(&mut host)?;
+    Some((len, request_body(&head).ok()?))
+}
+
+/// Parses a response head at the start of `input` and decides its body's framing, as
+/// an upstream connection does; for the fuzz target.
+#[doc(hidden)]
+pub fn frame_response(input: &[u8], to_head: bool) -> Option<(usize, BodyLength)> {
+    let mut head = ResponseHead::default();
+    let len = head.parse(input).ok()??;
+    Some((len, response_body(&head, to_head).ok()?))
 }
 
 #[cfg(test)]

@@ -90,3 +90,171 @@ fn healthz_waits_for_a_table_and_metrics_count_per_endpoint() {
         6
     );
 }
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn metrics_count_hops_failures_bytes_and_latency() {
+    let admin = free_addr();
+    let mut dp = DataPlane::start_with(&["--admin", &admin.to_string()]);
+    let backend = Backend::text("hello from the backend");
+    dp.push(vec![
+        cloud(
+            "ep_front",
+            "acme",
+            "http://front.example.com",
+            &forward_to("https://app.internal"),
+        ),
+        agent("ep_app", "acme", "https://app.internal", backend.addr),
+        cloud(
+            "ep_lost",
+            "acme",
+            "http://lost.example.com",
+            &forward_to("https://nowhere.internal"),
+        ),
+    ]);
+    for _ in 0..3 {
+        let r = get(dp.http_addr(), "front.example.com", "/x");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "hello from the backend");
+    }
+    assert_eq!(get(dp.http_addr(), "lost.example.com", "/").status, 404);
+
+    let body = admin_get(admin, "/metrics").1;
+    let front = "endpoint_id=\"ep_front\",url=\"http://front.example.com\"";
+    let lost = "endpoint_id=\"ep_lost\",url=\"http://lost.example.com\"";
+    assert_eq!(
+        metric(
+            &body,
+            &format!("innergate_forward_internal_hops_total{{{front}}} ")
+        ),
+        3,
+        "{body}"
+    );
+    assert_eq!(
+        metric(
+            &body,
+            &format!("innergate_forward_internal_failures_total{{{lost},code=\"ERR_IG_3200\"}} ")
+        ),
+        1,
+        "{body}"
+    );
+    assert_eq!(
+        metric(
+            &body,
+            &format!("innergate_http_request_duration_seconds_count{{{front}}} ")
+        ),
+        3,
+        "{body}"
+    );
+    assert_eq!(
+        metric(
+            &body,
+            &format!("innergate_http_request_duration_seconds_bucket{{{front},le=\"+Inf\"}} ")
+        ),
+        3,
+        "{body}"
+    );
+    // Three responses carried the 22-byte body, each after a head.
+    let sent = metric(&body, &format!("innergate_bytes_sent_total{{{front}}} "));
+    assert!(sent > 3 * 22 && sent < 3 * 400, "{body}");
+    let received = metric(
+        &body,
+        &format!("innergate_bytes_received_total{{{front}}} "),
+    );
+    assert!(received >= 3 * 30, "{body}");
+}
+
+#[test]
+fn access_log_writes_a_json_line_per_request_and_reopens_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let mut dp = DataPlane::start_with(&["--access-log", log.to_str().unwrap()]);
+    let backend = Backend::text("hi");
+    dp.push(vec![
+        cloud(
+            "ep_front",
+            "acme",
+            "http://front.example.com",
+            &forward_to("https://app.internal"),
+        ),
+        agent("ep_app", "acme", "https://app.internal", backend.addr),
+    ]);
+    assert_eq!(
+        get(dp.http_addr(), "front.example.com", "/a?q=\"1\"").status,
+        200
+    );
+    assert_eq!(get(dp.http_addr(), "nobody.example.com", "/b").status, 404);
+
+    // Each worker hands its own lines over: lines of two connections may come in
+    // either order.
+    let lines: Vec<serde_json::Value> = wait_for_lines(&log, 2)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first = lines.iter().find(|l| l["status"] == 200).unwrap();
+    assert_eq!(first["endpoint_id"], "ep_front");
+    assert_eq!(first["account"], "acme");
+    assert_eq!(first["forward_internal"], serde_json::json!(["ep_app"]));
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["host"], "front.example.com");
+    assert_eq!(first["path"], "/a?q=\"1\"");
+    assert_eq!(first["status"], 200);
+    assert!(first["bytes_out"].as_u64().unwrap() > 2);
+    assert!(first["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+    let second = lines.iter().find(|l| l["status"] == 404).unwrap();
+    assert_eq!(second["endpoint_id"], "");
+    assert_eq!(second["status"], 404);
+    assert_eq!(second["error_code"], "ERR_IG_3200");
+
+    // logrotate moves the file, then signals: new lines go to a new file.
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    dp.signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !log.exists() {
+        assert!(std::time::Instant::now() < deadline, "log not reopened");
+        // Each request may come before the reopen; it then lands in the old file.
+        assert_eq!(get(dp.http_addr(), "front.example.com", "/c").status, 200);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(get(dp.http_addr(), "front.example.com", "/d").status, 200);
+    let after = wait_for_lines(&log, 1);
+    assert!(
+        after.iter().any(|l| l.contains("\"path\":\"/d\"")),
+        "{after:?}"
+    );
+    assert!(std::fs::read_to_string(&rotated).unwrap().lines().count() >= 2);
+
+    // A clean stop writes what was still buffered.
+    assert_eq!(
+        get(dp.http_addr(), "front.example.com", "/last").status,
+        200
+    );
+    assert!(dp.signal_and_wait(libc::SIGTERM).success());
+    let all = std::fs::read_to_string(&log).unwrap();
+    assert!(all.contains("\"path\":\"/last\""), "{all}");
+}
+
+/// The log's lines once it has at least `n` (workers hand lines over every 250 ms).
+fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} lines expected: {lines:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -119,6 +119,12 @@ impl DataPlane {
         self.ack = self.control().status().unwrap();
     }
 
+    /// Sends `signal` to the running process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.pid() as i32, signal) };
+    }
+
     /// Sends `signal` and waits (up to the test timeout) for the process to exit.
     pub fn signal_and_wait(&mut self, signal: i32) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
