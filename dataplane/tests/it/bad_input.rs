@@ -1,6 +1,7 @@
 //! Bad input (SPEC §8): refused with the right status, never forwarded, no crash.
 
 use std::io::Write;
+use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::support::*;
@@ -174,6 +175,12 @@ fn request_smuggling_table() {
         ("chunk data longer than its size", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n", Refused(400)),
         ("bare LF in chunk framing", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", Refused(400)),
         ("folded trailer", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: a\r\n b\r\n\r\n", Refused(400)),
+        ("CR in a header name", b"GET / HTTP/1.1\r\nHost: app.example.com\r\nX\rY: a\r\n\r\n", Refused(400)),
+        ("NUL in a value", b"GET / HTTP/1.1\r\nHost: app.example.com\r\nX: a\x00b\r\n\r\n", Refused(400)),
+        ("duplicate Host differing in case", b"GET / HTTP/1.1\r\nHost: app.example.com\r\nhost: APP.example.com\r\n\r\n", Refused(400)),
+        ("CL with a plus sign", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: +5\r\n\r\nhello", Refused(400)),
+        ("tab before colon", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nContent-Length\t: 5\r\n\r\nhello", Refused(400)),
+        ("first header line folded", b"GET / HTTP/1.1\r\n Host: app.example.com\r\n\r\n", Refused(400)),
         ("absolute target of its own host", b"GET http://APP.example.com:80/p?q=1 HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
             Forwarded(|r| r.target == "/p?q=1")),
         ("h2c upgrade attempt", b"GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
@@ -209,5 +216,90 @@ fn request_smuggling_table() {
                 assert!(check(seen.last().unwrap()), "{name}: {:?}", seen.last());
             }
         }
+    }
+}
+
+/// Raises this process's open-file limit (children inherit it) to `want` or the hard
+/// limit; returns what it is now.
+fn raise_file_limit(want: u64) -> u64 {
+    // SAFETY: getrlimit/setrlimit write and read one plain struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        if limit.rlim_cur < want {
+            limit.rlim_cur = want.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur
+    }
+}
+
+/// One GET on a raw keep-alive connection; the status, once the whole response (of a
+/// content-length body) has been read.
+fn get_on(stream: &mut TcpStream) -> u16 {
+    use std::io::Read;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed");
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                return head[9..12].parse().unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn ten_thousand_idle_connections_are_held_while_requests_flow() {
+    const IDLE: usize = 10_000;
+    let limit = raise_file_limit(3 * IDLE as u64);
+    assert!(
+        limit >= IDLE as u64 + 2_000,
+        "open-file limit {limit} is too low for this test"
+    );
+    let backend = Backend::text("ok");
+    // Default timeouts: idle keep-alive connections stay for 60 s.
+    let mut dp = DataPlane::start();
+    dp.push(vec![agent(
+        "ep_app",
+        "acme",
+        "http://app.example.com",
+        backend.addr,
+    )]);
+    let addr = dp.http_addr();
+    let mut idle = Vec::with_capacity(IDLE);
+    for i in 0..IDLE {
+        let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        // One request each: from then on an idle keep-alive connection.
+        assert_eq!(get_on(&mut stream), 200, "connection {i}");
+        idle.push(stream);
+        // New connections keep being served while the idle ones pile up.
+        if i % 1000 == 999 {
+            assert_eq!(get(addr, "app.example.com", "/").status, 200, "after {i}");
+        }
+    }
+    for _ in 0..20 {
+        assert_eq!(get(addr, "app.example.com", "/").status, 200);
+    }
+    // Every idle connection is still open: each answers a second request.
+    for (i, stream) in idle.iter_mut().enumerate() {
+        assert_eq!(get_on(stream), 200, "idle connection {i}");
     }
 }

@@ -261,3 +261,80 @@ fn listeners_open_and_close_with_the_table() {
     );
     assert_eq!(get(second, "app.example.com", "/").text(), "8080");
 }
+
+#[test]
+fn a_push_cut_off_midway_leaves_the_served_table_whole() {
+    // What the data plane sees when control dies in the middle of sending a table.
+    let mut dp = DataPlane::start();
+    dp.push(vec![cloud(
+        "ep_a",
+        "acme",
+        "http://app.example.com",
+        &answer("v1"),
+    )]);
+    let next = innergate_table::wire::Message::ApplyTable(TableMessage {
+        version: 2,
+        endpoints: vec![cloud(
+            "ep_a",
+            "acme",
+            "http://app.example.com",
+            &answer("v2"),
+        )],
+    });
+    let mut frame = Vec::new();
+    innergate_table::wire::write_frame(&mut frame, &next).unwrap();
+    for cut in [2, 4, 9, frame.len() / 2, frame.len() - 1] {
+        let mut link = UnixStream::connect(dp.socket()).unwrap();
+        link.write_all(&frame[..cut]).unwrap();
+        drop(link);
+    }
+    // Still the first table, whole.
+    assert_eq!(get(dp.http_addr(), "app.example.com", "/").text(), "v1");
+    assert_eq!(dp.control().status().unwrap().version, 1);
+    // The next complete push is applied.
+    dp.push(vec![cloud(
+        "ep_a",
+        "acme",
+        "http://app.example.com",
+        &answer("v2"),
+    )]);
+    assert_eq!(get(dp.http_addr(), "app.example.com", "/").text(), "v2");
+}
+
+#[test]
+fn a_state_directory_that_cannot_be_written_refuses_the_table_and_keeps_the_old() {
+    let mut dp = DataPlane::start();
+    dp.push(vec![cloud(
+        "ep_a",
+        "acme",
+        "http://app.example.com",
+        &answer("v1"),
+    )]);
+    // A directory where the temporary file must go: no write succeeds (even as root).
+    let blocker = dp.state_dir().join("table.bin.tmp");
+    std::fs::create_dir_all(blocker.join("x")).unwrap();
+    let refused = dp.try_push(vec![cloud(
+        "ep_a",
+        "acme",
+        "http://app.example.com",
+        &answer("v2"),
+    )]);
+    match refused {
+        Err(LinkError::Refused { reason, .. }) => {
+            assert!(reason.contains("state directory"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(get(dp.http_addr(), "app.example.com", "/").text(), "v1");
+    // Once the directory is writable again, tables apply, and a restart serves the
+    // last one applied.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    dp.push(vec![cloud(
+        "ep_a",
+        "acme",
+        "http://app.example.com",
+        &answer("v3"),
+    )]);
+    dp.restart();
+    assert_eq!(get(dp.http_addr(), "app.example.com", "/").text(), "v3");
+}

@@ -377,3 +377,72 @@ fn websocket_upgrades_become_tunnels_through_forward_internal() {
     stream.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
 }
+
+/// An upstream that answers every request with `head_and_part` and then closes.
+fn truncating_upstream(head_and_part: &'static [u8]) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(head_and_part);
+                // Dropped: the connection closes in the middle of the body.
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_upstream_closing_mid_response_ends_that_client_connection_only() {
+    // A small body is read whole before the head goes out: its loss is a clean 502.
+    let small = truncating_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly part");
+    // A large or chunked body streams: the head is out before the upstream fails.
+    let large = truncating_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\nonly part");
+    let chunked = truncating_upstream(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\nwo",
+    );
+    let healthy = Backend::text("still fine");
+    let mut dp = DataPlane::start();
+    dp.push(vec![
+        agent("ep_small", "acme", "http://small.example.com", small),
+        agent("ep_large", "acme", "http://large.example.com", large),
+        agent("ep_chunked", "acme", "http://chunked.example.com", chunked),
+        agent("ep_ok", "acme", "http://ok.example.com", healthy.addr),
+    ]);
+    let res = get(dp.http_addr(), "small.example.com", "/");
+    assert_eq!(res.status, 502);
+    assert_eq!(res.error_code(), Some("ERR_IG_3007"));
+    for host in ["large.example.com", "chunked.example.com"] {
+        let mut conn = HttpConn::connect(dp.http_addr());
+        conn.send(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        // The client sees a response that ends before its framing says it is complete,
+        // then the connection closes; never a response that looks whole.
+        assert!(
+            conn.try_read_response().is_none(),
+            "{host}: a truncated response must not read as complete"
+        );
+        assert!(conn.is_closed(), "{host}: connection left open");
+    }
+    // Both workers serve on, keep-alive included.
+    let mut conn = HttpConn::connect(dp.http_addr());
+    for _ in 0..3 {
+        assert_eq!(conn.get("ok.example.com", "/").text(), "still fine");
+    }
+    for _ in 0..4 {
+        assert_eq!(
+            get(dp.http_addr(), "ok.example.com", "/").text(),
+            "still fine"
+        );
+    }
+}
