@@ -1,8 +1,9 @@
 //! The Endpoints API over HTTP/1.1 JSON (SPEC §6), on axum.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -25,8 +26,37 @@ pub fn router(core: CoreHandle) -> Router {
         .route("/endpoints", post(create).get(list))
         .route("/endpoints/{id}", get(get_one).patch(update).delete(delete))
         .route("/endpoints/{id}/lease", post(renew_lease))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(core.clone(), count_call))
         .fallback(|| async { ApiError::bad_query("no such route; see /endpoints") })
         .with_state(core)
+}
+
+/// Counts every call of a known route by its pattern, method and status.
+async fn count_call(
+    State(core): State<CoreHandle>,
+    route: MatchedPath,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = route.as_str().to_string();
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    core.metrics
+        .record_call(&route, &method, response.status().as_u16());
+    response
+}
+
+/// `GET /metrics`: control's Prometheus text (aggregates only; no key needed).
+async fn metrics(State(core): State<CoreHandle>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        core.metrics.render(),
+    )
+        .into_response()
 }
 
 /// The account the request's bearer key belongs to.

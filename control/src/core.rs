@@ -8,7 +8,8 @@
 //! connects.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::mpsc;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use crate::endpoint::{
 };
 use crate::error::ApiError;
 use crate::link::{DataPlaneLink, Pushed};
+use crate::metrics::ControlMetrics;
 use crate::store::{Account, EndpointChange, Store};
 
 /// How often leases are checked and the data plane's table compared with ours.
@@ -89,6 +91,8 @@ pub struct CoreConfig {
 #[derive(Clone, Debug)]
 pub struct CoreHandle {
     tx: mpsc::Sender<Command>,
+    /// What `GET /metrics` shows.
+    pub metrics: Arc<ControlMetrics>,
 }
 
 impl CoreHandle {
@@ -129,7 +133,9 @@ pub fn spawn(
         .filter(|e| e.is_agent())
         .map(|e| (e.id.clone(), now + config.lease_ttl))
         .collect();
+    let metrics = Arc::new(ControlMetrics::default());
     let core = Core {
+        metrics: metrics.clone(),
         store,
         endpoints: stored.into_iter().map(|e| (e.id.clone(), e)).collect(),
         version,
@@ -144,7 +150,7 @@ pub fn spawn(
         .name("ig-control-core".into())
         .spawn(move || core.run(rx))
         .map_err(ApiError::internal)?;
-    Ok(CoreHandle { tx })
+    Ok(CoreHandle { tx, metrics })
 }
 
 struct Core {
@@ -159,6 +165,7 @@ struct Core {
     leases: HashMap<String, Instant>,
     config: CoreConfig,
     ids: IdGen,
+    metrics: Arc<ControlMetrics>,
 }
 
 /// One change to the endpoint set.
@@ -180,6 +187,7 @@ impl Core {
             if Instant::now() >= next_tick {
                 self.expire_leases();
                 self.sync();
+                self.update_gauges();
                 next_tick = Instant::now() + TICK;
             }
         }
@@ -220,6 +228,27 @@ impl Core {
                 let _ = reply.send(self.renew(&account, &id));
             }
         }
+    }
+
+    fn update_gauges(&self) {
+        let m = &self.metrics;
+        m.endpoints
+            .store(self.endpoints.len() as u64, Ordering::Relaxed);
+        m.leases_active
+            .store(self.leases.len() as u64, Ordering::Relaxed);
+        m.table_version.store(self.version, Ordering::Relaxed);
+        m.data_plane_in_sync
+            .store(u64::from(self.in_sync), Ordering::Relaxed);
+    }
+
+    /// Counts a push by its outcome.
+    fn count_push(&self, pushed: &Pushed) {
+        let counter = match pushed {
+            Pushed::Applied => &self.metrics.pushes_applied,
+            Pushed::Refused(_) => &self.metrics.pushes_refused,
+            Pushed::Unavailable(_) => &self.metrics.pushes_undelivered,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     fn create_account(&mut self, name: &str) -> Result<(Account, String), ApiError> {
@@ -375,6 +404,7 @@ impl Core {
         }
         self.leases
             .insert(id.to_string(), Instant::now() + self.config.lease_ttl);
+        self.metrics.lease_renewals.fetch_add(1, Ordering::Relaxed);
         Ok(LeaseView {
             id: id.to_string(),
             expires_in_secs: self.config.lease_ttl.as_secs(),
@@ -399,10 +429,12 @@ impl Core {
         }
         EndpointTable::from_records(self.version + 1, &records)?;
         let version = self.version + 1;
-        match self.link.push(TableMessage {
+        let pushed = self.link.push(TableMessage {
             version,
             endpoints: records,
-        }) {
+        });
+        self.count_push(&pushed);
+        match pushed {
             Pushed::Applied => self.in_sync = true,
             Pushed::Refused(reason) => {
                 log::warn!("data plane refused table version {version}: {reason}");
@@ -447,7 +479,10 @@ impl Core {
         for id in expired {
             self.leases.remove(&id);
             match self.apply(Change::Delete(id.clone())) {
-                Ok(()) => log::info!("agent endpoint {id} removed: its lease expired"),
+                Ok(()) => {
+                    self.metrics.lease_expiries.fetch_add(1, Ordering::Relaxed);
+                    log::info!("agent endpoint {id} removed: its lease expired")
+                }
                 Err(e) => log::error!("cannot remove expired agent endpoint {id}: {e}"),
             }
         }
@@ -473,10 +508,12 @@ impl Core {
             .values()
             .map(StoredEndpoint::record)
             .collect();
-        match self.link.push(TableMessage {
+        let pushed = self.link.push(TableMessage {
             version,
             endpoints: records,
-        }) {
+        });
+        self.count_push(&pushed);
+        match pushed {
             Pushed::Applied => {
                 if version != self.version {
                     if let Err(e) = self.store.commit(version, &[]) {

@@ -13,6 +13,7 @@ pub mod core;
 pub mod endpoint;
 pub mod error;
 pub mod link;
+pub mod metrics;
 pub mod serve;
 pub mod store;
 pub mod up;

@@ -185,3 +185,92 @@ fn paging_is_newest_first() {
     let newest_first: Vec<String> = ids.into_iter().rev().collect();
     assert_eq!(seen, newest_first);
 }
+
+#[test]
+fn metrics_count_calls_pushes_and_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let dp = DataPlane::start(dir.path());
+    let control = Control::start(&dir.path().join("control"), Some(&dp.socket));
+    let api = control.client(&control.account("alice"));
+    api.create(&cloud("http://app.example.com", HELLO)).unwrap();
+    assert_eq!(api.get("ep_nope").unwrap_err().status_code, 404);
+    let agent = api
+        .create(&CreateEndpoint {
+            url: "http://agent.example.com".into(),
+            upstream_url: Some("http://127.0.0.1:9".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    api.renew_lease(&agent.id).unwrap();
+    // A port some other program holds: the data plane refuses the table.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let url = format!("http://busy.example.com:{port}");
+    assert_eq!(
+        api.create(&cloud(&url, HELLO)).unwrap_err().status_code,
+        422
+    );
+
+    let addr: std::net::SocketAddr = control.api.trim_start_matches("http://").parse().unwrap();
+    let mut body = String::new();
+    eventually("gauges updated", || {
+        body = get_metrics(addr);
+        metric(&body, "innergate_control_endpoints ") == 2
+    });
+    let count = |line: &str| metric(&body, line);
+    assert_eq!(
+        count("innergate_control_api_requests_total{route=\"/endpoints\",method=\"POST\",status=\"201\"} "),
+        2,
+        "{body}"
+    );
+    assert_eq!(
+        count("innergate_control_api_requests_total{route=\"/endpoints/{id}\",method=\"GET\",status=\"404\"} "),
+        1,
+        "{body}"
+    );
+    assert_eq!(
+        count("innergate_control_api_requests_total{route=\"/endpoints\",method=\"POST\",status=\"422\"} "),
+        1,
+        "{body}"
+    );
+    // The two creates, and a first sync when the link came up before them.
+    let applied = count("innergate_control_pushes_total{result=\"applied\"} ");
+    assert!((2..=3).contains(&applied), "{body}");
+    assert_eq!(
+        count("innergate_control_pushes_total{result=\"refused\"} "),
+        1,
+        "{body}"
+    );
+    assert_eq!(
+        count("innergate_control_lease_renewals_total "),
+        1,
+        "{body}"
+    );
+    assert_eq!(count("innergate_control_leases_active "), 1, "{body}");
+    assert_eq!(count("innergate_control_table_version "), 2, "{body}");
+    assert_eq!(count("innergate_control_data_plane_in_sync "), 1, "{body}");
+}
+
+fn metric(body: &str, line_start: &str) -> u64 {
+    body.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// `GET /metrics` from control's API listener.
+fn get_metrics(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: control\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    raw.split_once("\r\n\r\n").unwrap().1.to_string()
+}
