@@ -116,6 +116,11 @@ pub fn show_endpoint(e: &EndpointView) -> String {
     line("binding", &e.bindings.join(","));
     line("upstream", e.upstream_url.as_deref().unwrap_or(""));
     line("pooling", if e.pooling_enabled { "enabled" } else { "" });
+    let body_limit = match e.max_request_body_bytes {
+        0 => String::new(),
+        n => format!("{n} bytes"),
+    };
+    line("max body", &body_limit);
     line("description", &e.description);
     line("metadata", &e.metadata);
     line("created", &e.created_at);

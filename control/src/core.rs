@@ -302,6 +302,7 @@ impl Core {
             upstream_url: body.upstream_url,
             traffic_policy: body.traffic_policy.unwrap_or_default(),
             pooling_enabled: body.pooling_enabled.unwrap_or(false),
+            max_request_body_bytes: body.max_request_body_bytes.unwrap_or(0),
             description: body.description.unwrap_or_default(),
             metadata: body.metadata.unwrap_or_default(),
             updated_at: created_at.clone(),
@@ -342,6 +343,9 @@ impl Core {
         }
         if let Some(v) = body.pooling_enabled {
             endpoint.pooling_enabled = v;
+        }
+        if let Some(v) = body.max_request_body_bytes {
+            endpoint.max_request_body_bytes = v;
         }
         if let Some(v) = body.description {
             endpoint.description = v;

@@ -20,6 +20,10 @@ pub struct StoredEndpoint {
     pub traffic_policy: String,
     /// Whether it pools with endpoints of the same URL.
     pub pooling_enabled: bool,
+    /// The largest request body in bytes (0: no limit). Absent in stores written
+    /// before it existed.
+    #[serde(default)]
+    pub max_request_body_bytes: u64,
     /// Free text.
     pub description: String,
     /// Free text for machines.
@@ -41,6 +45,7 @@ impl StoredEndpoint {
             upstream: self.upstream_url.clone().unwrap_or_default(),
             pooling_enabled: self.pooling_enabled,
             traffic_policy: self.traffic_policy.clone(),
+            max_request_body: self.max_request_body_bytes,
         }
     }
 
@@ -73,6 +78,7 @@ impl StoredEndpoint {
             traffic_policy: self.traffic_policy.clone(),
             upstream_url: self.upstream_url.clone(),
             pooling_enabled: self.pooling_enabled,
+            max_request_body_bytes: self.max_request_body_bytes,
             description: self.description.clone(),
             metadata: self.metadata.clone(),
             created_at: self.created_at.clone(),
@@ -108,6 +114,9 @@ pub struct EndpointView {
     pub upstream_url: Option<String>,
     /// Whether it pools.
     pub pooling_enabled: bool,
+    /// The largest request body in bytes (0: no limit); larger requests get 413.
+    #[serde(default)]
+    pub max_request_body_bytes: u64,
     /// Free text.
     pub description: String,
     /// Free text for machines.
@@ -139,6 +148,9 @@ pub struct CreateEndpoint {
     /// Pool with endpoints of the same URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooling_enabled: Option<bool>,
+    /// The largest request body in bytes (http/https; 0 or absent: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body_bytes: Option<u64>,
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -166,6 +178,9 @@ pub struct UpdateEndpoint {
     /// Pooling on or off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooling_enabled: Option<bool>,
+    /// A new request body limit in bytes (0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body_bytes: Option<u64>,
     /// New free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,

@@ -140,6 +140,9 @@ enum EndpointsCommand {
         upstream_url: Option<String>,
         #[arg(long)]
         pooling_enabled: bool,
+        /// The largest request body in bytes (413 above; http/https only).
+        #[arg(long)]
+        max_request_body_bytes: Option<u64>,
         #[arg(long)]
         description: Option<String>,
         #[arg(long)]
@@ -167,6 +170,9 @@ enum EndpointsCommand {
         upstream_url: Option<String>,
         #[arg(long)]
         pooling_enabled: Option<bool>,
+        /// A new request body limit in bytes (0: none).
+        #[arg(long)]
+        max_request_body_bytes: Option<u64>,
         #[arg(long)]
         description: Option<String>,
         #[arg(long)]
@@ -318,6 +324,7 @@ fn endpoints(command: EndpointsCommand, access: &ApiAccess) -> Result<(), String
             traffic_policy,
             upstream_url,
             pooling_enabled,
+            max_request_body_bytes,
             description,
             metadata,
         } => {
@@ -328,6 +335,7 @@ fn endpoints(command: EndpointsCommand, access: &ApiAccess) -> Result<(), String
                 traffic_policy: traffic_policy.as_deref().map(policy_arg).transpose()?,
                 upstream_url,
                 pooling_enabled: Some(pooling_enabled),
+                max_request_body_bytes,
                 description,
                 metadata,
             };
@@ -351,6 +359,7 @@ fn endpoints(command: EndpointsCommand, access: &ApiAccess) -> Result<(), String
             traffic_policy,
             upstream_url,
             pooling_enabled,
+            max_request_body_bytes,
             description,
             metadata,
         } => {
@@ -360,6 +369,7 @@ fn endpoints(command: EndpointsCommand, access: &ApiAccess) -> Result<(), String
                 traffic_policy: traffic_policy.as_deref().map(policy_arg).transpose()?,
                 upstream_url,
                 pooling_enabled,
+                max_request_body_bytes,
                 description,
                 metadata,
             };
@@ -411,7 +421,7 @@ fn agent(proto: &str, args: AgentArgs) -> Result<(), String> {
             upstream_url: Some(upstream.clone()),
             pooling_enabled: Some(args.pooling_enabled),
             description: Some(format!("innergate {proto} agent")),
-            metadata: None,
+            ..Default::default()
         })
         .map_err(|e| e.to_string())?;
     if args.access.json {

@@ -24,6 +24,8 @@ pub(crate) enum ProxyError {
     AmbiguousFraming,
     /// The request has no usable Host.
     MissingHost,
+    /// The request body is larger than an endpoint of the chain accepts.
+    BodyTooLarge,
     /// No endpoint serves this host (or the host is internal).
     NoEndpoint,
     /// forward-internal named no endpoint of the account.
@@ -67,6 +69,7 @@ impl ProxyError {
         match self {
             MalformedRequest | AmbiguousFraming | MissingHost => 400,
             HeadersTooLarge => 431,
+            BodyTooLarge => 413,
             NoEndpoint | ForwardTargetMissing | ForwardInvalidTarget => 404,
             ForwardLoop | ForwardTooManyHops => 508,
             Denied | Restricted => 403,
@@ -91,6 +94,7 @@ impl ProxyError {
             HeadersTooLarge => "ERR_IG_1001",
             AmbiguousFraming => "ERR_IG_1002",
             MissingHost => "ERR_IG_1003",
+            BodyTooLarge => "ERR_IG_1004",
             NoEndpoint | ForwardTargetMissing => "ERR_IG_3200",
             ForwardWrongFamily => "ERR_IG_3201",
             ForwardInvalidTarget => "ERR_IG_3204",
@@ -118,6 +122,7 @@ impl ProxyError {
             HeadersTooLarge => "request header fields too large",
             AmbiguousFraming => "invalid or conflicting Content-Length / Transfer-Encoding",
             MissingHost => "missing, repeated or invalid Host header",
+            BodyTooLarge => "request body larger than the endpoint accepts",
             NoEndpoint => "endpoint is offline: no endpoint serves this host",
             ForwardTargetMissing => "endpoint is offline: forward-internal target not found",
             ForwardWrongFamily => "forward-internal target is of another protocol family",
@@ -142,7 +147,9 @@ impl ProxyError {
     pub(crate) fn side(self) -> Side {
         use ProxyError::*;
         match self {
-            MalformedRequest | HeadersTooLarge | AmbiguousFraming | MissingHost => Side::Client,
+            MalformedRequest | HeadersTooLarge | AmbiguousFraming | MissingHost | BodyTooLarge => {
+                Side::Client
+            }
             UpstreamUnreachable
             | UpstreamTimeout
             | UpstreamInvalidResponse

@@ -55,6 +55,8 @@ pub(crate) struct Route {
     pub(crate) pool: PoolIdx,
     /// Where this endpoint's counters live, stable across tables.
     pub(crate) stats_slot: usize,
+    /// The largest request body it accepts.
+    pub(crate) max_request_body: Option<u64>,
 }
 
 /// Hosts of one namespace: exact names beat wildcards; the longest wildcard suffix wins.
@@ -282,6 +284,7 @@ impl RouteTable {
                 target,
                 pool,
                 stats_slot: slots.slot(&ep.id, &ep.url.to_string()),
+                max_request_body: ep.max_request_body,
             });
         }
         Ok(routes)

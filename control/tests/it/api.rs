@@ -274,3 +274,62 @@ fn get_metrics(addr: std::net::SocketAddr) -> String {
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     raw.split_once("\r\n\r\n").unwrap().1.to_string()
 }
+
+#[test]
+fn a_request_body_limit_is_kept_shown_and_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let dp = DataPlane::start(dir.path());
+    let control = Control::start(&dir.path().join("control"), Some(&dp.socket));
+    let api = control.client(&control.account("alice"));
+    let created = api
+        .create(&CreateEndpoint {
+            max_request_body_bytes: Some(8),
+            ..cloud("http://app.example.com", HELLO)
+        })
+        .unwrap();
+    assert_eq!(created.max_request_body_bytes, 8);
+    let addr = dp.http_addr();
+    let post = |body: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        raw
+    };
+    // A cloud endpoint answers without reading the body, but the limit still holds.
+    assert!(post("12345678").starts_with("HTTP/1.1 200"));
+    assert!(post("123456789").starts_with("HTTP/1.1 413"));
+
+    let updated = api
+        .update(
+            &created.id,
+            &UpdateEndpoint {
+                max_request_body_bytes: Some(0),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(updated.max_request_body_bytes, 0);
+    eventually("the limit lifted", || {
+        post("123456789").starts_with("HTTP/1.1 200")
+    });
+
+    // A tcp endpoint carries no requests: a limit there is a mistake.
+    let e = api
+        .create(&CreateEndpoint {
+            url: "tcp://127.0.0.1:29999".into(),
+            upstream_url: Some("tcp://127.0.0.1:9".into()),
+            max_request_body_bytes: Some(8),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(e.status_code, 400, "{e}");
+    assert!(e.msg.contains("max_request_body"), "{e}");
+}

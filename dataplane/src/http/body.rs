@@ -20,6 +20,8 @@ pub(crate) enum CopyError {
     Framing,
     /// The receiver failed or timed out.
     Sink,
+    /// The body is longer than allowed.
+    TooLarge,
 }
 
 /// Whether chunked framing is passed on or removed.
@@ -33,7 +35,9 @@ pub(crate) enum Chunking {
 
 /// Moves one body of `length` from `src` (with bytes already in `rb`) to `dst`, adding
 /// the bytes written to `moved` (framing included) as they go. Every read and write
-/// must finish within `timeout`.
+/// must finish within `timeout`. A chunked body whose payload would pass `limit` bytes
+/// stops before the chunk that passes it, with [`CopyError::TooLarge`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn copy<R: AsyncReadRent, W: AsyncWriteRentExt>(
     src: &mut R,
     rb: &mut ReadBuf,
@@ -42,6 +46,7 @@ pub(crate) async fn copy<R: AsyncReadRent, W: AsyncWriteRentExt>(
     chunking: Chunking,
     timeout: Duration,
     moved: &mut u64,
+    limit: u64,
 ) -> Result<(), CopyError> {
     match length {
         BodyLength::Empty => Ok(()),
@@ -58,6 +63,7 @@ pub(crate) async fn copy<R: AsyncReadRent, W: AsyncWriteRentExt>(
         }
         BodyLength::Chunked => {
             let mut decoder = ChunkedDecoder::new();
+            let mut payload = 0u64;
             loop {
                 if rb.is_empty() {
                     fill(src, rb, timeout).await?;
@@ -69,7 +75,14 @@ pub(crate) async fn copy<R: AsyncReadRent, W: AsyncWriteRentExt>(
                         let mut done = false;
                         while pass < rb.len() {
                             match decoder.next(&rb.bytes()[pass..]) {
-                                Ok(Chunk::Data(n) | Chunk::Framing(n)) => pass += n,
+                                Ok(Chunk::Data(n)) => {
+                                    payload += n as u64;
+                                    if payload > limit {
+                                        return Err(CopyError::TooLarge);
+                                    }
+                                    pass += n;
+                                }
+                                Ok(Chunk::Framing(n)) => pass += n,
                                 Ok(Chunk::End(n)) => {
                                     pass += n;
                                     done = true;
@@ -86,7 +99,13 @@ pub(crate) async fn copy<R: AsyncReadRent, W: AsyncWriteRentExt>(
                     Chunking::Remove => {
                         while !rb.is_empty() {
                             match decoder.next(rb.bytes()) {
-                                Ok(Chunk::Data(n)) => write(rb, dst, n, timeout, moved).await?,
+                                Ok(Chunk::Data(n)) => {
+                                    payload += n as u64;
+                                    if payload > limit {
+                                        return Err(CopyError::TooLarge);
+                                    }
+                                    write(rb, dst, n, timeout, moved).await?
+                                }
                                 Ok(Chunk::Framing(n)) => rb.consume(n),
                                 Ok(Chunk::End(n)) => {
                                     rb.consume(n);

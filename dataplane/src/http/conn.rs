@@ -82,6 +82,8 @@ struct Scratch {
 #[derive(Clone, Copy, Debug)]
 struct RequestFacts {
     body: BodyLength,
+    /// The most body bytes the endpoints of the chain accept (known once routed).
+    body_limit: u64,
     keep_alive: bool,
     is_head: bool,
     minor_version: u8,
@@ -166,6 +168,7 @@ async fn serve_one<S: ClientStream>(
     };
     let facts = RequestFacts {
         body,
+        body_limit: u64::MAX,
         keep_alive: s.req.wants_keep_alive(),
         is_head: s.req.is_head(),
         minor_version: s.req.minor_version,
@@ -198,7 +201,27 @@ async fn serve_one<S: ClientStream>(
     }
     let info = request_info(&client.info, host, facts);
     let slot = table.route(entry).stats_slot;
-    let next = match policy::run_request(&table, entry, &mut s.req, info, &mut s.state) {
+    let outcome = policy::run_request(&table, entry, &mut s.req, info, &mut s.state);
+    // The strictest body limit of the endpoints the request passed through holds
+    // whoever answers it.
+    let body_limit = s
+        .state
+        .chain
+        .iter()
+        .filter_map(|&e| table.route(e).max_request_body)
+        .min()
+        .unwrap_or(u64::MAX);
+    let facts = RequestFacts {
+        body_limit,
+        ..facts
+    };
+    let too_large = matches!(facts.body, BodyLength::Fixed(n) if n > body_limit);
+    let next = match outcome {
+        RequestOutcome::Close => return Next::Close,
+        _ if too_large => {
+            let e = ProxyError::BodyTooLarge;
+            Box::pin(answer_error_keep(client, s, e, facts)).await
+        }
         RequestOutcome::Upstream(addr) => {
             // Boxed for the time of the exchange only: an idle connection's task
             // then holds none of the proxy path's state.
@@ -210,7 +233,6 @@ async fn serve_one<S: ClientStream>(
             ))
             .await
         }
-        RequestOutcome::Close => return Next::Close,
     };
     let exchange = stats::Exchange {
         status: s.resp.status,
@@ -407,6 +429,7 @@ async fn proxy<S: ClientStream>(
                 Chunking::Keep,
                 config.body_timeout,
                 &mut s.received,
+                facts.body_limit,
             )
             .await;
             match copied {
@@ -414,6 +437,10 @@ async fn proxy<S: ClientStream>(
                 Err(CopyError::Source) => return Next::Close,
                 Err(CopyError::Framing) => {
                     return Box::pin(answer_error(client, s, ProxyError::AmbiguousFraming)).await
+                }
+                // The upstream saw part of a body and loses the connection.
+                Err(CopyError::TooLarge) => {
+                    return Box::pin(answer_error(client, s, ProxyError::BodyTooLarge)).await
                 }
                 Err(CopyError::Sink) => {
                     return Box::pin(answer_error(client, s, ProxyError::UpstreamClosed)).await
@@ -536,6 +563,7 @@ async fn proxy<S: ClientStream>(
         chunking,
         config.upstream_read_timeout,
         &mut s.sent,
+        u64::MAX,
     )
     .await;
     match copied {
@@ -826,6 +854,7 @@ async fn answer_error<S: ClientStream>(
 ) -> Next {
     let facts = RequestFacts {
         body: BodyLength::Empty,
+        body_limit: u64::MAX,
         keep_alive: false,
         is_head: false,
         minor_version: 1,

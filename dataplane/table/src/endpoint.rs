@@ -175,6 +175,8 @@ pub struct Endpoint {
     pub pooling_enabled: bool,
     /// The parsed policy, shared between endpoints with the same text.
     pub policy: Arc<Policy>,
+    /// The largest request body it accepts (413 above); http and https only.
+    pub max_request_body: Option<u64>,
 }
 
 /// An endpoint as it travels: the same fields in their written form.
@@ -194,6 +196,8 @@ pub struct EndpointRecord {
     pub pooling_enabled: bool,
     /// The policy document text (YAML or JSON); may be empty.
     pub traffic_policy: String,
+    /// The largest request body in bytes; 0 for no limit.
+    pub max_request_body: u64,
 }
 
 /// Why an endpoint was refused.
@@ -228,6 +232,9 @@ pub enum EndpointError {
     /// No account was named.
     #[error("endpoint {0} has no account")]
     MissingAccount(String),
+    /// A request body limit on an endpoint that carries no requests.
+    #[error("max_request_body applies to http and https endpoints, not {0}")]
+    BodyLimitOnStream(Scheme),
 }
 
 impl Endpoint {
@@ -281,6 +288,10 @@ impl Endpoint {
             None => Arc::new(Policy::parse(&record.traffic_policy)?),
         };
         policy.validate_for(&url, binding, &kind)?;
+        let max_request_body = (record.max_request_body > 0).then_some(record.max_request_body);
+        if max_request_body.is_some() && url.scheme.family() != crate::url::Family::Http {
+            return Err(EndpointError::BodyLimitOnStream(url.scheme));
+        }
         Ok(Endpoint {
             id: record.id.clone(),
             account: record.account.clone(),
@@ -289,6 +300,7 @@ impl Endpoint {
             kind,
             pooling_enabled: record.pooling_enabled,
             policy,
+            max_request_body,
         })
     }
 }

@@ -113,6 +113,7 @@ impl TableError {
                     PolicyErrorKind::NotTerminating => "ERR_IG_7109",
                 },
                 EndpointError::InvalidId(_) | EndpointError::MissingAccount(_) => "ERR_IG_7104",
+                EndpointError::BodyLimitOnStream(_) => "ERR_IG_7111",
             },
             TableError::DuplicateId(_) => "ERR_IG_7105",
             TableError::PoolingConflict { .. } | TableError::MixedPooling { .. } => "ERR_IG_7106",

@@ -9,8 +9,13 @@ use std::io::{self, Read, Write};
 
 use crate::endpoint::EndpointRecord;
 
-/// The version of this wire format. A peer speaking another version is refused.
-pub const WIRE_VERSION: u8 = 1;
+/// The version of this wire format. A peer speaking another version is refused, except
+/// that version 1 tables (from a state cache written before an upgrade) are still read.
+/// Version 2 added each endpoint's `max_request_body`.
+pub const WIRE_VERSION: u8 = 2;
+
+/// The oldest version whose tables are still read.
+const OLDEST_READ: u8 = 1;
 
 /// The largest frame either side accepts (a 100,000-endpoint table is ≈ 30 MiB).
 pub const MAX_FRAME: usize = 512 << 20;
@@ -193,6 +198,7 @@ impl Message {
                     put_str(out, &e.upstream);
                     out.push(e.pooling_enabled as u8);
                     put_str(out, &e.traffic_policy);
+                    out.extend_from_slice(&e.max_request_body.to_be_bytes());
                 }
             }
             Message::Applied(ack) | Message::Status(ack) => {
@@ -220,15 +226,20 @@ impl Message {
     /// Decodes one payload, refusing anything left over.
     pub fn read(payload: &[u8]) -> Result<Message, InvalidMessage> {
         let mut r = Reader::new(payload);
-        let version = r.u8()?;
-        if version != WIRE_VERSION {
-            return Err(InvalidMessage::UnsupportedVersion(version));
+        let wire = r.u8()?;
+        if !(OLDEST_READ..=WIRE_VERSION).contains(&wire) {
+            return Err(InvalidMessage::UnsupportedVersion(wire));
         }
-        let msg = match r.u8()? {
+        let kind = r.u8()?;
+        if wire != WIRE_VERSION && kind != KIND_APPLY {
+            return Err(InvalidMessage::UnsupportedVersion(wire));
+        }
+        let msg = match kind {
             KIND_APPLY => {
                 let version = r.u64()?;
-                // Six length prefixes and a bool: 25 bytes at least per endpoint.
-                let n = r.count(25)?;
+                // Six length prefixes and a bool (and, from version 2, a u64): 25 or 33
+                // bytes at least per endpoint.
+                let n = r.count(if wire >= 2 { 33 } else { 25 })?;
                 let mut endpoints = Vec::with_capacity(n);
                 for _ in 0..n {
                     endpoints.push(EndpointRecord {
@@ -239,6 +250,7 @@ impl Message {
                         upstream: r.string()?,
                         pooling_enabled: r.bool()?,
                         traffic_policy: r.string()?,
+                        max_request_body: if wire >= 2 { r.u64()? } else { 0 },
                     });
                 }
                 Message::ApplyTable(TableMessage { version, endpoints })
@@ -338,6 +350,7 @@ mod tests {
                 upstream: "8080".into(),
                 pooling_enabled: true,
                 traffic_policy: "on_http_request: []".into(),
+                max_request_body: 1 << 20,
             }],
         }));
         let ack = Ack {
@@ -363,12 +376,33 @@ mod tests {
             Err(InvalidMessage::UnsupportedVersion(9))
         );
         assert_eq!(
-            Message::read(&[1, 99]),
+            Message::read(&[WIRE_VERSION, 99]),
             Err(InvalidMessage::UnknownKind(99))
+        );
+        // Version 1 is read for tables only (a state cache from before an upgrade).
+        assert_eq!(
+            Message::read(&[1, KIND_STATUS_REQUEST]),
+            Err(InvalidMessage::UnsupportedVersion(1))
         );
         let mut forged = vec![WIRE_VERSION, KIND_APPLY];
         forged.extend_from_slice(&1u64.to_be_bytes());
         forged.extend_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(Message::read(&forged), Err(InvalidMessage::Truncated));
+    }
+
+    #[test]
+    fn version_1_tables_are_still_read() {
+        let mut v1 = vec![1, KIND_APPLY];
+        v1.extend_from_slice(&5u64.to_be_bytes());
+        v1.extend_from_slice(&1u32.to_be_bytes());
+        for field in ["ep_1", "a", "http://x.example.com", "public", ""] {
+            put_str(&mut v1, field);
+        }
+        v1.push(0);
+        put_str(&mut v1, "");
+        let table = decode_table(&v1).unwrap();
+        assert_eq!(table.version, 5);
+        assert_eq!(table.endpoints[0].url, "http://x.example.com");
+        assert_eq!(table.endpoints[0].max_request_body, 0);
     }
 }

@@ -3,6 +3,8 @@
 use std::io::Read;
 use std::time::Duration;
 
+use innergate_table::EndpointRecord;
+
 use crate::support::*;
 
 fn proxy_to(backend: &Backend) -> DataPlane {
@@ -445,4 +447,56 @@ fn an_upstream_closing_mid_response_ends_that_client_connection_only() {
             "still fine"
         );
     }
+}
+
+#[test]
+fn request_bodies_above_an_endpoint_limit_get_413_and_are_not_forwarded() {
+    let backend = Backend::echo();
+    let mut dp = DataPlane::start();
+    let limited = |mut r: EndpointRecord, limit: u64| {
+        r.max_request_body = limit;
+        r
+    };
+    dp.push(vec![
+        limited(
+            agent("ep_app", "acme", "http://app.example.com", backend.addr),
+            10,
+        ),
+        // The limit of an endpoint further down the chain counts too.
+        cloud(
+            "ep_front",
+            "acme",
+            "http://front.example.com",
+            &forward_to("https://inner.internal"),
+        ),
+        limited(
+            agent("ep_inner", "acme", "https://inner.internal", backend.addr),
+            4,
+        ),
+    ]);
+    let addr = dp.http_addr();
+    let mut conn = HttpConn::connect(addr);
+    assert_eq!(
+        conn.request("POST", "app.example.com", "/", b"0123456789")
+            .text(),
+        "0123456789"
+    );
+    let res = conn.request("POST", "app.example.com", "/", b"0123456789A");
+    assert_eq!(res.status, 413);
+    assert_eq!(res.error_code(), Some("ERR_IG_1004"));
+    assert_eq!(backend.requests().len(), 1);
+
+    // A chunked body is cut off at the chunk that passes the limit.
+    let (res, mut conn) = raw(
+        addr,
+        b"POST / HTTP/1.1\r\nHost: app.example.com\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n6\r\n6789AB\r\n0\r\n\r\n",
+    );
+    assert_eq!(res.status, 413);
+    assert!(conn.is_closed());
+
+    let res = HttpConn::connect(addr).request("POST", "front.example.com", "/", b"12345");
+    assert_eq!(res.status, 413);
+    let res = HttpConn::connect(addr).request("POST", "front.example.com", "/", b"1234");
+    assert_eq!(res.status, 200);
+    assert_eq!(backend.requests().len(), 2, "{:?}", backend.requests());
 }
