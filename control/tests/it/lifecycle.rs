@@ -148,3 +148,71 @@ fn a_refusal_by_the_data_plane_rolls_the_change_back() {
         "Hello world!"
     );
 }
+
+/// The status of a GET, or `None` when nothing answered.
+fn try_status(addr: std::net::SocketAddr, host: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    raw.split(' ').nth(1)?.parse().ok()
+}
+
+#[test]
+fn a_data_plane_killed_under_load_serves_its_cached_table_and_gets_what_it_missed() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let port_map = format!("80={port}");
+    let mut dp = DataPlane::start_with(dir.path(), &["--port-map", &port_map]);
+    let control = Control::start(&dir.path().join("control"), Some(&dp.socket));
+    let api = control.client(&control.account("alice"));
+    api.create(&cloud("http://app.example.com", HELLO)).unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eq!(http_get(addr, "app.example.com").1, "Hello world!");
+
+    let stop = AtomicBool::new(false);
+    let answered = AtomicUsize::new(0);
+    let wrong = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    match try_status(addr, "app.example.com") {
+                        Some(200) => answered.fetch_add(1, Ordering::Relaxed),
+                        // Refused while the process is down; never a wrong answer.
+                        None => 0,
+                        Some(_) => wrong.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        dp.kill();
+        // A change while the data plane is down: committed, pushed when it is back.
+        api.create(&cloud("http://new.example.com", HELLO)).unwrap();
+        let before = answered.load(Ordering::Relaxed);
+        dp.spawn();
+        // The cached table is served as soon as the process is up.
+        assert_eq!(http_get(addr, "app.example.com").0, 200);
+        eventually("control re-pushes the change the data plane missed", || {
+            try_status(addr, "new.example.com") == Some(200)
+        });
+        eventually("the load is served again", || {
+            answered.load(Ordering::Relaxed) > before + 20
+        });
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(wrong.load(Ordering::Relaxed), 0);
+}
