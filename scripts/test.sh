@@ -12,3 +12,5 @@ scripts/test-tls-clients.sh
 # Every bench scenario for about a second against innergate, failing on any error
 # (no timing assertions; figures come from scripts/bench.sh).
 cargo run --locked -q -p innergate-bench -- all --quick
+# Every fuzz target for a few seconds when cargo-fuzz is installed (says so otherwise).
+scripts/fuzz.sh 10
