@@ -26,6 +26,9 @@ pub mod metric {
     pub const GBPS: &str = "GB/s";
     /// CPU seconds the system spent per GiB moved.
     pub const CPU_PER_GIB: &str = "CPU s/GiB";
+    /// CPU microseconds the system spent per request (user + system, all its
+    /// processes or threads): what a request costs, whoever saturates first.
+    pub const CPU_US_PER_REQ: &str = "CPU µs/req";
     /// Resident memory per idle connection.
     pub const KIB_PER_CONN: &str = "KiB/conn";
     /// Resident memory of the system.
@@ -36,8 +39,9 @@ pub mod metric {
     pub const PUSHES: &str = "pushes";
 
     /// Every metric in table order.
-    pub const ORDER: [&str; 11] = [
+    pub const ORDER: [&str; 12] = [
         RPS,
+        CPU_US_PER_REQ,
         P50,
         P99,
         P999,
@@ -451,6 +455,7 @@ fn format_value(name: &str, v: f64) -> String {
         metric::RPS => group_thousands(v.round() as u64),
         metric::ERRORS | metric::PUSHES => format!("{v:.0}"),
         metric::P50 | metric::P99 | metric::P999 | metric::CPU_PER_GIB => format!("{v:.3}"),
+        metric::CPU_US_PER_REQ => format!("{v:.1}"),
         _ => format!("{v:.2}"),
     }
 }

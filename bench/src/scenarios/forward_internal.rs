@@ -20,6 +20,7 @@ pub fn run(b: &Bench) -> Result<ScenarioResult> {
         addr,
         host,
         tls: false,
+        process: Some(&systems.innergate.process),
     };
     let targets = [
         target("innergate agent (scenario 1)", hosts::AGENT),

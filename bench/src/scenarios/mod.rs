@@ -98,6 +98,8 @@ pub struct HttpTarget<'a> {
     pub host: &'a str,
     /// Whether it speaks TLS.
     pub tls: bool,
+    /// The system's process, whose CPU time is counted (none for direct).
+    pub process: Option<&'a crate::host::Process>,
 }
 
 /// The systems of one scenario; peers only in full runs.
@@ -244,9 +246,15 @@ impl Bench {
         for rep in 0..self.repetitions() {
             for &(case, path, close) in cases {
                 for t in targets {
+                    let cpu_before = t.process.map(crate::host::Process::cpu_seconds);
                     let r = self.saturate(t, path, close)?;
                     self.progress(&result.name, case, t.name, rep, &describe(&r));
-                    result.record(case, t.name, crate::report::Sample::http(&r));
+                    let mut sample = crate::report::Sample::http(&r);
+                    if let (Some(p), Some(before), true) = (t.process, cpu_before, r.requests > 0) {
+                        let us = (p.cpu_seconds() - before) * 1e6 / r.requests as f64;
+                        sample = sample.with(metric::CPU_US_PER_REQ, us);
+                    }
+                    result.record(case, t.name, sample);
                 }
             }
         }
@@ -295,7 +303,7 @@ impl Systems {
     /// The HTTP targets: direct (when `direct`), nginx, HAProxy and innergate at
     /// `host` over plain HTTP (or TLS when `tls`).
     pub fn http_targets<'a>(
-        &self,
+        &'a self,
         bench: &Bench,
         host: &'a str,
         tls: bool,
@@ -308,6 +316,7 @@ impl Systems {
                 addr: bench.backend.http,
                 host,
                 tls: false,
+                process: None,
             });
         }
         let pick = |l: &crate::systems::Listeners| if tls { l.https } else { l.http };
@@ -317,6 +326,7 @@ impl Systems {
                 addr: pick(&n.listen),
                 host,
                 tls,
+                process: Some(&n.process),
             });
         }
         if let Some(h) = &self.haproxy {
@@ -325,6 +335,7 @@ impl Systems {
                 addr: pick(&h.listen),
                 host,
                 tls,
+                process: Some(&h.process),
             });
         }
         targets.push(HttpTarget {
@@ -332,6 +343,7 @@ impl Systems {
             addr: self.innergate.listener(if tls { 443 } else { 80 })?,
             host,
             tls,
+            process: Some(&self.innergate.process),
         });
         Ok(targets)
     }

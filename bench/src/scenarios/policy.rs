@@ -50,12 +50,14 @@ pub fn run(b: &Bench) -> Result<ScenarioResult> {
             addr,
             host: hosts::AGENT,
             tls: false,
+            process: Some(&systems.innergate.process),
         },
         HttpTarget {
             name: "innergate, policy",
             addr,
             host: hosts::POLICY,
             tls: false,
+            process: Some(&systems.innergate.process),
         },
     ];
     b.saturate_all(&mut result, &[("100 B", "/100", false)], &targets)?;

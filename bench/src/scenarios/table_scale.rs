@@ -54,6 +54,7 @@ pub fn run(b: &Bench) -> Result<ScenarioResult> {
                 addr: dp.listener(80)?,
                 host: hosts::AGENT,
                 tls: false,
+                process: Some(&dp.process),
             };
             let case = format!("{n} endpoints");
             let r = b.saturate(&target, "/100", false)?;
@@ -82,6 +83,8 @@ pub fn run(b: &Bench) -> Result<ScenarioResult> {
             addr: dp.listener(80)?,
             host: hosts::AGENT,
             tls: false,
+            // CPU is not counted here: the pushes share the process.
+            process: None,
         };
         let stop = AtomicBool::new(false);
         let pushes = AtomicU64::new(0);
