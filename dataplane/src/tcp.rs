@@ -258,7 +258,9 @@ async fn splice_half(
 }
 
 /// Copies one direction; an end of stream becomes a half-close of the other side, an
-/// error ends both directions.
+/// error ends both directions. While reads fill the buffer (a bulk stream), two
+/// buffers take turns: the next read runs while the bytes of the previous one are
+/// written, so neither socket waits for the other.
 async fn copy_half<R: AsyncReadRent, W: AsyncWriteRent>(
     from: &mut R,
     to: &mut W,
@@ -269,30 +271,55 @@ async fn copy_half<R: AsyncReadRent, W: AsyncWriteRent>(
     let mut moved = 0;
     // Start small, double while reads fill the buffer: a bulk stream soon moves
     // `buffer` bytes per call (measured: 1 MiB is ~2x faster than 64 KiB on loopback),
-    // an idle or chatty one keeps 64 KiB.
-    let mut buf = Vec::with_capacity(buffer.min(64 * 1024));
+    // an idle or chatty one keeps one buffer of 64 KiB.
+    let mut reading = Vec::with_capacity(buffer.min(64 * 1024));
+    // Bytes read and not yet written, and the buffer to read into next.
+    let mut unwritten: Option<Vec<u8>> = None;
+    let mut spare: Option<Vec<u8>> = None;
     loop {
-        let (read, b) = from.read(buf).await;
-        buf = b;
+        let (read, filled) = match unwritten.take() {
+            None => from.read(reading).await,
+            Some(out) => {
+                let n = out.len() as u64;
+                let (read, (written, out)) = monoio::join!(from.read(reading), to.write_all(out));
+                if written.is_err() {
+                    shutdown_both(fds);
+                    return moved;
+                }
+                moved += n;
+                spare = Some(out);
+                read
+            }
+        };
         match read {
             Ok(0) => {
                 let _ = to.shutdown().await;
                 return moved;
             }
-            Ok(n) => {
+            Ok(n) if n < filled.capacity() => {
+                // A chatty stream: write now and read again into the same buffer.
                 last.set(Instant::now());
-                let full = n == buf.capacity();
-                let (written, b) = to.write_all(buf).await;
-                buf = b;
-                buf.clear();
-                if full && buf.capacity() < buffer {
-                    buf.reserve_exact((buf.capacity() * 2).min(buffer));
-                }
+                let (written, b) = to.write_all(filled).await;
                 if written.is_err() {
                     shutdown_both(fds);
                     return moved;
                 }
                 moved += n as u64;
+                reading = b;
+                reading.clear();
+            }
+            Ok(_) => {
+                // A bulk stream: these bytes are written while the next read runs,
+                // into the buffer the last write freed, twice as large up to `buffer`.
+                last.set(Instant::now());
+                let capacity = filled.capacity();
+                unwritten = Some(filled);
+                reading = spare.take().unwrap_or_default();
+                reading.clear();
+                let want = (capacity * 2).min(buffer).max(capacity);
+                if reading.capacity() < want {
+                    reading.reserve_exact(want);
+                }
             }
             Err(_) => {
                 shutdown_both(fds);
