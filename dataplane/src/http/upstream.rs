@@ -3,7 +3,6 @@
 //! reusable (address and TLS server name), reused newest first.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
@@ -137,7 +136,7 @@ pub(crate) struct UpstreamConn {
 /// Idle upstream connections of one worker. Never shared between threads.
 #[derive(Debug)]
 pub(crate) struct UpstreamPool {
-    idle: RefCell<HashMap<UpstreamAddr, Vec<UpstreamConn>>>,
+    idle: RefCell<crate::routes::FastMap<UpstreamAddr, Vec<UpstreamConn>>>,
     max_idle_per_addr: usize,
     idle_timeout: Duration,
 }
