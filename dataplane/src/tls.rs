@@ -155,6 +155,9 @@ impl CertStore {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(Resolver(self.clone())));
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // The server's order of cipher suites wins (AEADs with forward secrecy only,
+        // strongest first), as scanners and hardening guides expect.
+        config.ignore_client_order = true;
         Arc::new(config)
     }
 }
