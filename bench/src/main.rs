@@ -125,7 +125,7 @@ fn run(args: Args) -> Result<bool> {
             .collect();
         if !missing.is_empty() {
             bail!(
-                "missing {}: run scripts/bench-deps.sh (installs wrk, nginx-light, libnginx-mod-stream, haproxy, nghttp2-client)",
+                "missing {}: run scripts/bench-deps.sh (installs wrk, nginx-light, libnginx-mod-stream, haproxy)",
                 missing.join(", ")
             );
         }
