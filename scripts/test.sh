@@ -14,3 +14,5 @@ scripts/test-tls-clients.sh
 cargo run --locked -q -p innergate-bench -- all --quick
 # Every fuzz target for a few seconds when cargo-fuzz is installed (says so otherwise).
 scripts/fuzz.sh 10
+# The systemd units of scripts/deploy, where systemd-analyze is installed.
+scripts/check-units.sh
