@@ -18,26 +18,10 @@ if ! command -v slowhttptest >/dev/null || ! command -v curl >/dev/null; then
 fi
 cargo build --release --locked --manifest-path "$root/Cargo.toml" --bin innergate --bin innergate-dataplane
 ulimit -n "$(ulimit -Hn)"
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port); api=$(free_port)
-RUST_LOG=warn "$bin/innergate-dataplane" --workers 2 --bind 127.0.0.1 --port-map "80=$port" \
-    --control-socket "$tmp/dp.sock" 2> "$tmp/dataplane.log" & pids+=($!)
-for _ in $(seq 1 100); do [ -S "$tmp/dp.sock" ] && break; sleep 0.1; done
-# The endpoint is an agent endpoint that nothing renews: a lease longer than the run.
-RUST_LOG=warn "$bin/innergate" serve --api "127.0.0.1:$api" --data "$tmp/control" \
-    --dataplane-socket "$tmp/dp.sock" --lease-ttl 1h > /dev/null & pids+=($!)
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$api") 2>/dev/null && break; sleep 0.1; done
-export INNERGATE_API_URL="http://127.0.0.1:$api"
-INNERGATE_API_KEY=$("$bin/innergate" accounts create slow --data "$tmp/control" 2>/dev/null)
-export INNERGATE_API_KEY
+# shellcheck source=lib/local-stack.sh
+source "$root/scripts/lib/local-stack.sh"
+port=$(free_port)
+start_stack "$bin" slow --port-map "80=$port"
 # An upstream that reads whole request bodies (a thread per connection), so that a
 # slow body really holds a request open through the data plane.
 backend=$(free_port)

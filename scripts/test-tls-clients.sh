@@ -12,28 +12,13 @@ if ! command -v curl >/dev/null || ! command -v openssl >/dev/null; then
 fi
 [ -x "$bin/innergate" ] && [ -x "$bin/innergate-dataplane" ] \
     || cargo build --locked --manifest-path "$root/Cargo.toml" --bin innergate --bin innergate-dataplane
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-HTTPS=$(free_port); API=$(free_port)
+# shellcheck source=lib/local-stack.sh
+source "$root/scripts/lib/local-stack.sh"
+HTTPS=$(free_port)
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=localhost" \
     -addext "subjectAltName=DNS:localhost" -keyout "$tmp/tls.key" -out "$tmp/tls.crt" 2>/dev/null
-RUST_LOG=warn "$bin/innergate-dataplane" --workers 2 --bind 127.0.0.1 --port-map "443=$HTTPS" \
-    --tls-cert "$tmp/tls.crt" --tls-key "$tmp/tls.key" --control-socket "$tmp/dp.sock" \
-    --state-dir "$tmp/dp" & pids+=($!)
-for _ in $(seq 1 100); do [ -S "$tmp/dp.sock" ] && break; sleep 0.1; done
-RUST_LOG=warn "$bin/innergate" serve --api "127.0.0.1:$API" --data "$tmp/control" \
-    --dataplane-socket "$tmp/dp.sock" > /dev/null & pids+=($!)
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$API") 2>/dev/null && break; sleep 0.1; done
-export INNERGATE_API_URL="http://127.0.0.1:$API"
-INNERGATE_API_KEY=$("$bin/innergate" accounts create tls-clients --data "$tmp/control" 2>/dev/null)
-export INNERGATE_API_KEY
+start_stack "$bin" tls-clients --port-map "443=$HTTPS" --tls-cert "$tmp/tls.crt" --tls-key "$tmp/tls.key" \
+    --state-dir "$tmp/dp"
 "$bin/innergate" api endpoints create --url https://localhost --traffic-policy \
     'on_http_request: [{actions: [{type: custom-response, config: {body: "curl ok via ${req.url.scheme}"}}]}]' > /dev/null
 

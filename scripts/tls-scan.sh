@@ -13,16 +13,9 @@ if ! command -v testssl >/dev/null; then
     apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq testssl.sh bsdextrautils >&2
 fi
 cargo build --release --locked --manifest-path "$root/Cargo.toml" --bin innergate --bin innergate-dataplane
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port); api=$(free_port)
+# shellcheck source=lib/local-stack.sh
+source "$root/scripts/lib/local-stack.sh"
+port=$(free_port)
 
 # A test CA, and a server certificate it signed.
 openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=innergate test CA" \
@@ -36,15 +29,7 @@ openssl x509 -req -in "$tmp/tls.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" -CAc
     -days 365 -extfile "$tmp/ext" -out "$tmp/leaf.crt" 2>/dev/null
 cat "$tmp/leaf.crt" "$tmp/ca.crt" > "$tmp/tls.crt"
 
-RUST_LOG=warn "$bin/innergate-dataplane" --workers 2 --bind 127.0.0.1 --port-map "443=$port" \
-    --tls-cert "$tmp/tls.crt" --tls-key "$tmp/tls.key" --control-socket "$tmp/dp.sock" & pids+=($!)
-for _ in $(seq 1 100); do [ -S "$tmp/dp.sock" ] && break; sleep 0.1; done
-RUST_LOG=warn "$bin/innergate" serve --api "127.0.0.1:$api" --data "$tmp/control" \
-    --dataplane-socket "$tmp/dp.sock" > /dev/null & pids+=($!)
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$api") 2>/dev/null && break; sleep 0.1; done
-export INNERGATE_API_URL="http://127.0.0.1:$api"
-INNERGATE_API_KEY=$("$bin/innergate" accounts create tls-scan --data "$tmp/control" 2>/dev/null)
-export INNERGATE_API_KEY
+start_stack "$bin" tls-scan --port-map "443=$port" --tls-cert "$tmp/tls.crt" --tls-key "$tmp/tls.key"
 "$bin/innergate" api endpoints create --url https://localhost --traffic-policy \
     'on_http_request: [{actions: [{type: custom-response, config: {body: "scanned"}}]}]' > /dev/null
 [ "$(curl -sS --max-time 20 --cacert "$tmp/ca.crt" "https://localhost:$port/")" = "scanned" ]
