@@ -273,44 +273,30 @@ pub(crate) fn render(
             "innergate_http_request_duration_seconds_count{{{labels}}} {count}"
         );
     }
-    family(
-        &mut out,
-        "innergate_bytes_received_total",
-        "counter",
-        "Bytes read from clients (HTTP heads and bodies, tcp/tls streams).",
-    );
-    for (labels, stats) in &endpoints {
-        let _ = writeln!(
-            out,
-            "innergate_bytes_received_total{{{labels}}} {}",
-            stats.bytes_in
-        );
-    }
-    family(
-        &mut out,
-        "innergate_bytes_sent_total",
-        "counter",
-        "Bytes written to clients (HTTP heads and bodies, tcp/tls streams).",
-    );
-    for (labels, stats) in &endpoints {
-        let _ = writeln!(
-            out,
-            "innergate_bytes_sent_total{{{labels}}} {}",
-            stats.bytes_out
-        );
-    }
-    family(
-        &mut out,
-        "innergate_forward_internal_hops_total",
-        "counter",
-        "forward-internal hops taken by requests that entered at the endpoint.",
-    );
-    for (labels, stats) in &endpoints {
-        let _ = writeln!(
-            out,
-            "innergate_forward_internal_hops_total{{{labels}}} {}",
-            stats.forward_hops
-        );
+    // One plain counter per endpoint each.
+    type Counter = fn(&EndpointStats) -> u64;
+    let counters: [(&str, &str, Counter); 3] = [
+        (
+            "innergate_bytes_received_total",
+            "Bytes read from clients (HTTP heads and bodies, tcp/tls streams).",
+            |e| e.bytes_in,
+        ),
+        (
+            "innergate_bytes_sent_total",
+            "Bytes written to clients (HTTP heads and bodies, tcp/tls streams).",
+            |e| e.bytes_out,
+        ),
+        (
+            "innergate_forward_internal_hops_total",
+            "forward-internal hops taken by requests that entered at the endpoint.",
+            |e| e.forward_hops,
+        ),
+    ];
+    for (name, help, value) in counters {
+        family(&mut out, name, "counter", help);
+        for (labels, stats) in &endpoints {
+            let _ = writeln!(out, "{name}{{{labels}}} {}", value(stats));
+        }
     }
     family(
         &mut out,
