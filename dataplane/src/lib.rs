@@ -8,22 +8,20 @@
 //! performs forward-internal hops in memory.
 
 pub mod access_log;
-mod admin;
 pub mod config;
 mod control;
 mod drain;
 mod error;
+mod fast_map;
 pub mod http;
 mod policy;
 mod ratelimit;
+mod relay;
 mod routes;
-pub mod sni;
-mod state;
 mod stats;
-mod supervisor;
 mod tcp;
 pub mod tls;
-mod upstream_tls;
+mod upstream;
 mod worker;
 
 use std::io;
@@ -63,7 +61,7 @@ pub enum StartError {
 /// A running data plane. It runs until the process exits.
 #[derive(Debug)]
 pub struct DataPlane {
-    supervisor: Arc<Mutex<supervisor::Supervisor>>,
+    supervisor: Arc<Mutex<control::supervisor::Supervisor>>,
     /// The control socket and the identity of the file we bound there.
     control_socket: Option<(std::path::PathBuf, Option<(u64, u64)>)>,
     /// Dropped last: its writer thread writes what the workers handed over.
@@ -106,10 +104,8 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
         config.tls_cert_dir.as_deref(),
     )?);
     let tls = (!certs.is_empty()).then(|| certs.server_config());
-    let upstream_tls = upstream_tls::UpstreamTls::new(
-        config.upstream_ca.as_deref(),
-        config.upstream_tls_insecure,
-    )?;
+    let upstream_tls =
+        upstream::UpstreamTls::new(config.upstream_ca.as_deref(), config.upstream_tls_insecure)?;
     let access_log = match &config.access_log {
         Some(path) => Some(access_log::AccessLog::open(path).map_err(StartError::AccessLog)?),
         None => None,
@@ -122,10 +118,11 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let state = match &config.state_dir {
-        Some(dir) => Some(state::StateFile::open(dir).map_err(StartError::StateDir)?),
+        Some(dir) => Some(control::state::StateFile::open(dir).map_err(StartError::StateDir)?),
         None => None,
     };
-    let mut supervisor = supervisor::Supervisor::new(config.clone(), workers, state, certs);
+    let mut supervisor =
+        control::supervisor::Supervisor::new(config.clone(), workers, state, certs);
     supervisor.restore();
     let supervisor = Arc::new(Mutex::new(supervisor));
     if let Some(addr) = config.admin {
@@ -134,7 +131,7 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
             "admin endpoints at http://{}",
             listener.local_addr().map_err(StartError::Admin)?
         );
-        admin::spawn(listener, supervisor.clone()).map_err(StartError::Admin)?;
+        control::admin::spawn(listener, supervisor.clone()).map_err(StartError::Admin)?;
     }
     let mut control_socket = None;
     if let Some(path) = &config.control_socket {

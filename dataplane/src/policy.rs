@@ -17,8 +17,8 @@ use smallvec::SmallVec;
 
 use crate::error::ProxyError;
 use crate::http::head::{HeaderBlock, RequestHead, ResponseHead};
-use crate::http::upstream::UpstreamAddr;
 use crate::routes::{EndpointIdx, Route, RouteTable, Target};
+use crate::upstream::UpstreamAddr;
 
 /// The endpoints a request went through: the public one first, then each
 /// forward-internal target.

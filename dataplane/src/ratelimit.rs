@@ -111,9 +111,9 @@ impl RateRegistry {
         &mut self,
         table: &EndpointTable,
         workers: usize,
-    ) -> crate::routes::FastMap<(u32, usize), Arc<RateCounters>> {
+    ) -> crate::fast_map::FastMap<(u32, usize), Arc<RateCounters>> {
         let mut kept = HashMap::new();
-        let mut by_action = crate::routes::FastMap::default();
+        let mut by_action = crate::fast_map::FastMap::default();
         for (idx, endpoint) in table.endpoints.iter().enumerate() {
             for (r, rule) in endpoint.policy.phase(Phase::HttpRequest).iter().enumerate() {
                 for (a, action) in rule.actions.iter().enumerate() {

@@ -15,15 +15,12 @@ use innergate_table::{
 };
 use smallvec::SmallVec;
 
-use crate::http::upstream::UpstreamAddr;
+use crate::fast_map::FastMap;
+use crate::upstream::UpstreamAddr;
 
-/// The maps looked up per request hash with foldhash, seeded per process: several
-/// times faster than SipHash on short keys such as host names, and still not
-/// predictable by an account that names hosts to collide.
-pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use crate::ratelimit::{RateCounters, RateRegistry};
 use crate::stats::StatsSlots;
-use crate::tls::CertStore;
+use crate::tls::certs::{pair_from_pem, CertStore};
 use innergate_table::policy::actions::terminate_tls::{TerminateTls, TlsVersion};
 use innergate_table::policy::Action;
 use rustls::pki_types::ServerName;
@@ -246,14 +243,14 @@ impl RouteTable {
                         continue;
                     };
                     let store = match &t.certificate {
-                        Some((cert, key)) => Arc::new(CertStore::single(
-                            crate::tls::pair_from_pem(cert, key).map_err(|message| {
-                                CompileError::Certificate {
+                        Some((cert, key)) => {
+                            Arc::new(CertStore::single(pair_from_pem(cert, key).map_err(
+                                |message| CompileError::Certificate {
                                     id: ep.id.clone(),
                                     message,
-                                }
-                            })?,
-                        )),
+                                },
+                            )?))
+                        }
                         None if certs.is_empty() => {
                             return Err(CompileError::Certificate {
                                 id: ep.id.clone(),

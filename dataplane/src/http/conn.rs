@@ -14,7 +14,6 @@ use super::body::{self, Chunking, CopyError, BODY_BUFFER};
 use super::buf::{write_all, ReadBuf};
 use super::framing::{self, BodyLength};
 use super::head::{write_decimal, HeadError, RequestHead, ResponseHead};
-use super::upstream::{UpstreamAddr, UpstreamConn, UpstreamPool, UpstreamStream};
 use crate::access_log;
 use crate::error::{ProxyError, ERROR_CODE_HEADER};
 use crate::policy::{
@@ -22,6 +21,7 @@ use crate::policy::{
 };
 use crate::routes::{EndpointIdx, Route, RouteTable};
 use crate::stats;
+use crate::upstream::{UpstreamAddr, UpstreamConn, UpstreamPool, UpstreamStream};
 use crate::worker::Worker;
 use innergate_table::policy::actions::sanitize;
 
@@ -133,7 +133,7 @@ pub(crate) async fn serve<S: ClientStream>(
             Next::Close => return,
             Next::Tunnel(upstream) => {
                 let fds = [fd, upstream.raw_fd()];
-                Box::pin(crate::tcp::pipe(
+                Box::pin(crate::relay::pipe(
                     client.stream,
                     upstream,
                     fds,

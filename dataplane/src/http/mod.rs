@@ -1,9 +1,7 @@
-//! HTTP/1.x: heads, body framing, streaming, upstream connections, and the
-//! client-connection driver.
+//! HTTP/1.x: heads, body framing, streaming, and the client-connection driver.
 
 pub(crate) mod body;
 pub(crate) mod buf;
 pub(crate) mod conn;
 pub mod framing;
 pub(crate) mod head;
-pub(crate) mod upstream;

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::policy::{Policy, PolicyError};
+use crate::policy::{Carrier, Policy, PolicyError};
 use crate::url::{EndpointUrl, Scheme, UrlError};
 
 /// Who can reach an endpoint.
@@ -287,7 +287,11 @@ impl Endpoint {
             Some(p) => p,
             None => Arc::new(Policy::parse(&record.traffic_policy)?),
         };
-        policy.validate_for(&url, binding, &kind)?;
+        policy.validate_for(Carrier {
+            url: &url,
+            internal: binding == Binding::Internal,
+            has_upstream: matches!(kind, EndpointKind::Agent { .. }),
+        })?;
         let max_request_body = (record.max_request_body > 0).then_some(record.max_request_body);
         if max_request_body.is_some() && url.scheme.family() != crate::url::Family::Http {
             return Err(EndpointError::BodyLimitOnStream(url.scheme));

@@ -13,7 +13,6 @@ use serde_json::Value;
 pub use action::{Action, Verdict};
 pub use expr::{Expression, Facts};
 
-use crate::endpoint::{Binding, EndpointKind};
 use crate::url::{EndpointUrl, Family};
 
 /// A phase of a policy.
@@ -118,6 +117,18 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> PolicyError {
     }
 }
 
+/// The endpoint a policy is checked for, as far as the checks need it.
+#[derive(Clone, Copy, Debug)]
+pub struct Carrier<'a> {
+    /// The endpoint's URL: its protocol decides the phases allowed.
+    pub url: &'a EndpointUrl,
+    /// Reached only by forward-internal, never by a new connection (SPEC §2).
+    pub internal: bool,
+    /// An agent endpoint (with an upstream); a cloud endpoint's policy must end
+    /// every request itself.
+    pub has_upstream: bool,
+}
+
 impl Policy {
     /// Parses a policy document. JSON when it starts with `{`, YAML otherwise; both give
     /// the same model. Blank text is the empty policy.
@@ -187,12 +198,8 @@ impl Policy {
     /// protocol and binding, actions allowed in their phase, no unreachable actions,
     /// forward-internal targets of the same family, and that a cloud endpoint's policy
     /// ends every request.
-    pub fn validate_for(
-        &self,
-        url: &EndpointUrl,
-        binding: Binding,
-        kind: &EndpointKind,
-    ) -> Result<(), PolicyError> {
+    pub fn validate_for(&self, carrier: Carrier<'_>) -> Result<(), PolicyError> {
+        let url = carrier.url;
         let invalid = |path: &str, message: String| PolicyError {
             kind: PolicyErrorKind::Invalid,
             path: path.to_string(),
@@ -209,8 +216,7 @@ impl Policy {
                 }
             }
         }
-        if family == Family::Http && binding == Binding::Internal && !self.on_tcp_connect.is_empty()
-        {
+        if family == Family::Http && carrier.internal && !self.on_tcp_connect.is_empty() {
             return Err(invalid(
                 "on_tcp_connect",
                 "internal http/https endpoints are reached by forward-internal without a \
@@ -259,7 +265,7 @@ impl Policy {
                 }
             }
         }
-        if matches!(kind, EndpointKind::Cloud) {
+        if !carrier.has_upstream {
             let phase = match family {
                 Family::Http => Phase::HttpRequest,
                 Family::Stream => Phase::TcpConnect,

@@ -9,9 +9,11 @@ fn parse_err(text: &str) -> PolicyError {
 fn check(url: &str, kind: EndpointKind, text: &str) -> Result<(), PolicyError> {
     let url = EndpointUrl::parse(url).unwrap();
     let binding = Binding::resolve(&url, None).unwrap();
-    Policy::parse(text)
-        .unwrap()
-        .validate_for(&url, binding, &kind)
+    Policy::parse(text).unwrap().validate_for(Carrier {
+        url: &url,
+        internal: binding == Binding::Internal,
+        has_upstream: matches!(kind, EndpointKind::Agent { .. }),
+    })
 }
 
 fn agent() -> EndpointKind {

@@ -14,9 +14,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::Config;
 use innergate_table::Scheme;
 
+use super::state::StateFile;
 use crate::ratelimit::RateRegistry;
 use crate::routes::RouteTable;
-use crate::state::StateFile;
 use crate::stats::{StatsSlots, WorkerStats};
 use crate::tls::CertStore;
 use crate::worker::{WorkerHandle, WorkerMsg};

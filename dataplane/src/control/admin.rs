@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::supervisor::Supervisor;
+use super::supervisor::Supervisor;
 
 /// Serves the admin endpoints until the process ends.
 pub(crate) fn spawn(

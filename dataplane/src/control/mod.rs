@@ -1,5 +1,11 @@
 //! The control link server: a unix socket where control pushes tables and asks what is
 //! served. One thread per connection; each message is answered before the next is read.
+//! Beside it: the [`supervisor`] that applies tables to the workers, the [`state`] file
+//! that caches the last one, and the [`admin`] listener (health and metrics).
+
+pub(crate) mod admin;
+pub(crate) mod state;
+pub(crate) mod supervisor;
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -10,7 +16,7 @@ use std::thread;
 
 use innergate_table::wire::{read_frame, write_frame, Message};
 
-use crate::supervisor::Supervisor;
+use supervisor::Supervisor;
 
 /// Binds the control socket, replacing a stale one, and a live one only when `takeover`
 /// says a new process is taking over from a running one (an upgrade): the old process

@@ -3,6 +3,11 @@
 //! two phases (prepare, then commit or abort) over a channel; nothing on the request
 //! path locks or touches another worker's memory.
 
+mod accept;
+mod context;
+
+pub(crate) use context::{LocalTable, Worker};
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
@@ -16,11 +21,9 @@ use monoio::net::TcpListener;
 use crate::access_log::WorkerLog;
 use crate::config::{Config, RingTaskRun};
 use crate::drain::Drain;
-use crate::http::upstream::UpstreamPool;
 use crate::routes::RouteTable;
 use crate::stats::WorkerStats;
-use crate::upstream_tls::UpstreamTls;
-use innergate_table::Scheme;
+use crate::upstream::{UpstreamPool, UpstreamTls};
 
 /// A message from the supervisor to a worker.
 #[derive(Debug)]
@@ -48,53 +51,10 @@ pub(crate) struct WorkerHandle {
     _thread: thread::JoinHandle<()>,
 }
 
-/// A worker's handle on a shared table. Workers clone an `Rc` of this per request:
-/// a thread-local count, where cloning the `Arc` itself would bounce one atomic
-/// counter between every core.
-#[derive(Debug)]
-pub(crate) struct LocalTable(Arc<RouteTable>);
-
-impl std::ops::Deref for LocalTable {
-    type Target = RouteTable;
-
-    fn deref(&self) -> &RouteTable {
-        &self.0
-    }
-}
-
 /// A table a worker has adopted but does not serve yet.
 struct Prepared {
     table: Arc<RouteTable>,
     listeners: Vec<(u16, TcpListener)>,
-}
-
-/// A worker's state, owned by its thread.
-#[derive(Debug)]
-pub(crate) struct Worker {
-    /// Which worker this is: its slots in shared counters.
-    pub(crate) id: usize,
-    pub(crate) config: Arc<Config>,
-    /// The TLS server config for https ports, when certificates are configured.
-    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
-    /// TLS client configs for https:// and tls:// upstreams.
-    pub(crate) upstream_tls: UpstreamTls,
-    table: RefCell<Rc<LocalTable>>,
-    pub(crate) pool: UpstreamPool,
-    connections: Cell<usize>,
-    last_limit_log: Cell<Option<Instant>>,
-    /// Counters for /metrics, summed over workers when scraped.
-    pub(crate) stats: RefCell<WorkerStats>,
-    /// Set when the process shuts down.
-    pub(crate) drain: Drain,
-    /// Where access log lines go, when enabled.
-    pub(crate) access_log: Option<WorkerLog>,
-}
-
-impl Worker {
-    /// The current table. A request keeps the table it started with.
-    pub(crate) fn table(&self) -> Rc<LocalTable> {
-        self.table.borrow().clone()
-    }
 }
 
 /// The runtime of a worker: io_uring or, where that is unavailable, epoll; with timers.
@@ -249,7 +209,7 @@ async fn run(
                 for (port, listener) in listeners {
                     let (stop_tx, stop_rx) = flume::bounded(1);
                     accepting.insert(port, stop_tx);
-                    monoio::spawn(accept_loop(worker.clone(), listener, port, stop_rx));
+                    monoio::spawn(accept::accept_loop(worker.clone(), listener, port, stop_rx));
                 }
             }
             WorkerMsg::Abort => prepared = None,
@@ -284,87 +244,5 @@ async fn flush_access_log(worker: Rc<Worker>) {
         if let Some(log) = &worker.access_log {
             log.flush();
         }
-    }
-}
-
-async fn accept_loop(
-    worker: Rc<Worker>,
-    listener: TcpListener,
-    url_port: u16,
-    stop: flume::Receiver<()>,
-) {
-    let mut stop = std::pin::pin!(stop.recv_async());
-    loop {
-        monoio::select! {
-            _ = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    if worker.connections.get() >= worker.config.max_connections_per_worker {
-                        log_connection_limit(&worker);
-                        drop(stream);
-                        continue;
-                    }
-                    worker.connections.set(worker.connections.get() + 1);
-                    worker.stats.borrow_mut().connections_total += 1;
-                    let worker = worker.clone();
-                    // The scheme comes from the current table: a port may change
-                    // protocol between tables while its listener stays.
-                    let scheme = worker.table().listen_ports.get(&url_port).copied();
-                    monoio::spawn(async move {
-                        let _count = ConnectionCount(worker.clone());
-                        match scheme {
-                            // The other kinds live in their own allocation, so that the
-                            // task of a plain HTTP connection, the most numerous kind, is
-                            // no larger than its own path needs.
-                            Some(Scheme::Tcp) => Box::pin(crate::tcp::serve(worker, stream, peer, url_port)).await,
-                            Some(Scheme::Https) => {
-                                Box::pin(crate::tls::serve_https(worker, stream, peer, url_port)).await
-                            }
-                            Some(Scheme::Tls) => {
-                                Box::pin(crate::tls::serve_tls(worker, stream, peer, url_port)).await
-                            }
-                            Some(_) => {
-                                let _ = stream.set_nodelay(true);
-                                let server_port = stream.local_addr().map_or(0, |a| a.port());
-                                let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-                                crate::http::conn::serve(worker, stream, peer, url_port, server_port, "http", None, fd)
-                                    .await
-                            }
-                            None => {}
-                        }
-                    });
-                }
-                Err(e) => {
-                    // EMFILE and the like: back off instead of spinning.
-                    log::warn!("accept on port {url_port}: {e}");
-                    monoio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-}
-
-fn log_connection_limit(worker: &Worker) {
-    let now = Instant::now();
-    let due = worker
-        .last_limit_log
-        .get()
-        .is_none_or(|t| now.duration_since(t) > Duration::from_secs(5));
-    if due {
-        worker.last_limit_log.set(Some(now));
-        log::warn!(
-            "connection limit reached: {} connections on this worker \
-             (--max-connections-per-worker); closing new connections",
-            worker.config.max_connections_per_worker
-        );
-    }
-}
-
-/// Counts a connection for as long as it is served.
-struct ConnectionCount(Rc<Worker>);
-
-impl Drop for ConnectionCount {
-    fn drop(&mut self) {
-        self.0.connections.set(self.0.connections.get() - 1);
     }
 }
