@@ -1,5 +1,6 @@
 //! Errors the data plane answers for itself. Each maps to one status and one
-//! `innergate-error-code`; none allocates.
+//! `innergate-error-code`; none allocates. Refusals that policy actions make (deny,
+//! restrict-ips, basic-auth, rate-limit) are those actions' own, with their codes.
 
 /// Which side of the proxy an error came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,14 +41,11 @@ pub(crate) enum ProxyError {
     ForwardTooManyHops,
     /// A cloud endpoint's policy let a request through without ending it.
     PolicyFellThrough,
-    /// A policy refused the request with `deny`.
-    Denied,
-    /// `restrict-ips` refused the peer address.
-    Restricted,
-    /// `basic-auth` found no valid credentials.
-    Unauthorized,
-    /// `rate-limit`: too many requests in the window.
-    RateLimited,
+    /// An https request names a host that another endpoint than its TLS handshake's
+    /// serves.
+    Misdirected,
+    /// The data plane failed while serving the request (a bug, confined to it).
+    Internal,
     /// The upstream refused the connection or could not be reached.
     UpstreamUnreachable,
     /// The upstream did not answer within the timeout.
@@ -72,10 +70,8 @@ impl ProxyError {
             BodyTooLarge => 413,
             NoEndpoint | ForwardTargetMissing | ForwardInvalidTarget => 404,
             ForwardLoop | ForwardTooManyHops => 508,
-            Denied | Restricted => 403,
-            Unauthorized => 401,
-            RateLimited => 429,
-            PolicyFellThrough => 500,
+            Misdirected => 421,
+            PolicyFellThrough | Internal => 500,
             ForwardWrongFamily
             | UpstreamUnreachable
             | UpstreamInvalidResponse
@@ -101,10 +97,8 @@ impl ProxyError {
             ForwardLoop => "ERR_IG_3202",
             ForwardTooManyHops => "ERR_IG_3203",
             PolicyFellThrough => "ERR_IG_3210",
-            Denied => "ERR_IG_3300",
-            Restricted => "ERR_IG_3301",
-            Unauthorized => "ERR_IG_3302",
-            RateLimited => "ERR_IG_3303",
+            Misdirected => "ERR_IG_1005",
+            Internal => "ERR_IG_5000",
             UpstreamUnreachable => "ERR_IG_3004",
             UpstreamTimeout => "ERR_IG_3005",
             UpstreamInvalidResponse => "ERR_IG_3006",
@@ -130,10 +124,8 @@ impl ProxyError {
             ForwardLoop => "forward-internal loop detected",
             ForwardTooManyHops => "forward-internal chain exceeds 10 hops",
             PolicyFellThrough => "the endpoint's traffic policy did not handle the request",
-            Denied => "denied by traffic policy",
-            Restricted => "your address is not allowed to reach this endpoint",
-            Unauthorized => "authentication required",
-            RateLimited => "rate limit exceeded",
+            Misdirected => "this connection is for another host: open a new one for this host",
+            Internal => "internal error while serving the request",
             UpstreamUnreachable => "upstream refused the connection or is unreachable",
             UpstreamTimeout => "upstream did not answer in time",
             UpstreamInvalidResponse => "upstream sent an invalid HTTP response",
@@ -147,9 +139,8 @@ impl ProxyError {
     pub(crate) fn side(self) -> Side {
         use ProxyError::*;
         match self {
-            MalformedRequest | HeadersTooLarge | AmbiguousFraming | MissingHost | BodyTooLarge => {
-                Side::Client
-            }
+            MalformedRequest | HeadersTooLarge | AmbiguousFraming | MissingHost | BodyTooLarge
+            | Misdirected => Side::Client,
             UpstreamUnreachable
             | UpstreamTimeout
             | UpstreamInvalidResponse
@@ -160,6 +151,3 @@ impl ProxyError {
         }
     }
 }
-
-/// The header that marks responses the data plane made itself.
-pub(crate) const ERROR_CODE_HEADER: &str = "innergate-error-code";

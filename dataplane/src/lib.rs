@@ -9,10 +9,12 @@
 
 pub mod access_log;
 pub mod config;
+mod confine;
 mod control;
 mod drain;
 mod error;
 mod fast_map;
+mod fault;
 pub mod http;
 mod policy;
 mod ratelimit;

@@ -71,6 +71,9 @@ struct Args {
     /// Idle upstream connections kept per upstream and worker.
     #[arg(long, default_value_t = 64)]
     upstream_keepalive: usize,
+    /// How long an idle upstream connection is kept for reuse before it is closed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    upstream_idle_timeout: Duration,
     /// Time a tcp connection may pass no byte in either direction.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     tcp_idle_timeout: Duration,
@@ -128,6 +131,7 @@ fn main() {
         idle_timeout: args.idle_timeout,
         body_timeout: args.body_timeout,
         upstream_connect_timeout: args.upstream_connect_timeout,
+        upstream_idle_timeout: args.upstream_idle_timeout,
         upstream_read_timeout: args.upstream_read_timeout,
         upstream_keepalive: args.upstream_keepalive,
         tcp_idle_timeout: args.tcp_idle_timeout,

@@ -1,14 +1,16 @@
 //! The compiled, immutable form of an endpoint table that workers route with.
 //!
 //! Built once per table on the control thread, shared read-only by every worker: host
-//! indexes per public port, internal indexes per (account, scheme, port), pools, and
-//! resolved upstream addresses.
+//! indexes per public port, internal indexes per (account, scheme, port), pools,
+//! resolved upstream addresses, and the runtime state of actions (rate-limit counters,
+//! terminate-tls configs) under the ids their actions have in their policies. A leaf:
+//! it imports no I/O module.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use innergate_table::policy::actions::rate_limit::RateLimit;
 use innergate_table::url::Family;
 use innergate_table::{
     Binding, EndpointKind, EndpointTable, EndpointUrl, HostPattern, Policy, Scheme,
@@ -18,11 +20,11 @@ use smallvec::SmallVec;
 use crate::fast_map::FastMap;
 use crate::upstream::UpstreamAddr;
 
-use crate::ratelimit::{RateCounters, RateRegistry};
-use crate::stats::StatsSlots;
+use crate::ratelimit::{EndpointLimits, RateCounters, RateRegistry};
+use crate::stats::{SlotPlan, StatsSlots};
 use crate::tls::certs::{pair_from_pem, CertStore};
-use innergate_table::policy::actions::terminate_tls::{TerminateTls, TlsVersion};
-use innergate_table::policy::Action;
+use innergate_table::policy::actions::terminate_tls::TlsVersion;
+use innergate_table::policy::{Action, ActionId, Phase};
 use rustls::pki_types::ServerName;
 
 /// Index of an endpoint in [`RouteTable::endpoints`].
@@ -59,6 +61,28 @@ pub(crate) struct Route {
     pub(crate) stats_slot: usize,
     /// The largest request body it accepts.
     pub(crate) max_request_body: Option<u64>,
+    /// Counters of its `rate-limit` actions, by action id.
+    pub(crate) limits: EndpointLimits,
+    /// TLS configs of its `terminate-tls` actions, by action id.
+    terminations: SmallVec<[(ActionId, Arc<rustls::ServerConfig>); 1]>,
+}
+
+impl Route {
+    /// The counters of its rate-limit action `id`.
+    pub(crate) fn limit(&self, id: ActionId) -> Option<&RateCounters> {
+        self.limits
+            .iter()
+            .find(|(a, _)| *a == id)
+            .map(|(_, c)| &**c)
+    }
+
+    /// The TLS config of its terminate-tls action `id`.
+    pub(crate) fn termination(&self, id: ActionId) -> Option<Arc<rustls::ServerConfig>> {
+        self.terminations
+            .iter()
+            .find(|(a, _)| *a == id)
+            .map(|(_, c)| c.clone())
+    }
 }
 
 /// Hosts of one namespace: exact names beat wildcards; the longest wildcard suffix wins.
@@ -118,6 +142,10 @@ pub(crate) enum CompileError {
 /// A table ready for workers.
 #[derive(Debug, Default)]
 pub(crate) struct RouteTable {
+    /// Unique per compiled table in this process (0: the empty table workers start
+    /// with), so that a connection can tell whether what it knows about endpoints
+    /// (their indexes, the on_tcp_connect that ran) still refers to this table.
+    pub(crate) generation: u64,
     pub(crate) endpoints: Vec<Route>,
     pools: Vec<SmallVec<[EndpointIdx; 2]>>,
     /// Public http hosts by URL port.
@@ -128,10 +156,19 @@ pub(crate) struct RouteTable {
     internal: FastMap<(u32, Scheme, u16), HostIndex>,
     /// Public URL ports and the scheme each serves.
     pub(crate) listen_ports: BTreeMap<u16, Scheme>,
-    /// Counters of `rate-limit` actions, by endpoint index and action address.
-    limits: FastMap<(EndpointIdx, usize), Arc<RateCounters>>,
-    /// TLS configs of `terminate-tls` actions, by endpoint index and action address.
-    terminations: FastMap<(EndpointIdx, usize), Arc<rustls::ServerConfig>>,
+    /// Every upstream the table names, so that workers can close the pooled
+    /// connections of upstreams it no longer does.
+    upstreams: HashSet<UpstreamAddr, foldhash::fast::RandomState>,
+}
+
+/// What a compiled table would change outside itself, applied only once the table is
+/// served: a refused table leaves no trace.
+#[derive(Debug)]
+pub(crate) struct Staged {
+    /// The rate-limit counters to keep from now on.
+    pub(crate) limits: RateRegistry,
+    /// The metric slots of the table's endpoints.
+    pub(crate) slots: SlotPlan,
 }
 
 impl RouteTable {
@@ -139,15 +176,23 @@ impl RouteTable {
     /// on the control thread, never on a worker).
     pub(crate) fn compile(
         table: &EndpointTable,
-        limits: &mut RateRegistry,
+        limits: &RateRegistry,
         workers: usize,
         certs: &Arc<CertStore>,
-        slots: &mut StatsSlots,
-    ) -> Result<RouteTable, CompileError> {
+        slots: &StatsSlots,
+    ) -> Result<(RouteTable, Staged), CompileError> {
+        static GENERATIONS: AtomicU64 = AtomicU64::new(1);
         let mut routes = RouteTable {
-            limits: limits.attach(table, workers),
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             ..RouteTable::default()
         };
+        let (mut endpoint_limits, staged_limits) = limits.stage(table, workers);
+        let slots = slots.plan(
+            table
+                .endpoints
+                .iter()
+                .map(|ep| (&*ep.id, ep.url.to_string())),
+        );
         let mut accounts: HashMap<&str, (u32, Arc<str>)> = HashMap::new();
         let mut resolved: HashMap<(String, u16), Option<SocketAddr>> = HashMap::new();
         for (i, ep) in table.endpoints.iter().enumerate() {
@@ -200,10 +245,12 @@ impl RouteTable {
                         addr
                     });
                     addr.map_or(Target::Unresolved, |addr| {
-                        Target::Upstream(UpstreamAddr {
+                        let upstream = UpstreamAddr {
                             addr,
                             tls: server_name,
-                        })
+                        };
+                        routes.upstreams.insert(upstream.clone());
+                        Target::Upstream(upstream)
                     })
                 }
             };
@@ -237,8 +284,9 @@ impl RouteTable {
                 routes.pools.push(SmallVec::new());
             }
             routes.pools[pool as usize].push(i as EndpointIdx);
-            for rule in &ep.policy.on_tcp_connect {
-                for action in &rule.actions {
+            let mut terminations = SmallVec::new();
+            for (r, rule) in ep.policy.on_tcp_connect.iter().enumerate() {
+                for (a, action) in rule.actions.iter().enumerate() {
                     let Action::TerminateTls(t) = action else {
                         continue;
                     };
@@ -269,10 +317,10 @@ impl RouteTable {
                     .filter(|(v, _)| (t.min_version..=t.max_version).contains(v))
                     .map(|(_, p)| p)
                     .collect();
-                    routes.terminations.insert(
-                        (i as EndpointIdx, t as *const TerminateTls as usize),
+                    terminations.push((
+                        ActionId::new(Phase::TcpConnect, r, a),
                         store.server_config_for(&versions),
-                    );
+                    ));
                 }
             }
             routes.endpoints.push(Route {
@@ -285,11 +333,22 @@ impl RouteTable {
                 policy: ep.policy.clone(),
                 target,
                 pool,
-                stats_slot: slots.slot(&ep.id, &ep.url.to_string()),
+                stats_slot: slots.slot(i),
                 max_request_body: ep.max_request_body,
+                limits: std::mem::take(&mut endpoint_limits[i]),
+                terminations,
             });
         }
-        Ok(routes)
+        let staged = Staged {
+            limits: staged_limits,
+            slots,
+        };
+        Ok((routes, staged))
+    }
+
+    /// Whether an endpoint of the table has this upstream.
+    pub(crate) fn names_upstream(&self, upstream: &UpstreamAddr) -> bool {
+        self.upstreams.contains(upstream)
     }
 
     /// The pool serving public tcp port `port`.
@@ -321,22 +380,6 @@ impl RouteTable {
     pub(crate) fn route(&self, idx: EndpointIdx) -> &Route {
         &self.endpoints[idx as usize]
     }
-
-    /// The TLS config of a terminate-tls action of endpoint `idx`.
-    pub(crate) fn termination(
-        &self,
-        idx: EndpointIdx,
-        action: usize,
-    ) -> Option<Arc<rustls::ServerConfig>> {
-        self.terminations.get(&(idx, action)).cloned()
-    }
-
-    /// The counters of a rate-limit action of endpoint `idx`.
-    pub(crate) fn limit(&self, idx: EndpointIdx, action: &RateLimit) -> Option<&RateCounters> {
-        self.limits
-            .get(&(idx, action as *const RateLimit as usize))
-            .map(Arc::as_ref)
-    }
 }
 
 #[cfg(test)]
@@ -359,12 +402,13 @@ mod tests {
         let table = EndpointTable::from_records(1, &records).unwrap();
         RouteTable::compile(
             &table,
-            &mut RateRegistry::default(),
+            &RateRegistry::default(),
             2,
             &Arc::default(),
-            &mut StatsSlots::default(),
+            &StatsSlots::default(),
         )
         .unwrap()
+        .0
     }
 
     #[test]

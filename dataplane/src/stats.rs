@@ -38,6 +38,9 @@ pub(crate) struct EndpointStats {
     pub(crate) forward_hops: u64,
     /// forward-internal failures, by [`FORWARD_FAILURES`] index.
     pub(crate) forward_failures: [u64; FORWARD_FAILURES.len()],
+    /// Exchanges that ended without a response (close-connection, a refused
+    /// on_tcp_connect, a client gone).
+    pub(crate) closed: u64,
 }
 
 /// One finished HTTP exchange, as counted.
@@ -60,6 +63,7 @@ impl EndpointStats {
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
         self.forward_hops += other.forward_hops;
+        self.closed += other.closed;
     }
 }
 
@@ -75,6 +79,11 @@ pub(crate) struct WorkerStats {
     pub(crate) connections_total: u64,
     pub(crate) connections_active: u64,
     pub(crate) upstream_connect_errors: u64,
+    /// Panics confined to the connection that hit them.
+    pub(crate) panics: u64,
+    /// Responses to requests no endpoint took (unreadable, or no endpoint serves the
+    /// host), by status class.
+    pub(crate) unrouted: [u64; 5],
     /// By endpoint slot.
     pub(crate) endpoints: Vec<EndpointStats>,
 }
@@ -87,11 +96,22 @@ impl WorkerStats {
         &mut self.endpoints[slot]
     }
 
-    /// Counts an HTTP exchange that entered at the endpoint of `slot`.
-    pub(crate) fn record_exchange(&mut self, slot: usize, x: &Exchange) {
-        let e = self.endpoint(slot);
+    /// Counts an HTTP exchange that entered at the endpoint of `slot` (`None`: no
+    /// endpoint took it). Status 0: it ended without a response.
+    pub(crate) fn record_exchange(&mut self, slot: Option<usize>, x: &Exchange) {
         let class = usize::from(x.status / 100).clamp(1, 5) - 1;
-        e.responses[class] += 1;
+        let Some(slot) = slot else {
+            if x.status != 0 {
+                self.unrouted[class] += 1;
+            }
+            return;
+        };
+        let e = self.endpoint(slot);
+        if x.status == 0 {
+            e.closed += 1;
+        } else {
+            e.responses[class] += 1;
+        }
         let bucket = LATENCY_BOUNDS_US.partition_point(|&bound| bound < x.duration_us);
         e.latency[bucket] += 1;
         e.latency_sum_us += x.duration_us;
@@ -116,6 +136,8 @@ impl WorkerStats {
         self.connections_total += other.connections_total;
         self.connections_active += other.connections_active;
         self.upstream_connect_errors += other.upstream_connect_errors;
+        self.panics += other.panics;
+        add_all(&mut self.unrouted, &other.unrouted);
         if self.endpoints.len() < other.endpoints.len() {
             self.endpoints
                 .resize(other.endpoints.len(), EndpointStats::default());
@@ -134,17 +156,58 @@ pub(crate) struct StatsSlots {
     labels: Vec<(String, String)>,
 }
 
+/// The slots of a table's endpoints (in table order), and the labels that change if
+/// the table is served: computed without touching [`StatsSlots`], applied by
+/// [`StatsSlots::apply`] once the table is served.
+#[derive(Debug, Default)]
+pub(crate) struct SlotPlan {
+    slots: Vec<usize>,
+    /// New slots, from `StatsSlots::labels.len()` on: (id, url).
+    added: Vec<(String, String)>,
+    /// Existing slots whose endpoint moved to another URL.
+    relabeled: Vec<(usize, String)>,
+}
+
+impl SlotPlan {
+    /// The slot of the table's endpoint `index`.
+    pub(crate) fn slot(&self, index: usize) -> usize {
+        self.slots[index]
+    }
+}
+
 impl StatsSlots {
-    /// The slot of an endpoint, allocated on first sight.
-    pub(crate) fn slot(&mut self, id: &str, url: &str) -> usize {
-        if let Some(&slot) = self.by_id.get(id) {
-            self.labels[slot].1 = url.to_string();
-            return slot;
+    /// Slots for endpoints given as (id, url), allocating for new ids after the
+    /// existing ones.
+    pub(crate) fn plan<'a>(&self, endpoints: impl Iterator<Item = (&'a str, String)>) -> SlotPlan {
+        let mut plan = SlotPlan::default();
+        let mut new_ids: HashMap<&str, usize> = HashMap::new();
+        for (id, url) in endpoints {
+            let slot = match self.by_id.get(id) {
+                Some(&slot) => {
+                    if self.labels[slot].1 != url {
+                        plan.relabeled.push((slot, url));
+                    }
+                    slot
+                }
+                None => *new_ids.entry(id).or_insert_with(|| {
+                    plan.added.push((id.to_string(), url));
+                    self.labels.len() + plan.added.len() - 1
+                }),
+            };
+            plan.slots.push(slot);
         }
-        let slot = self.labels.len();
-        self.by_id.insert(id.to_string(), slot);
-        self.labels.push((id.to_string(), url.to_string()));
-        slot
+        plan
+    }
+
+    /// Makes a planned table's slots and labels current.
+    pub(crate) fn apply(&mut self, plan: SlotPlan) {
+        for (slot, url) in plan.relabeled {
+            self.labels[slot].1 = url;
+        }
+        for (id, url) in plan.added {
+            self.by_id.insert(id.clone(), self.labels.len());
+            self.labels.push((id, url));
+        }
     }
 
     pub(crate) fn labels(&self, slot: usize) -> Option<&(String, String)> {
@@ -212,6 +275,28 @@ pub(crate) fn render(
         "innergate_upstream_connect_errors_total {}",
         total.upstream_connect_errors
     );
+    family(
+        &mut out,
+        "innergate_panics_total",
+        "counter",
+        "Panics in the data plane's own code, each confined to the connection that hit it.",
+    );
+    let _ = writeln!(out, "innergate_panics_total {}", total.panics);
+    family(
+        &mut out,
+        "innergate_http_unrouted_responses_total",
+        "counter",
+        "HTTP responses to requests no endpoint took (unreadable, or no endpoint serves the host), by status class.",
+    );
+    for (class, count) in total.unrouted.iter().enumerate() {
+        if *count > 0 {
+            let _ = writeln!(
+                out,
+                "innergate_http_unrouted_responses_total{{class=\"{}xx\"}} {count}",
+                class + 1
+            );
+        }
+    }
 
     // Per endpoint: (slot, `endpoint_id="…",url="…"`, counters).
     let endpoints: Vec<(String, &EndpointStats)> = total
@@ -275,7 +360,7 @@ pub(crate) fn render(
     }
     // One plain counter per endpoint each.
     type Counter = fn(&EndpointStats) -> u64;
-    let counters: [(&str, &str, Counter); 3] = [
+    let counters: [(&str, &str, Counter); 4] = [
         (
             "innergate_bytes_received_total",
             "Bytes read from clients (HTTP heads and bodies, tcp/tls streams).",
@@ -290,6 +375,11 @@ pub(crate) fn render(
             "innergate_forward_internal_hops_total",
             "forward-internal hops taken by requests that entered at the endpoint.",
             |e| e.forward_hops,
+        ),
+        (
+            "innergate_http_closed_without_response_total",
+            "HTTP exchanges that ended without a response (close-connection, a refused on_tcp_connect, a client gone).",
+            |e| e.closed,
         ),
     ];
     for (name, help, value) in counters {

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use monoio::net::TcpStream;
 
 use crate::config::Forwarding;
-use crate::policy::{self, ConnInfo, ConnectOutcome, ExchangeState};
+use crate::policy::{self, ConnInfo, ConnectOutcome, RequestState};
 use crate::relay::{pipe, splice_pipe};
 use crate::routes::Target;
 use crate::upstream;
@@ -29,21 +29,30 @@ pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAdd
         client_port: peer.port(),
         server_port: client.local_addr().map_or(0, |a| a.port()),
     };
-    let mut state = ExchangeState::default();
+    let mut state = RequestState::default();
     let entry = table.pick(pool);
     let slot = table.route(entry).stats_slot;
     let addr = match policy::run_connect(&table, entry, &conn, &mut state) {
-        ConnectOutcome::Proceed(Target::Upstream(addr)) => addr,
-        ConnectOutcome::Proceed(Target::None) => {
+        ConnectOutcome::Proceed {
+            target: Target::Upstream(addr),
+            ..
+        } => addr,
+        ConnectOutcome::Proceed {
+            target: Target::None,
+            ..
+        } => {
             log::warn!(
                 "tcp port {url_port}: a policy let a connection through without an upstream"
             );
             return;
         }
-        ConnectOutcome::Proceed(Target::Unresolved) => return,
+        ConnectOutcome::Proceed {
+            target: Target::Unresolved,
+            ..
+        } => return,
         ConnectOutcome::Close(reason) => {
-            if let Some(error) = reason {
-                log::debug!("tcp port {url_port}: {peer} closed: {}", error.message());
+            if let Some(code) = reason {
+                log::debug!("tcp port {url_port}: {peer} closed by policy ({code})");
             }
             return;
         }

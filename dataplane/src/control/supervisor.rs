@@ -90,12 +90,12 @@ impl Supervisor {
         }
         let table = EndpointTable::from_records(msg.version, &msg.endpoints)
             .map_err(|e| format!("endpoint {}: {e}", e.endpoint_id()))?;
-        let routes = RouteTable::compile(
+        let (routes, staged) = RouteTable::compile(
             &table,
-            &mut self.limits,
+            &self.limits,
             self.workers.len(),
             &self.certs,
-            &mut self.slots,
+            &self.slots,
         )
         .map_err(|e| e.to_string())?;
         if self.certs.is_empty() && routes.listen_ports.values().any(|s| *s == Scheme::Https) {
@@ -163,6 +163,8 @@ impl Supervisor {
         for worker in &self.workers {
             let _ = worker.inbox.send(WorkerMsg::Commit);
         }
+        self.limits = staged.limits;
+        self.slots.apply(staged.slots);
         self.listeners
             .retain(|port, _| routes.listen_ports.contains_key(port));
         for (port, (addr, _)) in new_listeners {
@@ -182,6 +184,23 @@ impl Supervisor {
     /// Asks every worker to drain and waits for all of them, until `deadline`.
     /// `true` when every worker finished in time.
     pub(crate) fn drain(&self, deadline: Duration) -> bool {
+        // First every worker stops accepting, then any starts closing connections.
+        let (closed_tx, closed_rx) = flume::unbounded();
+        let stopping = self
+            .workers
+            .iter()
+            .filter(|w| {
+                w.inbox
+                    .send(WorkerMsg::StopAccepting(closed_tx.clone()))
+                    .is_ok()
+            })
+            .count();
+        for _ in 0..stopping {
+            if closed_rx.recv_timeout(PREPARE_TIMEOUT).is_err() {
+                log::warn!("a worker did not close its listeners in time; draining anyway");
+                break;
+            }
+        }
         let (reply_tx, reply_rx) = flume::unbounded();
         let asked = self
             .workers

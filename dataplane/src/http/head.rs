@@ -386,6 +386,7 @@ pub(crate) fn canonical_reason(status: u16) -> &'static str {
         409 => "Conflict",
         410 => "Gone",
         413 => "Content Too Large",
+        421 => "Misdirected Request",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         451 => "Unavailable For Legal Reasons",

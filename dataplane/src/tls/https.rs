@@ -11,6 +11,7 @@ use monoio::io::PrefixedReadIo;
 use monoio::net::TcpStream;
 
 use crate::http::buf::ReadBuf;
+use crate::policy::ConnInfo;
 use crate::worker::Worker;
 
 /// Reads until a whole ClientHello is buffered; returns the bytes read and the SNI.
@@ -29,7 +30,11 @@ async fn peek_client_hello(stream: &mut TcpStream) -> io::Result<(Vec<u8>, Optio
         fed = rb.len();
         match acceptor.accept() {
             Ok(Some(accepted)) => {
-                let sni = accepted.client_hello().server_name().map(str::to_string);
+                // DNS names are case-insensitive; routing compares them lowercased.
+                let sni = accepted
+                    .client_hello()
+                    .server_name()
+                    .map(str::to_ascii_lowercase);
                 return Ok((rb.bytes().to_vec(), sni));
             }
             Ok(None) => {}
@@ -82,5 +87,13 @@ pub(crate) async fn serve_https(
                 return;
             }
         };
-    crate::http::conn::serve(worker, tls, peer, url_port, server_port, "https", sni, fd).await;
+    let info = ConnInfo {
+        worker: worker.id,
+        scheme: "https",
+        sni,
+        client_ip: peer.ip().to_string(),
+        client_port: peer.port(),
+        server_port,
+    };
+    crate::http::conn::serve(worker, tls, peer, url_port, info, fd).await;
 }

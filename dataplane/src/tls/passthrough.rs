@@ -20,7 +20,7 @@ pub(crate) async fn serve_tls(
     peer: SocketAddr,
     url_port: u16,
 ) {
-    use crate::policy::{self, ConnInfo, ConnectOutcome, ExchangeState};
+    use crate::policy::{self, ConnInfo, ConnectOutcome, RequestState};
     use crate::routes::Target;
 
     let limit = worker.config.tls_handshake_timeout;
@@ -57,15 +57,16 @@ pub(crate) async fn serve_tls(
         client_port: peer.port(),
         server_port: stream.local_addr().map_or(0, |a| a.port()),
     };
-    let mut state = ExchangeState::default();
+    let mut state = RequestState::default();
     let slot = table.route(entry).stats_slot;
-    let addr = match policy::run_connect(&table, entry, &conn, &mut state) {
-        ConnectOutcome::Proceed(Target::Upstream(addr)) => addr,
+    let (addr, terminate) = match policy::run_connect(&table, entry, &conn, &mut state) {
+        ConnectOutcome::Proceed {
+            target: Target::Upstream(addr),
+            terminate,
+        } => (addr, terminate),
         _ => return,
     };
-    let termination = state
-        .terminate
-        .and_then(|(idx, action)| table.termination(idx, action));
+    let termination = terminate.and_then(|(idx, action)| table.route(idx).termination(action));
     drop(table);
     // Without terminate-tls the client's TLS passes through: the upstream is reached
     // over plain TCP whatever its scheme says.

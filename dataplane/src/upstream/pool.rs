@@ -64,6 +64,28 @@ impl UpstreamPool {
         list.push(conn);
     }
 
+    /// Closes idle connections that waited longer than the idle timeout. Runs now and
+    /// then on every worker, so that an upstream nobody sends to any more does not
+    /// keep its connections (and their fds) open.
+    pub(crate) fn sweep(&self) {
+        let timeout = self.idle_timeout;
+        self.idle.borrow_mut().retain(|_, list| {
+            list.retain(|conn| conn.idle_since.elapsed() < timeout);
+            !list.is_empty()
+        });
+    }
+
+    /// Closes the idle connections of every upstream that `keep` refuses (those a
+    /// new table no longer names).
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&UpstreamAddr) -> bool) {
+        self.idle.borrow_mut().retain(|addr, _| keep(addr));
+    }
+
+    /// How often [`UpstreamPool::sweep`] should run: a fraction of the idle timeout.
+    pub(crate) fn sweep_every(&self) -> Duration {
+        (self.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(10))
+    }
+
     /// Opens a new HTTP connection to `target`.
     pub(crate) async fn connect(
         target: &UpstreamAddr,

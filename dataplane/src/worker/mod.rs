@@ -40,7 +40,12 @@ pub(crate) enum WorkerMsg {
     Abort,
     /// Send a copy of this worker's counters.
     Snapshot(flume::Sender<WorkerStats>),
-    /// Stop accepting, let connections finish, answer whether all did in time.
+    /// Take what the listeners have queued, close them, and answer once they are
+    /// closed: the first half of a drain, done on every worker before any of them
+    /// tells a client to go elsewhere (a client told so on one worker must not land
+    /// in another worker's queue that is about to close).
+    StopAccepting(flume::Sender<()>),
+    /// Let connections finish, answer whether all did in time.
     Drain(flume::Sender<bool>, Duration),
 }
 
@@ -169,8 +174,9 @@ async fn run(
     if worker.access_log.is_some() {
         monoio::spawn(flush_access_log(worker.clone()));
     }
+    monoio::spawn(sweep_upstream_pool(worker.clone()));
     // Dropping a port's sender stops its accept loop.
-    let mut accepting: HashMap<u16, flume::Sender<()>> = HashMap::new();
+    let mut accepting: HashMap<u16, flume::Sender<accept::Stop>> = HashMap::new();
     let mut prepared: Option<Prepared> = None;
     while let Ok(msg) = messages.recv_async().await {
         match msg {
@@ -205,6 +211,9 @@ async fn run(
                     continue;
                 };
                 accepting.retain(|port, _| table.listen_ports.contains_key(port));
+                worker
+                    .pool
+                    .retain(|upstream| table.names_upstream(upstream));
                 *worker.table.borrow_mut() = Rc::new(LocalTable(table));
                 for (port, listener) in listeners {
                     let (stop_tx, stop_rx) = flume::bounded(1);
@@ -213,9 +222,20 @@ async fn run(
                 }
             }
             WorkerMsg::Abort => prepared = None,
+            WorkerMsg::StopAccepting(reply) => {
+                let (closed_tx, closed_rx) = flume::unbounded();
+                for (_, stop) in accepting.drain() {
+                    let _ = stop.send(accept::Stop::Drain(closed_tx.clone()));
+                }
+                drop(closed_tx);
+                // Every accept loop drops its sender once its listener is closed.
+                while closed_rx.recv_async().await.is_ok() {}
+                let _ = reply.send(());
+            }
             WorkerMsg::Drain(reply, deadline) => {
-                // Closing the listeners stops accepting; connections see the drain
-                // between requests, idle ones at once.
+                // Connections see the drain: each answers what it is serving, and any
+                // request that arrives, with `Connection: close`; idle ones close
+                // after a short grace.
                 accepting.clear();
                 worker.drain.start();
                 let until = Instant::now() + deadline;
@@ -233,6 +253,15 @@ async fn run(
                 let _ = reply.send(snapshot);
             }
         }
+    }
+}
+
+/// Closes idle upstream connections past the keep-alive idle time, now and then.
+async fn sweep_upstream_pool(worker: Rc<Worker>) {
+    let every = worker.pool.sweep_every();
+    loop {
+        monoio::time::sleep(every).await;
+        worker.pool.sweep();
     }
 }
 

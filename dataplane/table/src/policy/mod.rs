@@ -5,13 +5,16 @@
 pub mod action;
 pub mod actions;
 pub mod expr;
+pub mod response;
 
 use std::fmt;
 
 use serde_json::Value;
 
-pub use action::{Action, Verdict};
+pub use action::{ActionId, PolicyAction, Verdict};
+pub use actions::Action;
 pub use expr::{Expression, Facts};
+pub use response::{LocalResponse, ERROR_CODE_HEADER};
 
 use crate::url::{EndpointUrl, Family};
 

@@ -39,6 +39,7 @@ impl actions::HeadersMut for Headers {
 struct Fake {
     headers: Headers,
     vars: Vec<(String, String)>,
+    admitted: Vec<Vec<u8>>,
 }
 
 impl expr::Facts for Fake {
@@ -90,6 +91,15 @@ impl actions::Exchange for Fake {
     }
     fn set_target(&mut self, _: &str) {}
     fn log(&mut self, _: String) {}
+    /// One request per key; a second one waits 7 s.
+    fn admit(&mut self, key: &[u8]) -> Result<(), u64> {
+        if self.admitted.iter().any(|k| k == key) {
+            return Err(7);
+        }
+        self.admitted.push(key.to_vec());
+        Ok(())
+    }
+    fn terminate_tls(&mut self) {}
 }
 
 const SEED: &str = r#"
@@ -243,9 +253,10 @@ fn actions_execute_in_an_exchange() {
             ("x-user".into(), "ann\r\nx-evil: 1".into()),
         ]),
         vars: Vec::new(),
+        admitted: Vec::new(),
     };
     for action in &p.on_http_request[0].actions {
-        assert!(matches!(action.execute(&mut x), Verdict::Next));
+        assert!(matches!(action.execute(&mut x), Verdict::Continue));
     }
     assert_eq!(
         x.headers.0,
@@ -260,10 +271,53 @@ fn actions_execute_in_an_exchange() {
         "on_http_request:\n  - actions: [{type: deny, config: {status_code: 451}}]\n",
     )
     .unwrap();
-    assert!(matches!(
-        deny.on_http_request[0].actions[0].execute(&mut x),
-        Verdict::Deny(451)
-    ));
+    let Verdict::Respond(denied) = deny.on_http_request[0].actions[0].execute(&mut x) else {
+        panic!("deny answers");
+    };
+    assert_eq!(denied.status, 451);
+    assert_eq!(denied.error_code(), Some("ERR_IG_3300"));
+}
+
+#[test]
+fn refusing_actions_make_their_own_answers() {
+    let mut x = Fake {
+        headers: Headers(vec![("x-user".into(), "ann".into())]),
+        vars: Vec::new(),
+        admitted: Vec::new(),
+    };
+    let limit = Policy::parse(
+        "on_http_request:\n  - actions: [{type: rate-limit, config: {capacity: 1, rate: 60s, bucket_key: ['req.headers[\"x-user\"][0]']}}]\n",
+    )
+    .unwrap();
+    let action = &limit.on_http_request[0].actions[0];
+    assert!(matches!(action.execute(&mut x), Verdict::Continue));
+    let Verdict::Respond(limited) = action.execute(&mut x) else {
+        panic!("the second request of the key is refused");
+    };
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.error_code(), Some("ERR_IG_3303"));
+    assert!(limited
+        .headers
+        .iter()
+        .any(|(n, v)| *n == "retry-after" && v == "7"));
+    assert_eq!(
+        x.admitted,
+        vec![b"ann\x1f".to_vec()],
+        "the exact key is counted"
+    );
+
+    let auth = Policy::parse(
+        "on_http_request:\n  - actions: [{type: basic-auth, config: {credentials: ['a:b'], realm: staff}}]\n",
+    )
+    .unwrap();
+    let Verdict::Respond(refused) = auth.on_http_request[0].actions[0].execute(&mut x) else {
+        panic!("no credentials: refused");
+    };
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.error_code(), Some("ERR_IG_3302"));
+    assert!(refused.headers.iter().any(|(n, v)| {
+        *n == "www-authenticate" && v == "Basic realm=\"staff\", charset=\"UTF-8\""
+    }));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Deserializer};
 
 use super::Exchange;
+use crate::policy::action::{PolicyAction, Verdict};
 use crate::policy::expr::Template;
 use crate::policy::Phase;
 
@@ -25,7 +26,7 @@ pub struct AddHeaders {
 
 impl AddHeaders {
     /// Checks names and values and compiles the value templates.
-    pub fn compile(config: AddHeadersConfig, phase: Phase) -> Result<Self, String> {
+    pub fn new(config: AddHeadersConfig, phase: Phase) -> Result<Self, String> {
         if config.headers.is_empty() {
             return Err("headers is empty".into());
         }
@@ -76,4 +77,17 @@ pub(crate) fn ordered_headers<'de, D: Deserializer<'de>>(
             ))),
         })
         .collect()
+}
+
+impl PolicyAction for AddHeaders {
+    type Config = AddHeadersConfig;
+
+    fn compile(config: AddHeadersConfig, phase: Phase) -> Result<Self, String> {
+        AddHeaders::new(config, phase)
+    }
+
+    fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
+        self.apply(x);
+        Verdict::Continue
+    }
 }

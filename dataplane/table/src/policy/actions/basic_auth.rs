@@ -5,7 +5,10 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::Exchange;
+use crate::policy::action::{PolicyAction, Verdict};
 use crate::policy::expr::MapVar;
+use crate::policy::response::LocalResponse;
+use crate::policy::Phase;
 
 /// Config of `basic-auth` as written.
 #[derive(Clone, Debug, Deserialize)]
@@ -28,11 +31,13 @@ pub struct BasicAuth {
     credentials: Vec<String>,
     /// The realm.
     pub realm: String,
+    /// `WWW-Authenticate` of its 401, made once.
+    challenge: String,
 }
 
 impl BasicAuth {
     /// Checks the pairs and the realm.
-    pub fn compile(config: BasicAuthConfig) -> Result<Self, String> {
+    pub fn new(config: BasicAuthConfig) -> Result<Self, String> {
         if config.credentials.is_empty() {
             return Err("credentials is empty".into());
         }
@@ -45,9 +50,11 @@ impl BasicAuth {
         if config.realm.contains(['"', '\\', '\r', '\n']) {
             return Err("realm may not contain quotes, backslashes or line breaks".into());
         }
+        let challenge = format!("Basic realm=\"{}\", charset=\"UTF-8\"", config.realm);
         Ok(BasicAuth {
             credentials: config.credentials,
             realm: config.realm,
+            challenge,
         })
     }
 
@@ -78,4 +85,25 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The code of its refusal.
+pub const UNAUTHORIZED: &str = "ERR_IG_3302";
+
+impl PolicyAction for BasicAuth {
+    type Config = BasicAuthConfig;
+
+    fn compile(config: BasicAuthConfig, _: Phase) -> Result<Self, String> {
+        BasicAuth::new(config)
+    }
+
+    fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
+        if self.permits(x) {
+            return Verdict::Continue;
+        }
+        Verdict::Respond(
+            LocalResponse::refusal(401, UNAUTHORIZED, "authentication required\n")
+                .header("www-authenticate", self.challenge.as_str()),
+        )
+    }
 }

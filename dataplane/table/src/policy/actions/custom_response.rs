@@ -4,7 +4,10 @@
 
 use serde::Deserialize;
 
+use super::Exchange;
+use crate::policy::action::{PolicyAction, Verdict};
 use crate::policy::expr::Template;
+use crate::policy::response::LocalResponse;
 use crate::policy::Phase;
 
 /// Config of `custom-response` as written.
@@ -39,7 +42,7 @@ pub struct CustomResponse {
 
 impl CustomResponse {
     /// Checks status and headers and compiles the templates for `phase`.
-    pub fn compile(config: CustomResponseConfig, phase: Phase) -> Result<Self, String> {
+    pub fn new(config: CustomResponseConfig, phase: Phase) -> Result<Self, String> {
         check_status(config.status_code)?;
         let mut headers = Vec::with_capacity(config.headers.len());
         for (name, value) in config.headers {
@@ -71,4 +74,27 @@ pub(crate) fn check_status(status: u16) -> Result<(), String> {
         return Err(format!("status_code {status} is out of range 200-599"));
     }
     Ok(())
+}
+
+impl PolicyAction for CustomResponse {
+    type Config = CustomResponseConfig;
+
+    fn compile(config: CustomResponseConfig, phase: Phase) -> Result<Self, String> {
+        CustomResponse::new(config, phase)
+    }
+
+    fn terminates(&self) -> bool {
+        true
+    }
+
+    /// Renders the answer against the exchange it ends: the request and, in
+    /// on_http_response, the response it replaces.
+    fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
+        let facts = x.facts();
+        let mut response = LocalResponse::new(self.status_code).body(self.body.render(facts));
+        for (name, value) in &self.headers {
+            response = response.header(name, super::sanitize(value.render(facts)));
+        }
+        Verdict::Respond(response)
+    }
 }

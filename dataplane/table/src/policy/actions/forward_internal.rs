@@ -4,6 +4,8 @@
 
 use serde::Deserialize;
 
+use super::Exchange;
+use crate::policy::action::{PolicyAction, Verdict};
 use crate::policy::expr::{Facts, Template};
 use crate::policy::Phase;
 use crate::url::{EndpointUrl, Scheme};
@@ -55,7 +57,7 @@ pub struct BadTarget(pub String);
 
 impl ForwardInternal {
     /// Parses the target (literal URLs must be internal) and compiles templates.
-    pub fn compile(config: ForwardInternalConfig, phase: Phase) -> Result<Self, String> {
+    pub fn new(config: ForwardInternalConfig, phase: Phase) -> Result<Self, String> {
         let template = Template::compile(&config.url, phase).map_err(|e| format!("url: {e}"))?;
         let target = match template.as_literal() {
             Some(literal) => Target::Static(parse_internal(literal)?),
@@ -95,7 +97,7 @@ impl ForwardInternal {
     }
 
     /// Whether the action always ends the phase.
-    pub fn terminates(&self) -> bool {
+    pub fn always_ends(&self) -> bool {
         self.on_error == OnError::Halt
     }
 }
@@ -111,4 +113,21 @@ fn parse_internal(text: &str) -> Result<EndpointUrl, String> {
         return Err(format!("url `{text}` must name one host, not a wildcard"));
     }
     Ok(target)
+}
+
+impl PolicyAction for ForwardInternal {
+    type Config = ForwardInternalConfig;
+
+    fn compile(config: ForwardInternalConfig, phase: Phase) -> Result<Self, String> {
+        ForwardInternal::new(config, phase)
+    }
+
+    fn terminates(&self) -> bool {
+        self.always_ends()
+    }
+
+    /// The target is resolved by the executor, which knows the account and the chain.
+    fn execute<'p>(&'p self, _: &mut dyn Exchange) -> Verdict<'p> {
+        Verdict::Forward(self)
+    }
 }

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use super::Exchange;
+use crate::policy::action::{PolicyAction, Verdict};
 use crate::policy::expr::{Template, Var};
 use crate::policy::Phase;
 
@@ -24,7 +25,7 @@ pub struct Log {
 
 impl Log {
     /// Compiles the metadata templates.
-    pub fn compile(config: LogConfig, phase: Phase) -> Result<Self, String> {
+    pub fn new(config: LogConfig, phase: Phase) -> Result<Self, String> {
         let mut metadata = Vec::with_capacity(config.metadata.len());
         for (name, value) in config.metadata {
             let t =
@@ -48,5 +49,19 @@ impl Log {
             "metadata": metadata,
         })
         .to_string()
+    }
+}
+
+impl PolicyAction for Log {
+    type Config = LogConfig;
+
+    fn compile(config: LogConfig, phase: Phase) -> Result<Self, String> {
+        Log::new(config, phase)
+    }
+
+    fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
+        let line = self.line(x);
+        x.log(line);
+        Verdict::Continue
     }
 }

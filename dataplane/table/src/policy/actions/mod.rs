@@ -1,6 +1,6 @@
 //! The actions of a traffic policy (SPEC §4). Each file owns one action: its config
-//! type, its validation and its execution. Adding an action touches its file and the
-//! registry in [`super::action`].
+//! type, its validation, its execution and the answer it makes. Adding an action
+//! touches its file, its `mod` line and its line in [`registry!`] below.
 
 pub mod add_headers;
 pub mod basic_auth;
@@ -16,6 +16,116 @@ pub mod restrict_ips;
 pub mod set_vars;
 pub mod terminate_tls;
 pub mod url_rewrite;
+
+use super::action::{PolicyAction, Verdict};
+use super::Phase;
+use Phase::{HttpRequest as Q, HttpResponse as R, TcpConnect as T};
+
+/// Declares every action once: its enum variant, its type as written in documents,
+/// the type in its file, and the phases it may run in.
+macro_rules! registry {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal => $ty:ty, [$($phase:ident),*]; )*) => {
+        /// One action of a rule, its config parsed, checked and compiled.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum Action {
+            $( $(#[$doc])* $variant($ty), )*
+        }
+
+        impl Action {
+            /// Every action type, as written in documents, with the phases it may run in.
+            pub const TYPES: &'static [(&'static str, &'static [Phase])] =
+                &[$( ($name, &[$($phase),*]), )*];
+
+            /// Parses the config of action `kind`, checks it and compiles it for `phase`.
+            pub(crate) fn parse(
+                kind: &str,
+                config: serde_json::Value,
+                phase: Phase,
+            ) -> Result<Action, String> {
+                match kind {
+                    $( $name => Ok(Action::$variant(compile::<$ty>(config, phase)?)), )*
+                    other => {
+                        let known: Vec<_> = Self::TYPES.iter().map(|(n, _)| *n).collect();
+                        Err(format!(
+                            "unknown action type `{other}`; known types: {}",
+                            known.join(", ")
+                        ))
+                    }
+                }
+            }
+
+            /// The name of the action as written in documents.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $( Action::$variant(_) => $name, )*
+                }
+            }
+
+            /// Whether the action always ends its phase.
+            pub fn terminates(&self) -> bool {
+                match self {
+                    $( Action::$variant(a) => a.terminates(), )*
+                }
+            }
+
+            /// Runs the action in an exchange.
+            pub fn execute(&self, x: &mut dyn Exchange) -> Verdict<'_> {
+                match self {
+                    $( Action::$variant(a) => a.execute(x), )*
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    /// Hand the request to an internal endpoint (SPEC §5).
+    ForwardInternal = "forward-internal" => forward_internal::ForwardInternal, [T, Q];
+    /// Answer with a configured response.
+    CustomResponse = "custom-response" => custom_response::CustomResponse, [Q, R];
+    /// Refuse the request.
+    Deny = "deny" => deny::Deny, [T, Q];
+    /// Add headers.
+    AddHeaders = "add-headers" => add_headers::AddHeaders, [Q, R];
+    /// Remove headers.
+    RemoveHeaders = "remove-headers" => remove_headers::RemoveHeaders, [Q, R];
+    /// Set `vars.*`.
+    SetVars = "set-vars" => set_vars::SetVars, [T, Q, R];
+    /// Close the client connection.
+    CloseConnection = "close-connection" => close_connection::CloseConnection, [T, Q];
+    /// Answer with a Location.
+    Redirect = "redirect" => redirect::Redirect, [Q];
+    /// Rewrite the path and query.
+    UrlRewrite = "url-rewrite" => url_rewrite::UrlRewrite, [Q];
+    /// Allow or deny by peer address.
+    RestrictIps = "restrict-ips" => restrict_ips::RestrictIps, [T, Q];
+    /// Require HTTP Basic credentials.
+    BasicAuth = "basic-auth" => basic_auth::BasicAuth, [Q];
+    /// Limit requests per key and window.
+    RateLimit = "rate-limit" => rate_limit::RateLimit, [Q];
+    /// Write a structured log line.
+    Log = "log" => log::Log, [T, Q, R];
+    /// End TLS on a tls endpoint, then pass plain bytes on.
+    TerminateTls = "terminate-tls" => terminate_tls::TerminateTls, [T];
+}
+
+impl Action {
+    /// The phases this action may appear in.
+    pub fn phases(&self) -> &'static [Phase] {
+        let name = self.type_name();
+        Self::TYPES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(&[], |(_, p)| p)
+    }
+}
+
+/// Parses an action's config into its type and compiles it.
+fn compile<A: PolicyAction>(config: serde_json::Value, phase: Phase) -> Result<A, String> {
+    let config: A::Config = serde_json::from_value(config).map_err(|e| e.to_string())?;
+    A::compile(config, phase)
+}
 
 use std::borrow::Cow;
 
@@ -43,6 +153,12 @@ pub trait Exchange {
     fn set_target(&mut self, target: &str);
     /// Writes one structured log line (`log`).
     fn log(&mut self, line: String);
+    /// Counts this request against the counters of the running `rate-limit` action,
+    /// under `key`; refused: the seconds until a request of `key` would pass.
+    fn admit(&mut self, key: &[u8]) -> Result<(), u64>;
+    /// Asks for TLS to end here with the running `terminate-tls` action's settings
+    /// (on_tcp_connect of tls endpoints).
+    fn terminate_tls(&mut self);
 }
 
 /// The request URL as policies see it, built from the facts.

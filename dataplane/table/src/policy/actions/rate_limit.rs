@@ -8,7 +8,9 @@
 use serde::Deserialize;
 
 use super::Exchange;
+use crate::policy::action::{PolicyAction, Verdict};
 use crate::policy::expr::Expression;
+use crate::policy::response::LocalResponse;
 use crate::policy::Phase;
 
 /// Config of `rate-limit` as written.
@@ -51,7 +53,7 @@ impl Eq for RateLimit {}
 
 impl RateLimit {
     /// Checks the numbers and compiles the key expressions.
-    pub fn compile(config: RateLimitConfig, phase: Phase) -> Result<Self, String> {
+    pub fn new(config: RateLimitConfig, phase: Phase) -> Result<Self, String> {
         if config.capacity == 0 || config.capacity > (1 << 39) {
             return Err("capacity must be between 1 and 2^39".into());
         }
@@ -89,22 +91,43 @@ impl RateLimit {
         )
     }
 
-    /// The bucket of this request: a hash of the key values.
-    pub fn bucket(&self, x: &dyn Exchange) -> u64 {
-        // FNV-1a: small, fast, stable across workers.
-        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    /// The key of this request: the values of the `bucket_key` expressions, each
+    /// followed by a unit separator (so `a`,`bc` and `ab`,`c` differ). Counted exactly,
+    /// never folded into a shared bucket.
+    pub fn key(&self, x: &dyn Exchange, out: &mut String) {
         let facts = x.facts();
-        let mut text = String::new();
+        out.clear();
         for key in &self.bucket_key {
-            text.clear();
             if let Ok(value) = key.eval(facts) {
-                value.write_to(facts, &mut text);
+                value.write_to(facts, out);
             }
-            for b in text.bytes().chain([0x1f]) {
-                hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-            }
+            out.push('\u{1f}');
         }
-        hash
+    }
+}
+
+/// The code of its refusal.
+pub const LIMITED: &str = "ERR_IG_3303";
+
+impl PolicyAction for RateLimit {
+    type Config = RateLimitConfig;
+
+    fn compile(config: RateLimitConfig, phase: Phase) -> Result<Self, String> {
+        RateLimit::new(config, phase)
+    }
+
+    /// Counts the request under its key in the data plane's counters for this action;
+    /// above the capacity, 429 with Retry-After.
+    fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
+        let mut key = String::new();
+        self.key(x, &mut key);
+        match x.admit(key.as_bytes()) {
+            Ok(()) => Verdict::Continue,
+            Err(retry_after) => Verdict::Respond(
+                LocalResponse::refusal(429, LIMITED, "rate limit exceeded\n")
+                    .header("retry-after", retry_after.to_string()),
+            ),
+        }
     }
 }
 

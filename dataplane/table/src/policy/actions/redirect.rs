@@ -6,7 +6,9 @@
 use serde::Deserialize;
 
 use super::{Exchange, Url};
+use crate::policy::action::{PolicyAction, Verdict};
 use crate::policy::expr::Template;
+use crate::policy::response::LocalResponse;
 use crate::policy::Phase;
 
 /// Config of `redirect` as written.
@@ -56,7 +58,7 @@ impl Eq for Redirect {}
 
 impl Redirect {
     /// Checks the status, compiles the regex and the templates.
-    pub fn compile(config: RedirectConfig, phase: Phase) -> Result<Self, String> {
+    pub fn new(config: RedirectConfig, phase: Phase) -> Result<Self, String> {
         if !matches!(config.status_code, 301 | 302 | 303 | 307 | 308) {
             return Err(format!(
                 "status_code {} is not a redirect: use 301, 302, 303, 307 or 308",
@@ -104,5 +106,30 @@ impl Redirect {
             }
         };
         Some(super::sanitize(location.into()).into_owned())
+    }
+}
+
+impl PolicyAction for Redirect {
+    type Config = RedirectConfig;
+
+    fn compile(config: RedirectConfig, phase: Phase) -> Result<Self, String> {
+        Redirect::new(config, phase)
+    }
+
+    /// Without `from`, every request is redirected.
+    fn terminates(&self) -> bool {
+        self.always()
+    }
+
+    fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
+        let Some(location) = self.location(x) else {
+            return Verdict::Continue;
+        };
+        let facts = x.facts();
+        let mut response = LocalResponse::new(self.status_code).header("location", location);
+        for (name, value) in &self.headers {
+            response = response.header(name, super::sanitize(value.render(facts)));
+        }
+        Verdict::Respond(response)
     }
 }

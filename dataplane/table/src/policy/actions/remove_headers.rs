@@ -3,6 +3,8 @@
 use serde::Deserialize;
 
 use super::Exchange;
+use crate::policy::action::{PolicyAction, Verdict};
+use crate::policy::Phase;
 
 /// Config of `remove-headers`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -29,5 +31,19 @@ impl RemoveHeaders {
         for name in &self.headers {
             headers.remove(name);
         }
+    }
+}
+
+impl PolicyAction for RemoveHeaders {
+    type Config = RemoveHeaders;
+
+    fn compile(config: RemoveHeaders, _: Phase) -> Result<Self, String> {
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
+        self.apply(x);
+        Verdict::Continue
     }
 }

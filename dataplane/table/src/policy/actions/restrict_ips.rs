@@ -7,7 +7,10 @@ use std::net::IpAddr;
 use serde::Deserialize;
 
 use super::Exchange;
+use crate::policy::action::{PolicyAction, Verdict};
 use crate::policy::expr::Var;
+use crate::policy::response::LocalResponse;
+use crate::policy::Phase;
 
 /// Config of `restrict-ips` as written.
 #[derive(Clone, Debug, Deserialize)]
@@ -79,7 +82,7 @@ pub struct RestrictIps {
 
 impl RestrictIps {
     /// Parses the lists; at least one must be non-empty.
-    pub fn compile(config: RestrictIpsConfig) -> Result<Self, String> {
+    pub fn new(config: RestrictIpsConfig) -> Result<Self, String> {
         if config.allow.is_empty() && config.deny.is_empty() {
             return Err("give allow, deny or both".into());
         }
@@ -103,6 +106,28 @@ impl RestrictIps {
             return false;
         }
         self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// The code of its refusal.
+pub const REFUSED: &str = "ERR_IG_3301";
+
+impl PolicyAction for RestrictIps {
+    type Config = RestrictIpsConfig;
+
+    fn compile(config: RestrictIpsConfig, _: Phase) -> Result<Self, String> {
+        RestrictIps::new(config)
+    }
+
+    fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
+        if self.permits(x) {
+            return Verdict::Continue;
+        }
+        Verdict::Respond(LocalResponse::refusal(
+            403,
+            REFUSED,
+            "your address is not allowed to reach this endpoint\n",
+        ))
     }
 }
 

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::Exchange;
+use crate::policy::action::{PolicyAction, Verdict};
 use crate::policy::expr::Template;
 use crate::policy::Phase;
 
@@ -25,7 +26,7 @@ pub struct SetVars {
 
 impl SetVars {
     /// Checks the names and compiles the values.
-    pub fn compile(config: SetVarsConfig, phase: Phase) -> Result<Self, String> {
+    pub fn new(config: SetVarsConfig, phase: Phase) -> Result<Self, String> {
         if config.vars.is_empty() {
             return Err("vars is empty".into());
         }
@@ -51,5 +52,18 @@ impl SetVars {
             let value = template.render(x.facts()).into_owned();
             x.set_var(name, value);
         }
+    }
+}
+
+impl PolicyAction for SetVars {
+    type Config = SetVarsConfig;
+
+    fn compile(config: SetVarsConfig, phase: Phase) -> Result<Self, String> {
+        SetVars::new(config, phase)
+    }
+
+    fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
+        self.apply(x);
+        Verdict::Continue
     }
 }

@@ -6,6 +6,10 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
+use super::Exchange;
+use crate::policy::action::{PolicyAction, Verdict};
+use crate::policy::Phase;
+
 /// Config of `terminate-tls` as written.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,7 +61,7 @@ pub struct TerminateTls {
 
 impl TerminateTls {
     /// Checks versions and that the PEM parses.
-    pub fn compile(config: TerminateTlsConfig) -> Result<Self, String> {
+    pub fn new(config: TerminateTlsConfig) -> Result<Self, String> {
         let min_version = version(config.min_version.as_deref(), TlsVersion::V1_2)?;
         let max_version = version(config.max_version.as_deref(), TlsVersion::V1_3)?;
         if min_version > max_version {
@@ -87,5 +91,20 @@ impl TerminateTls {
             min_version,
             max_version,
         })
+    }
+}
+
+impl PolicyAction for TerminateTls {
+    type Config = TerminateTlsConfig;
+
+    fn compile(config: TerminateTlsConfig, _: Phase) -> Result<Self, String> {
+        TerminateTls::new(config)
+    }
+
+    /// TLS ends with this action's settings, which the data plane compiled into a
+    /// server config kept under this action's id; the phase goes on.
+    fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
+        x.terminate_tls();
+        Verdict::Continue
     }
 }

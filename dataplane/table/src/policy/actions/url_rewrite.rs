@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use super::{Exchange, Url};
+use crate::policy::action::{PolicyAction, Verdict};
 use crate::policy::expr::Template;
 use crate::policy::Phase;
 
@@ -36,7 +37,7 @@ impl Eq for UrlRewrite {}
 
 impl UrlRewrite {
     /// Compiles the regex and the template.
-    pub fn compile(config: UrlRewriteConfig, phase: Phase) -> Result<Self, String> {
+    pub fn new(config: UrlRewriteConfig, phase: Phase) -> Result<Self, String> {
         let from =
             regex::Regex::new(&config.from).map_err(|e| format!("from: invalid regex: {e}"))?;
         let to = Template::compile(&config.to, phase).map_err(|e| format!("to: {e}"))?;
@@ -62,5 +63,18 @@ impl UrlRewrite {
         if rewritten.starts_with('/') {
             x.set_target(&rewritten);
         }
+    }
+}
+
+impl PolicyAction for UrlRewrite {
+    type Config = UrlRewriteConfig;
+
+    fn compile(config: UrlRewriteConfig, phase: Phase) -> Result<Self, String> {
+        UrlRewrite::new(config, phase)
+    }
+
+    fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
+        self.apply(x);
+        Verdict::Continue
     }
 }

@@ -1,0 +1,342 @@
+//! What expressions and actions read and edit: [`View`] over the parsed heads and the
+//! connection (strings borrowed, never copied), and one [`Exchange`] per phase.
+
+use innergate_table::policy::actions::{Exchange, HeadersMut};
+use innergate_table::policy::expr::{MapVar, Var};
+use innergate_table::policy::{ActionId, Facts};
+
+use super::state::{ConnInfo, Vars};
+use super::RequestInfo;
+use crate::error::ProxyError;
+use crate::http::head::{HeaderBlock, RequestHead, ResponseHead};
+use crate::ratelimit::now_ms;
+use crate::routes::{EndpointIdx, Route};
+
+/// Everything a fact can come from, borrowed for one lookup.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'s> {
+    pub(crate) req: &'s RequestHead,
+    pub(crate) resp: Option<&'s ResponseHead>,
+    pub(crate) info: RequestInfo<'s>,
+    pub(crate) route: &'s Route,
+    pub(crate) vars: &'s Vars,
+    pub(crate) forward_error: Option<ProxyError>,
+}
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or("")
+}
+
+fn header_values<'s, 'k>(
+    block: &'s HeaderBlock,
+    key: &'k str,
+) -> impl Iterator<Item = &'s str> + use<'s, 'k> {
+    block.get_all(key).map(text)
+}
+
+fn query_values<'s, 'k>(
+    query: &'s str,
+    key: &'k str,
+) -> impl Iterator<Item = &'s str> + use<'s, 'k> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(move |pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == key).then_some(v)
+        })
+}
+
+impl<'s> View<'s> {
+    fn path_and_query(self) -> (&'s str, &'s str) {
+        let target = text(self.req.target());
+        target.split_once('?').unwrap_or((target, ""))
+    }
+
+    fn string(self, var: Var) -> &'s str {
+        match var {
+            Var::Method => text(self.req.method()),
+            Var::Scheme => self.info.scheme,
+            Var::Host => self.info.host,
+            Var::Path => self.path_and_query().0,
+            Var::Query => self.path_and_query().1,
+            Var::Version => {
+                if self.req.minor_version == 0 {
+                    "1.0"
+                } else {
+                    "1.1"
+                }
+            }
+            Var::ClientIp => &self.info.conn.client_ip,
+            Var::TlsSni => self.info.conn.sni.as_deref().unwrap_or(""),
+            Var::EndpointId => &self.route.id,
+            Var::EndpointUrl => &self.route.url_text,
+            Var::EndpointHost => &self.route.host_text,
+            Var::EndpointProtocol => self.route.url.scheme.as_str(),
+            Var::ForwardErrorCode => self.forward_error.map_or("", ProxyError::code),
+            Var::ForwardErrorMessage => self.forward_error.map_or("", ProxyError::message),
+            // No TLS yet (issue #5); integer variables never come here.
+            _ => "",
+        }
+    }
+
+    fn int(self, var: Var) -> i64 {
+        match var {
+            Var::ContentLength => self.info.content_length,
+            Var::StatusCode => self.resp.map_or(0, |r| i64::from(r.status)),
+            Var::ClientPort => i64::from(self.info.conn.client_port),
+            Var::ServerPort => i64::from(self.info.conn.server_port),
+            _ => 0,
+        }
+    }
+
+    fn count(self, map: MapVar, key: &str) -> usize {
+        match map {
+            MapVar::RequestHeaders => self.req.headers.get_all(key).count(),
+            MapVar::ResponseHeaders => self.resp.map_or(0, |r| r.headers.get_all(key).count()),
+            MapVar::QueryParams => query_values(self.path_and_query().1, key).count(),
+        }
+    }
+
+    fn value(self, map: MapVar, key: &str, index: usize) -> Option<&'s str> {
+        match map {
+            MapVar::RequestHeaders => header_values(&self.req.headers, key).nth(index),
+            MapVar::ResponseHeaders => self
+                .resp
+                .and_then(|r| header_values(&r.headers, key).nth(index)),
+            MapVar::QueryParams => query_values(self.path_and_query().1, key).nth(index),
+        }
+    }
+
+    fn map_size(self, map: MapVar) -> usize {
+        match map {
+            MapVar::RequestHeaders => self.req.headers.iter().count(),
+            MapVar::ResponseHeaders => self.resp.map_or(0, |r| r.headers.iter().count()),
+            MapVar::QueryParams => self
+                .path_and_query()
+                .1
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .count(),
+        }
+    }
+
+    fn user_var(self, name: &str) -> Option<&'s str> {
+        self.vars.get(name)
+    }
+}
+
+/// Facts through a value that can lend a [`View`]: each answer borrows from it.
+macro_rules! facts_via_view {
+    ($ty:ty) => {
+        impl Facts for $ty {
+            fn string(&self, var: Var) -> &str {
+                self.view().string(var)
+            }
+            fn int(&self, var: Var) -> i64 {
+                self.view().int(var)
+            }
+            fn count(&self, map: MapVar, key: &str) -> usize {
+                self.view().count(map, key)
+            }
+            fn value(&self, map: MapVar, key: &str, index: usize) -> Option<&str> {
+                self.view().value(map, key, index)
+            }
+            fn map_size(&self, map: MapVar) -> usize {
+                self.view().map_size(map)
+            }
+            fn user_var(&self, name: &str) -> Option<&str> {
+                self.view().user_var(name)
+            }
+        }
+    };
+}
+
+impl View<'_> {
+    fn view(&self) -> View<'_> {
+        *self
+    }
+}
+
+facts_via_view!(View<'_>);
+facts_via_view!(OnRequest<'_>);
+facts_via_view!(OnResponse<'_>);
+
+/// The request phase's exchange: reads everything, edits request headers.
+pub(super) struct OnRequest<'s> {
+    pub(super) req: &'s mut RequestHead,
+    pub(super) info: RequestInfo<'s>,
+    pub(super) route: &'s Route,
+    pub(super) vars: &'s mut Vars,
+    pub(super) forward_error: Option<ProxyError>,
+    /// The action running now: its runtime state is kept under this id.
+    pub(super) action: ActionId,
+}
+
+impl OnRequest<'_> {
+    fn view(&self) -> View<'_> {
+        View {
+            req: self.req,
+            resp: None,
+            info: self.info,
+            route: self.route,
+            vars: self.vars,
+            forward_error: self.forward_error,
+        }
+    }
+}
+
+impl Exchange for OnRequest<'_> {
+    fn facts(&self) -> &dyn Facts {
+        self
+    }
+    fn headers(&mut self) -> &mut dyn HeadersMut {
+        &mut self.req.headers
+    }
+    fn set_var(&mut self, name: &str, value: String) {
+        self.vars.set(name, value);
+    }
+    fn set_target(&mut self, target: &str) {
+        self.req.set_target(target);
+    }
+    fn log(&mut self, line: String) {
+        log::info!(target: "innergate::policy", "{line}");
+    }
+    fn admit(&mut self, key: &[u8]) -> Result<(), u64> {
+        match self.route.limit(self.action) {
+            Some(counters) => counters.admit(self.info.conn.worker, key, now_ms()),
+            // Compiled with the table: every rate-limit of the route has counters.
+            None => Ok(()),
+        }
+    }
+    fn terminate_tls(&mut self) {
+        // Validation keeps terminate-tls in on_tcp_connect.
+    }
+}
+
+/// The response phase's exchange: reads everything, edits response headers.
+pub(super) struct OnResponse<'s> {
+    pub(super) req: &'s RequestHead,
+    pub(super) resp: &'s mut ResponseHead,
+    pub(super) info: RequestInfo<'s>,
+    pub(super) route: &'s Route,
+    pub(super) vars: &'s mut Vars,
+    pub(super) forward_error: Option<ProxyError>,
+}
+
+impl OnResponse<'_> {
+    fn view(&self) -> View<'_> {
+        View {
+            req: self.req,
+            resp: Some(self.resp),
+            info: self.info,
+            route: self.route,
+            vars: self.vars,
+            forward_error: self.forward_error,
+        }
+    }
+}
+
+impl Exchange for OnResponse<'_> {
+    fn facts(&self) -> &dyn Facts {
+        self
+    }
+    fn headers(&mut self) -> &mut dyn HeadersMut {
+        &mut self.resp.headers
+    }
+    fn set_var(&mut self, name: &str, value: String) {
+        self.vars.set(name, value);
+    }
+    fn set_target(&mut self, _: &str) {
+        // Validation keeps url-rewrite out of on_http_response.
+    }
+    fn log(&mut self, line: String) {
+        log::info!(target: "innergate::policy", "{line}");
+    }
+    fn admit(&mut self, _: &[u8]) -> Result<(), u64> {
+        // Validation keeps rate-limit in on_http_request.
+        Ok(())
+    }
+    fn terminate_tls(&mut self) {}
+}
+
+/// Headers for phases that have none (on_tcp_connect): validation keeps the header
+/// actions out, so nothing ever arrives here.
+pub(super) struct NoHeaders;
+
+impl HeadersMut for NoHeaders {
+    fn append(&mut self, _: &str, _: &str) {}
+    fn remove(&mut self, _: &str) {}
+}
+
+/// The connect phase's exchange: connection facts only.
+pub(super) struct OnConnect<'s> {
+    pub(super) conn: &'s ConnInfo,
+    pub(super) endpoint: EndpointIdx,
+    pub(super) route: &'s Route,
+    pub(super) vars: &'s mut Vars,
+    pub(super) forward_error: Option<ProxyError>,
+    pub(super) none: NoHeaders,
+    /// The action running now.
+    pub(super) action: ActionId,
+    /// The terminate-tls that ran: (endpoint, action).
+    pub(super) terminate: &'s mut Option<(EndpointIdx, ActionId)>,
+}
+
+impl Facts for OnConnect<'_> {
+    fn string(&self, var: Var) -> &str {
+        match var {
+            Var::ClientIp => &self.conn.client_ip,
+            Var::TlsSni => self.conn.sni.as_deref().unwrap_or(""),
+            Var::EndpointId => &self.route.id,
+            Var::EndpointUrl => &self.route.url_text,
+            Var::EndpointHost => &self.route.host_text,
+            Var::EndpointProtocol => self.route.url.scheme.as_str(),
+            Var::ForwardErrorCode => self.forward_error.map_or("", ProxyError::code),
+            Var::ForwardErrorMessage => self.forward_error.map_or("", ProxyError::message),
+            // Request variables are refused in on_tcp_connect at create time.
+            _ => "",
+        }
+    }
+    fn int(&self, var: Var) -> i64 {
+        match var {
+            Var::ClientPort => i64::from(self.conn.client_port),
+            Var::ServerPort => i64::from(self.conn.server_port),
+            _ => 0,
+        }
+    }
+    fn count(&self, _: MapVar, _: &str) -> usize {
+        0
+    }
+    fn value(&self, _: MapVar, _: &str, _: usize) -> Option<&str> {
+        None
+    }
+    fn map_size(&self, _: MapVar) -> usize {
+        0
+    }
+    fn user_var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name)
+    }
+}
+
+impl Exchange for OnConnect<'_> {
+    fn facts(&self) -> &dyn Facts {
+        self
+    }
+    fn headers(&mut self) -> &mut dyn HeadersMut {
+        &mut self.none
+    }
+    fn set_var(&mut self, name: &str, value: String) {
+        self.vars.set(name, value);
+    }
+    fn set_target(&mut self, _: &str) {}
+    fn log(&mut self, line: String) {
+        log::info!(target: "innergate::policy", "{line}");
+    }
+    fn admit(&mut self, _: &[u8]) -> Result<(), u64> {
+        Ok(())
+    }
+    fn terminate_tls(&mut self) {
+        *self.terminate = Some((self.endpoint, self.action));
+    }
+}

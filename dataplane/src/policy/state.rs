@@ -1,0 +1,141 @@
+//! What the executor keeps, in two lifetimes: [`ConnState`] for as long as a client
+//! connection is open (who is connected, the TLS facts, the endpoints whose
+//! `on_tcp_connect` ran on it and the vars it set), and [`RequestState`] for one
+//! exchange (the forward-internal chain, the request's vars, a forward-internal error
+//! that `on_error: continue` let through).
+
+use smallvec::SmallVec;
+
+use crate::error::ProxyError;
+use crate::routes::{EndpointIdx, RouteTable};
+
+/// The endpoints a request went through: the public one first, then each
+/// forward-internal target.
+pub(crate) type Chain = SmallVec<[EndpointIdx; 4]>;
+
+/// What a connection tells expressions, computed once per connection.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    /// The worker serving it (its slots in rate-limit counters).
+    pub(crate) worker: usize,
+    /// `http`, `https`, `tcp` or `tls`, as the client connected.
+    pub(crate) scheme: &'static str,
+    /// The SNI the client sent, for `conn.tls.sni`.
+    pub(crate) sni: Option<String>,
+    pub(crate) client_ip: String,
+    pub(crate) client_port: u16,
+    pub(crate) server_port: u16,
+}
+
+/// `vars.*`, set by `set-vars`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Vars(SmallVec<[(String, String); 4]>);
+
+impl Vars {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn set(&mut self, name: &str, value: String) {
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name.to_string(), value)),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// An endpoint whose `on_tcp_connect` ran on this connection and let it through.
+#[derive(Debug)]
+struct Connected {
+    endpoint: EndpointIdx,
+    /// What its `on_tcp_connect` set: the start of every request's vars there.
+    vars: Vars,
+}
+
+/// How `on_tcp_connect` ended for an endpoint of an HTTP connection.
+#[derive(Debug)]
+pub(crate) enum Admission<'c> {
+    /// The connection may carry requests to the endpoint; they start with these vars.
+    Admitted(&'c Vars),
+    /// The phase closed the connection (deny, restrict-ips, close-connection, or a
+    /// failed forward with `on_error: halt`).
+    Refused,
+}
+
+/// What one client connection keeps between its requests.
+#[derive(Debug)]
+pub(crate) struct ConnState {
+    pub(crate) info: ConnInfo,
+    /// Endpoints of table `generation` whose `on_tcp_connect` ran and admitted this
+    /// connection. A request reaches an endpoint with an `on_tcp_connect` only after
+    /// it ran here, once, whichever request first named the endpoint.
+    connected: SmallVec<[Connected; 1]>,
+    generation: u64,
+}
+
+impl ConnState {
+    pub(crate) fn new(info: ConnInfo) -> Self {
+        ConnState {
+            info,
+            connected: SmallVec::new(),
+            generation: 0,
+        }
+    }
+
+    /// Runs `entry`'s `on_tcp_connect` on this connection unless it already ran: once
+    /// per endpoint per connection, before the endpoint's first request. A table
+    /// change (a new generation) starts over: the endpoint's policy may have changed,
+    /// so its `on_tcp_connect` runs again before the next request reaches it.
+    pub(crate) fn admit(&mut self, table: &RouteTable, entry: EndpointIdx) -> Admission<'_> {
+        if self.generation != table.generation {
+            self.connected.clear();
+            self.generation = table.generation;
+        }
+        let known = self.connected.iter().position(|c| c.endpoint == entry);
+        let position = match known {
+            Some(position) => position,
+            None => {
+                let mut state = RequestState::default();
+                match super::run_connect(table, entry, &self.info, &mut state) {
+                    super::ConnectOutcome::Close(_) => return Admission::Refused,
+                    super::ConnectOutcome::Proceed { .. } => {}
+                }
+                self.connected.push(Connected {
+                    endpoint: entry,
+                    vars: state.vars,
+                });
+                self.connected.len() - 1
+            }
+        };
+        Admission::Admitted(&self.connected[position].vars)
+    }
+}
+
+/// What the phases of one exchange keep between them.
+#[derive(Debug, Default)]
+pub(crate) struct RequestState {
+    pub(crate) chain: Chain,
+    pub(crate) vars: Vars,
+    /// The last forward-internal failure that an `on_error: continue` let through.
+    pub(crate) forward_error: Option<ProxyError>,
+}
+
+impl RequestState {
+    /// Starts an exchange at `entry` with `vars` (those its `on_tcp_connect` set).
+    pub(crate) fn start(&mut self, entry: EndpointIdx, vars: Option<&Vars>) {
+        self.chain.clear();
+        self.chain.push(entry);
+        match vars {
+            Some(vars) => self.vars.clone_from(vars),
+            None => self.vars.clear(),
+        }
+        self.forward_error = None;
+    }
+}
