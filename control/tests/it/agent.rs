@@ -37,7 +37,7 @@ fn start_agent_as(
         .read_line(&mut line)
         .unwrap();
     assert!(line.starts_with(says), "{line}");
-    KillOnDrop(Some(child))
+    KillOnDrop::new(child)
 }
 
 #[test]
@@ -59,11 +59,9 @@ fn an_agent_endpoint_lives_while_its_agent_runs() {
     // Renewals keep it past more than one lease length (3 s).
     std::thread::sleep(std::time::Duration::from_secs(5));
     assert_eq!(api.list(None, None).unwrap().endpoints.len(), 1);
-    // SAFETY: signalling our own child.
     let mut agent = agent;
-    let child = agent.0.take().unwrap();
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    agent.signal(libc::SIGINT);
+    let out = agent.take().wait_with_output().unwrap();
     assert!(out.status.success());
     assert!(api.list(None, None).unwrap().endpoints.is_empty());
 
@@ -71,7 +69,7 @@ fn an_agent_endpoint_lives_while_its_agent_runs() {
     let mut agent = start_agent(&control, &key, &port);
     assert_eq!(api.list(None, None).unwrap().endpoints.len(), 1);
     let addr = dp.http_addr();
-    let mut child = agent.0.take().unwrap();
+    let mut child = agent.take();
     child.kill().unwrap();
     child.wait().unwrap();
     eventually("the lease to expire", || {

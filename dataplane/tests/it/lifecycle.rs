@@ -177,36 +177,29 @@ fn upgrade_by_a_second_process_fails_no_request_under_load() {
 
         // The new process: same ports, state directory and control socket.
         let log = old.state_dir().with_file_name("new.log");
-        let mut new = std::process::Command::new(env!("CARGO_BIN_EXE_innergate-dataplane"))
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--workers",
-                "2",
-                "--port-map",
-                &port_map,
-            ])
-            .arg("--control-socket")
-            .arg(old.socket())
-            .arg("--state-dir")
-            .arg(old.state_dir())
-            .arg("--takeover")
-            .env("RUST_LOG", "info")
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let new = KillOnDrop(&mut new);
-        let deadline = Instant::now() + TIMEOUT;
-        while !std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("control socket at")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the new data plane did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut new = KillOnDrop::spawn_logged(
+            std::process::Command::new(env!("CARGO_BIN_EXE_innergate-dataplane"))
+                .args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--workers",
+                    "2",
+                    "--port-map",
+                    &port_map,
+                ])
+                .arg("--control-socket")
+                .arg(old.socket())
+                .arg("--state-dir")
+                .arg(old.state_dir())
+                .arg("--takeover")
+                .env("RUST_LOG", "info"),
+            &log,
+        );
+        new.eventually("the new data plane to start", || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("control socket at")
+        });
         std::thread::sleep(Duration::from_millis(300));
         // The old one drains and exits; the new one serves on alone.
         let status = old.signal_and_wait(libc::SIGTERM);
@@ -224,7 +217,7 @@ fn upgrade_by_a_second_process_fails_no_request_under_load() {
         assert!(std::fs::read_to_string(&log)
             .unwrap()
             .contains("serving saved table"));
-        drop(new);
+        new.kill();
         counts
     });
     let ok: usize = counts.iter().map(|c| c.ok).sum();
@@ -236,14 +229,4 @@ fn upgrade_by_a_second_process_fails_no_request_under_load() {
         ok + failed.len()
     );
     assert!(ok > 100, "only {ok} requests");
-}
-
-/// Kills a child process when the test ends, whatever happens.
-struct KillOnDrop<'a>(&'a mut std::process::Child);
-
-impl Drop for KillOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
