@@ -56,8 +56,18 @@ fn an_agent_endpoint_lives_while_its_agent_runs() {
         http_get(dp.http_addr(), "agent.example.com"),
         (200, "from the agent's service".into())
     );
-    // Renewals keep it past more than one lease length (3 s).
-    std::thread::sleep(std::time::Duration::from_secs(5));
+    // Renewals keep it past more than one lease length (3 s): the agent renews at most
+    // once a second, so its fourth renewal comes after its first lease ran out.
+    let control_addr: std::net::SocketAddr =
+        control.api.trim_start_matches("http://").parse().unwrap();
+    eventually("four lease renewals", || {
+        get(control_addr, "control", "/metrics")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("innergate_control_lease_renewals_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n >= 4)
+    });
     assert_eq!(api.list(None, None).unwrap().endpoints.len(), 1);
     let mut agent = agent;
     agent.signal(libc::SIGINT);

@@ -16,6 +16,6 @@ pub mod tls;
 
 pub use http::{get, raw, read_chunked, read_head, HttpConn, Response};
 pub use process::{
-    eventually, eventually_some, eventually_within, signal, KillOnDrop, POLL, TIMEOUT,
+    eventually, eventually_some, eventually_within, signal, KillOnDrop, StopOnDrop, POLL, TIMEOUT,
 };
 pub use tls::{tls_client_config, tls_client_config_pem, tls_connect, tls_get, TlsStream};

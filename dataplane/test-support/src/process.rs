@@ -6,6 +6,7 @@
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The longest any one wait of a test takes before it fails.
@@ -53,6 +54,18 @@ pub fn signal(pid: u32, signal: i32) {
     let pid = i32::try_from(pid).expect("a pid fits in pid_t");
     // SAFETY: kill(2) takes no pointers; at worst it fails with ESRCH.
     unsafe { libc::kill(pid, signal) };
+}
+
+/// Sets its flag when dropped. Threads that run until a test sets `stop` then stop
+/// even when an assertion fails first, instead of `std::thread::scope` waiting for
+/// them forever.
+#[derive(Debug)]
+pub struct StopOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 // === impl KillOnDrop ===
