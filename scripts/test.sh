@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test of the workspace, then real TLS
-# clients (curl, openssl s_client) against the built data plane.
-# Needs the Rust toolchain pinned in rust-toolchain.toml; installs curl and openssl
-# when they are missing.
+# clients (curl, openssl s_client) against the built data plane, the bench scenarios
+# in quick mode and every fuzz target.
+# Needs the Rust toolchain pinned in rust-toolchain.toml; installs curl, openssl and
+# cargo-fuzz when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
@@ -12,7 +13,8 @@ scripts/test-tls-clients.sh
 # Every bench scenario for about a second against innergate, failing on any error
 # (no timing assertions; figures come from scripts/bench.sh).
 cargo run --locked -q -p innergate-bench -- all --quick
-# Every fuzz target for a few seconds when cargo-fuzz is installed (says so otherwise).
+# Every fuzz target for a few seconds, failing on a crash (installs cargo-fuzz when
+# it is missing).
 scripts/fuzz.sh 10
 # The systemd units of scripts/deploy, where systemd-analyze is installed.
 scripts/check-units.sh

@@ -37,7 +37,7 @@ fn start_agent_as(
         .read_line(&mut line)
         .unwrap();
     assert!(line.starts_with(says), "{line}");
-    KillOnDrop(Some(child))
+    KillOnDrop::new(child)
 }
 
 #[test]
@@ -56,14 +56,22 @@ fn an_agent_endpoint_lives_while_its_agent_runs() {
         http_get(dp.http_addr(), "agent.example.com"),
         (200, "from the agent's service".into())
     );
-    // Renewals keep it past more than one lease length (3 s).
-    std::thread::sleep(std::time::Duration::from_secs(5));
+    // Renewals keep it past more than one lease length (3 s): the agent renews at most
+    // once a second, so its fourth renewal comes after its first lease ran out.
+    let control_addr: std::net::SocketAddr =
+        control.api.trim_start_matches("http://").parse().unwrap();
+    eventually("four lease renewals", || {
+        get(control_addr, "control", "/metrics")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("innergate_control_lease_renewals_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n >= 4)
+    });
     assert_eq!(api.list(None, None).unwrap().endpoints.len(), 1);
-    // SAFETY: signalling our own child.
     let mut agent = agent;
-    let child = agent.0.take().unwrap();
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    agent.signal(libc::SIGINT);
+    let out = agent.take().wait_with_output().unwrap();
     assert!(out.status.success());
     assert!(api.list(None, None).unwrap().endpoints.is_empty());
 
@@ -71,7 +79,7 @@ fn an_agent_endpoint_lives_while_its_agent_runs() {
     let mut agent = start_agent(&control, &key, &port);
     assert_eq!(api.list(None, None).unwrap().endpoints.len(), 1);
     let addr = dp.http_addr();
-    let mut child = agent.0.take().unwrap();
+    let mut child = agent.take();
     child.kill().unwrap();
     child.wait().unwrap();
     eventually("the lease to expire", || {

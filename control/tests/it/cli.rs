@@ -7,40 +7,9 @@ use crate::support::*;
 
 /// A GET over TLS trusting only `ca_pem`; returns the body.
 fn https_get(port: u16, host: &str, ca_pem: &[u8]) -> String {
-    use rustls::pki_types::pem::PemObject;
-    use std::io::{Read, Write};
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem).unwrap())
-        .unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
-    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    write!(
-        tls,
-        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = tls.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (response, _) = tls_get(&tls_client_config_pem(ca_pem), addr, host, host);
+    response.text()
 }
 
 fn api(control: &Control, key: &str, args: &[&str]) -> std::process::Output {
@@ -180,8 +149,8 @@ fn up_serves_the_seed_quickstart_and_stops_on_sigint() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut up = KillOnDrop(Some(up));
-    let mut reader = BufReader::new(up.0.as_mut().unwrap().stdout.take().unwrap());
+    let mut up = KillOnDrop::new(up);
+    let mut reader = BufReader::new(up.child().stdout.take().unwrap());
     let (mut api_url, mut key) = (String::new(), String::new());
     let mut line = String::new();
     while reader.read_line(&mut line).unwrap() > 0 {
@@ -240,9 +209,8 @@ fn up_serves_the_seed_quickstart_and_stops_on_sigint() {
         https_get(https_port, "localhost", &dev_cert),
         "Hello world!"
     );
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(up.0.as_ref().unwrap().id() as i32, libc::SIGINT) };
-    let status = up.0.take().unwrap().wait().unwrap();
+    up.signal(libc::SIGINT);
+    let status = up.take().wait().unwrap();
     assert!(status.success(), "{status}");
     eventually("the data plane to stop", || {
         std::net::TcpStream::connect(addr).is_err()

@@ -186,6 +186,7 @@ fn a_data_plane_killed_under_load_serves_its_cached_table_and_gets_what_it_misse
     let answered = AtomicUsize::new(0);
     let wrong = AtomicUsize::new(0);
     std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
         for _ in 0..2 {
             scope.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
@@ -198,7 +199,9 @@ fn a_data_plane_killed_under_load_serves_its_cached_table_and_gets_what_it_misse
                 }
             });
         }
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        eventually("the load to be served", || {
+            answered.load(Ordering::Relaxed) >= 20
+        });
         dp.kill();
         // A change while the data plane is down: committed, pushed when it is back.
         api.create(&cloud("http://new.example.com", HELLO)).unwrap();

@@ -1,16 +1,19 @@
 //! Fixtures: control and data plane processes, accounts, a tiny HTTP getter.
+//!
+//! The process guard, the waits, the HTTP client and the TLS client are shared with
+//! the data plane's suite (`innergate-test-support`) and re-exported here; the
+//! processes and accounts are this suite's own.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use innergate::client::ApiClient;
 use innergate::endpoint::CreateEndpoint;
 use innergate_table::link::ControlClient;
 
-pub const TIMEOUT: Duration = Duration::from_secs(20);
+pub use innergate_test_support::*;
 
 pub fn innergate_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_innergate"))
@@ -30,26 +33,10 @@ pub fn dataplane_bin() -> PathBuf {
     path
 }
 
-/// Waits until `check` holds.
-pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn kill(child: &mut Option<Child>) {
-    if let Some(mut c) = child.take() {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-}
-
 // === impl DataPlane ===
 
 pub struct DataPlane {
-    child: Option<Child>,
+    child: KillOnDrop,
     pub socket: PathBuf,
     pub state: PathBuf,
     extra: Vec<String>,
@@ -62,7 +49,7 @@ impl DataPlane {
 
     pub fn start_with(dir: &Path, extra: &[&str]) -> Self {
         let mut dp = DataPlane {
-            child: None,
+            child: KillOnDrop(None),
             socket: dir.join("dataplane.sock"),
             state: dir.join("dataplane-state"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -73,20 +60,12 @@ impl DataPlane {
 
     /// Where URL port `url_port` is served, once a table opened it.
     pub fn listener(&self, url_port: u16) -> SocketAddr {
-        let mut addr = None;
-        eventually("a listener", || {
-            let Ok(mut c) = ControlClient::connect(&self.socket, TIMEOUT) else {
-                return false;
-            };
-            addr = c.status().ok().and_then(|a| {
-                a.listeners
-                    .iter()
-                    .find(|l| l.url_port == url_port)
-                    .map(|l| l.local_addr.parse().unwrap())
-            });
-            addr.is_some()
-        });
-        addr.unwrap()
+        eventually_some(&format!("a listener for port {url_port}"), || {
+            let mut c = ControlClient::connect(&self.socket, TIMEOUT).ok()?;
+            let ack = c.status().ok()?;
+            let listener = ack.listeners.iter().find(|l| l.url_port == url_port)?;
+            Some(listener.local_addr.parse().unwrap())
+        })
     }
 
     pub fn spawn(&mut self) {
@@ -107,14 +86,16 @@ impl DataPlane {
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap();
-        self.child = Some(child);
-        eventually("the data plane's control socket", || {
-            ControlClient::connect(&self.socket, TIMEOUT).is_ok()
-        });
+        self.child = KillOnDrop::new(child);
+        let socket = &self.socket;
+        self.child
+            .eventually("the data plane's control socket", || {
+                ControlClient::connect(socket, TIMEOUT).is_ok()
+            });
     }
 
     pub fn kill(&mut self) {
-        kill(&mut self.child);
+        self.child.kill();
     }
 
     pub fn version(&self) -> u64 {
@@ -125,33 +106,14 @@ impl DataPlane {
 
     /// Where URL port 80 is served, once a table opened it.
     pub fn http_addr(&self) -> SocketAddr {
-        let mut addr = None;
-        eventually("a listener for port 80", || {
-            let Ok(mut c) = ControlClient::connect(&self.socket, TIMEOUT) else {
-                return false;
-            };
-            addr = c.status().ok().and_then(|a| {
-                a.listeners
-                    .iter()
-                    .find(|l| l.url_port == 80)
-                    .map(|l| l.local_addr.parse().unwrap())
-            });
-            addr.is_some()
-        });
-        addr.unwrap()
-    }
-}
-
-impl Drop for DataPlane {
-    fn drop(&mut self) {
-        self.kill();
+        self.listener(80)
     }
 }
 
 // === impl Control ===
 
 pub struct Control {
-    child: Option<Child>,
+    child: KillOnDrop,
     pub data: PathBuf,
     pub api: String,
     dataplane_socket: Option<PathBuf>,
@@ -160,7 +122,7 @@ pub struct Control {
 impl Control {
     pub fn start(data: &Path, dataplane_socket: Option<&Path>) -> Self {
         let mut control = Control {
-            child: None,
+            child: KillOnDrop(None),
             data: data.to_path_buf(),
             api: String::new(),
             dataplane_socket: dataplane_socket.map(Path::to_path_buf),
@@ -196,11 +158,11 @@ impl Control {
             .strip_prefix("api: ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
-        self.child = Some(child);
+        self.child = KillOnDrop::new(child);
     }
 
     pub fn kill(&mut self) {
-        kill(&mut self.child);
+        self.child.kill();
     }
 
     pub fn restart(&mut self) {
@@ -236,12 +198,6 @@ impl Control {
     }
 }
 
-impl Drop for Control {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Runs the `innergate` CLI to completion.
 pub fn run(args: &[&str]) -> Output {
     Command::new(innergate_bin())
@@ -254,27 +210,13 @@ pub fn run(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// A GET with a Host header; returns (status, body).
+/// A GET with a Host header; returns (status, body), or (0, "") when the connection
+/// ends without a response.
 pub fn http_get(addr: SocketAddr, host: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let mut conn = HttpConn::connect(addr);
+    conn.send(format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes());
+    conn.try_read_response()
+        .map_or((0, String::new()), |r| (r.status, r.text()))
 }
 
 /// A backend answering every request with `body`, on a thread.
@@ -323,18 +265,5 @@ pub fn cloud(url: &str, policy: &str) -> CreateEndpoint {
         url: url.into(),
         traffic_policy: Some(policy.into()),
         ..Default::default()
-    }
-}
-
-/// Kills a child the test did not get to stop (a failed assertion), so no process
-/// outlives its test.
-pub struct KillOnDrop(pub Option<std::process::Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }

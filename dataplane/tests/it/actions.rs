@@ -211,6 +211,9 @@ on_http_request:
         .map(|_| ask("quick.example.com", "x").status)
         .collect();
     assert_eq!(statuses, [200, 200, 200, 429]);
+    // Waiting out the windows is the point here: after two of the policy's 1 s
+    // windows nothing of the earlier counts is left. Polling cannot replace it: a
+    // request that finds room is counted, and room comes back bit by bit.
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let statuses: Vec<u16> = (0..3)
         .map(|_| ask("quick.example.com", "x").status)

@@ -4,7 +4,6 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use innergate_table::link::LinkError;
 use innergate_table::wire::TableMessage;
@@ -165,7 +164,11 @@ fn fifty_pushes_under_load_fail_no_request() {
             "the listener must stay while the port is used"
         );
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // Some requests against the last table too, not only the ones before it.
+    let after_pushes = done.load(Ordering::SeqCst);
+    eventually("requests after the last push", || {
+        done.load(Ordering::SeqCst) >= after_pushes + 8
+    });
     stop.store(true, Ordering::SeqCst);
     let failures: Vec<String> = clients
         .into_iter()
@@ -254,10 +257,9 @@ fn listeners_open_and_close_with_the_table() {
         &answer("8080"),
     )]);
     assert_eq!(dp.ack.listeners.len(), 1);
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        std::net::TcpStream::connect(first).is_err(),
-        "port 80's listener must close when no endpoint uses it"
+    eventually(
+        "port 80's listener to close when no endpoint uses it",
+        || std::net::TcpStream::connect(first).is_err(),
     );
     assert_eq!(get(second, "app.example.com", "/").text(), "8080");
 }

@@ -1,7 +1,6 @@
 //! Public agent endpoints: HTTP/1.1 forwarding to an upstream (SPEC §3).
 
 use std::io::Read;
-use std::time::Duration;
 
 use innergate_table::EndpointRecord;
 
@@ -114,9 +113,13 @@ fn upstream_connections_are_kept_alive_and_reused() {
 #[test]
 fn a_pooled_connection_the_upstream_closed_is_retried_for_bodyless_requests() {
     // Answers one request per connection as keep-alive, then closes it silently: the
-    // proxy pools it and finds it dead on reuse.
+    // proxy pools it and finds it dead on reuse. It closes once the client has the
+    // answer (the proxy is done with the connection and pools it), and the client
+    // asks again once it is closed.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let (answered, client_has_it) = std::sync::mpsc::channel::<()>();
+    let (closed, upstream_closed) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         for stream in listener.incoming().take(20) {
             let Ok(mut s) = stream else { continue };
@@ -127,7 +130,11 @@ fn a_pooled_connection_the_upstream_closed_is_retried_for_bodyless_requests() {
             }
             use std::io::Write;
             let _ = s.write_all(&ok("fresh"));
-            std::thread::sleep(Duration::from_millis(20));
+            if client_has_it.recv_timeout(TIMEOUT).is_err() {
+                return;
+            }
+            drop(s);
+            let _ = closed.send(());
         }
     });
     let mut dp = DataPlane::start();
@@ -139,9 +146,12 @@ fn a_pooled_connection_the_upstream_closed_is_retried_for_bodyless_requests() {
     )]);
     let mut conn = HttpConn::connect(dp.http_addr());
     for _ in 0..5 {
-        std::thread::sleep(Duration::from_millis(100));
         let res = conn.get("app.example.com", "/");
         assert_eq!((res.status, res.text().as_str()), (200, "fresh"));
+        answered.send(()).unwrap();
+        upstream_closed
+            .recv_timeout(TIMEOUT)
+            .expect("the upstream to close the connection it answered on");
     }
 }
 

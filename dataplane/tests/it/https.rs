@@ -60,15 +60,7 @@ impl Pki {
 
     /// A rustls client trusting only this test CA.
     fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
+        tls_client_config(std::slice::from_ref(&self.ca))
     }
 
     fn cert(&self, name: &str) -> &CertificateDer<'static> {
@@ -100,37 +92,8 @@ impl Pki {
         sni: &str,
         host: &str,
     ) -> (CertificateDer<'static>, u16, String) {
-        let name = ServerName::try_from(sni.to_string()).unwrap();
-        let conn = rustls::ClientConnection::new(self.client_config(), name).unwrap();
-        let tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        write!(
-            tls,
-            "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 4096];
-        // The server may close without close_notify after Connection: close.
-        while let Ok(n) = tls.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            raw.extend_from_slice(&buf[..n]);
-        }
-        let served = tls.conn.peer_certificates().unwrap()[0].clone();
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (served, status, body)
+        let (response, served) = tls_get(&self.client_config(), addr, sni, host);
+        (served, response.status, response.text())
     }
 }
 

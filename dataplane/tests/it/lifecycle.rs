@@ -8,9 +8,13 @@ use crate::support::*;
 
 #[test]
 fn sigterm_finishes_requests_in_flight_closes_idle_ones_and_exits_0() {
-    let backend = Backend::start(|r| {
+    // The backend holds /slow until the test lets it go, so the request is surely in
+    // flight while the data plane drains, however slow the machine.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
+    let backend = Backend::start(move |r| {
         if r.target == "/slow" {
-            std::thread::sleep(Duration::from_millis(800));
+            let _ = held.lock().unwrap().recv_timeout(TIMEOUT);
         }
         Some(ok("done"))
     });
@@ -26,13 +30,16 @@ fn sigterm_finishes_requests_in_flight_closes_idle_ones_and_exits_0() {
     assert_eq!(idle.get("app.example.com", "/").text(), "done");
     let mut busy = HttpConn::connect(addr);
     busy.send(b"GET /slow HTTP/1.1\r\nHost: app.example.com\r\n\r\n");
-    std::thread::sleep(Duration::from_millis(200));
+    eventually("the backend to get the slow request", || {
+        backend.requests().iter().any(|r| r.target == "/slow")
+    });
     let started = Instant::now();
     let signaller = std::thread::spawn(move || dp.signal_and_wait(libc::SIGTERM));
-    // The request in flight still gets its answer.
-    assert_eq!(busy.read_response().text(), "done");
     // The idle keep-alive connection is closed, not left to its idle timeout.
     assert!(idle.is_closed());
+    // The request in flight (held by the backend until now) still gets its answer.
+    release.send(()).unwrap();
+    assert_eq!(busy.read_response().text(), "done");
     let status = signaller.join().unwrap();
     assert!(status.success(), "{status}");
     assert!(
@@ -114,8 +121,13 @@ fn one_get(
     Ok(())
 }
 
-/// Clients that each send keep-alive requests, 20 per connection, until `stop`.
-fn load(addr: std::net::SocketAddr, stop: &std::sync::atomic::AtomicBool) -> LoadCount {
+/// Clients that each send keep-alive requests, 20 per connection, until `stop`;
+/// `answered` counts the 200s of all clients as they come.
+fn load(
+    addr: std::net::SocketAddr,
+    stop: &std::sync::atomic::AtomicBool,
+    answered: &std::sync::atomic::AtomicUsize,
+) -> LoadCount {
     use std::sync::atomic::Ordering;
     let mut count = LoadCount::default();
     while !stop.load(Ordering::Relaxed) {
@@ -130,7 +142,10 @@ fn load(addr: std::net::SocketAddr, stop: &std::sync::atomic::AtomicBool) -> Loa
         let mut conn = std::io::BufReader::new(stream);
         for i in 0..20 {
             match one_get(&mut conn, i > 0) {
-                Ok(()) => count.ok += 1,
+                Ok(()) => {
+                    count.ok += 1;
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
                 // A reused connection closed by the draining process: retried on a
                 // new one, as clients do.
                 Err((true, _)) => break,
@@ -171,47 +186,66 @@ fn upgrade_by_a_second_process_fails_no_request_under_load() {
     assert_eq!(addr.port(), port);
 
     let stop = std::sync::atomic::AtomicBool::new(false);
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    let answered_now = || answered.load(std::sync::atomic::Ordering::Relaxed);
+    // The new process's admin listener: its /metrics say when it takes connections.
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let counts = std::thread::scope(|scope| {
-        let clients: Vec<_> = (0..4).map(|_| scope.spawn(|| load(addr, &stop))).collect();
-        std::thread::sleep(Duration::from_millis(500));
+        let _stop = StopOnDrop(&stop);
+        let clients: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| load(addr, &stop, &answered)))
+            .collect();
+        eventually("the old data plane to serve the load", || {
+            answered_now() >= 50
+        });
 
         // The new process: same ports, state directory and control socket.
         let log = old.state_dir().with_file_name("new.log");
-        let mut new = std::process::Command::new(env!("CARGO_BIN_EXE_innergate-dataplane"))
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--workers",
-                "2",
-                "--port-map",
-                &port_map,
-            ])
-            .arg("--control-socket")
-            .arg(old.socket())
-            .arg("--state-dir")
-            .arg(old.state_dir())
-            .arg("--takeover")
-            .env("RUST_LOG", "info")
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let new = KillOnDrop(&mut new);
-        let deadline = Instant::now() + TIMEOUT;
-        while !std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("control socket at")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the new data plane did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(300));
+        let mut new = KillOnDrop::spawn_logged(
+            std::process::Command::new(env!("CARGO_BIN_EXE_innergate-dataplane"))
+                .args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--workers",
+                    "2",
+                    "--port-map",
+                    &port_map,
+                ])
+                .arg("--control-socket")
+                .arg(old.socket())
+                .arg("--state-dir")
+                .arg(old.state_dir())
+                .arg("--takeover")
+                .arg("--admin")
+                .arg(admin.to_string())
+                .env("RUST_LOG", "info"),
+            &log,
+        );
+        new.eventually("the new data plane to start", || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("control socket at")
+        });
+        // Both processes' listeners share the ports: the new one takes its part of the
+        // load's new connections.
+        new.eventually("the new data plane to accept connections", || {
+            let metrics = get(admin, "admin", "/metrics").text();
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("innergate_connections_total "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > 0)
+        });
         // The old one drains and exits; the new one serves on alone.
         let status = old.signal_and_wait(libc::SIGTERM);
         assert!(status.success(), "{status}");
-        std::thread::sleep(Duration::from_millis(700));
+        let before = answered_now();
+        eventually("the new data plane to serve the load alone", || {
+            answered_now() >= before + 100
+        });
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let counts: Vec<LoadCount> = clients.into_iter().map(|c| c.join().unwrap()).collect();
 
@@ -224,7 +258,7 @@ fn upgrade_by_a_second_process_fails_no_request_under_load() {
         assert!(std::fs::read_to_string(&log)
             .unwrap()
             .contains("serving saved table"));
-        drop(new);
+        new.kill();
         counts
     });
     let ok: usize = counts.iter().map(|c| c.ok).sum();
@@ -236,14 +270,4 @@ fn upgrade_by_a_second_process_fails_no_request_under_load() {
         ok + failed.len()
     );
     assert!(ok > 100, "only {ok} requests");
-}
-
-/// Kills a child process when the test ends, whatever happens.
-struct KillOnDrop<'a>(&'a mut std::process::Child);
-
-impl Drop for KillOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -1,26 +1,29 @@
 //! Test fixtures: the real data plane process, a recording backend, an HTTP client.
 //! Everything listens on 127.0.0.1 with OS-chosen ports and stops when dropped.
+//!
+//! The process guard, the waits, the HTTP client and the TLS client are shared with
+//! control's suite (`innergate-test-support`) and re-exported here; the data plane
+//! and the backend are this suite's own.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use innergate_table::link::{ControlClient, LinkError};
 use innergate_table::wire::{Ack, TableMessage};
 use innergate_table::EndpointRecord;
 
-pub const TIMEOUT: Duration = Duration::from_secs(20);
+pub use innergate_test_support::*;
 
 // === impl DataPlane ===
 
 /// A running `innergate-dataplane` with its own control socket and state directory.
 pub struct DataPlane {
-    child: Option<Child>,
+    child: KillOnDrop,
     dir: tempfile::TempDir,
     extra: Vec<String>,
     env: Vec<(String, String)>,
@@ -39,7 +42,7 @@ impl DataPlane {
 
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut dp = DataPlane {
-            child: None,
+            child: KillOnDrop(None),
             dir: tempfile::tempdir().unwrap(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env: env
@@ -75,7 +78,7 @@ impl DataPlane {
         if !self.extra.iter().any(|a| a == "--bind") {
             command.args(["--bind", "127.0.0.1"]);
         }
-        let child = command
+        command
             .args(["--workers", "2", "--port-map", "80=0"])
             .arg("--control-socket")
             .arg(self.socket())
@@ -83,33 +86,17 @@ impl DataPlane {
             .arg(self.state_dir())
             .args(&self.extra)
             .env("RUST_LOG", "warn")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.log_path())
-                    .unwrap(),
-            )
-            .spawn()
-            .expect("start innergate-dataplane");
-        self.child = Some(child);
-        let deadline = Instant::now() + TIMEOUT;
-        while ControlClient::connect(&self.socket(), TIMEOUT).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "data plane did not open its control socket"
-            );
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("data plane exited: {status}");
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        self.child = KillOnDrop::spawn_logged(&mut command, &self.log_path());
+        let socket = self.socket();
+        self.child
+            .eventually("the data plane to open its control socket", || {
+                ControlClient::connect(&socket, TIMEOUT).is_ok()
+            });
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
+        self.child.id()
     }
 
     /// Kills the process (SIGKILL) and starts it again on the same directory.
@@ -121,33 +108,18 @@ impl DataPlane {
 
     /// Sends `signal` to the running process.
     pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.pid() as i32, signal) };
+        self.child.signal(signal);
     }
 
     /// Sends `signal` and waits (up to the test timeout) for the process to exit.
     pub fn signal_and_wait(&mut self, signal: i32) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(child.id() as i32, signal) };
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("the data plane did not exit after signal {signal}");
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        self.child.signal(signal);
+        self.child
+            .wait_exit(&format!("the data plane to exit after signal {signal}"))
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child.kill();
     }
 
     pub fn control(&self) -> ControlClient {
@@ -445,180 +417,4 @@ fn serve_backend(
             return;
         }
     }
-}
-
-fn read_head(reader: &mut impl BufRead) -> Option<String> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        if line == "\r\n" || line == "\n" {
-            return Some(head);
-        }
-        head.push_str(&line);
-    }
-}
-
-fn read_chunked(reader: &mut impl BufRead) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let size = usize::from_str_radix(line.trim().split(';').next()?, 16).ok()?;
-        if size == 0 {
-            // Trailers until the empty line.
-            loop {
-                let mut t = String::new();
-                if reader.read_line(&mut t).ok()? == 0 || t == "\r\n" {
-                    return Some(body);
-                }
-            }
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        reader.read_exact(&mut body[start..]).ok()?;
-        let mut crlf = [0; 2];
-        reader.read_exact(&mut crlf).ok()?;
-    }
-}
-
-// === impl HttpConn ===
-
-/// A response as the client received it.
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub fn error_code(&self) -> Option<&str> {
-        self.header("innergate-error-code")
-    }
-}
-
-/// A client connection that can carry several requests.
-pub struct HttpConn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl HttpConn {
-    pub fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-        HttpConn {
-            writer: stream.try_clone().unwrap(),
-            reader: BufReader::new(stream),
-        }
-    }
-
-    pub fn send(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).unwrap();
-    }
-
-    /// Sends a request with `Host: host` and an optional Content-Length body.
-    pub fn request(&mut self, method: &str, host: &str, path: &str, body: &[u8]) -> Response {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
-        if !body.is_empty() {
-            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        req.push_str("\r\n");
-        self.send(req.as_bytes());
-        self.send(body);
-        self.read_response()
-    }
-
-    pub fn get(&mut self, host: &str, path: &str) -> Response {
-        self.request("GET", host, path, b"")
-    }
-
-    /// Reads one response (not to a HEAD request).
-    pub fn read_response(&mut self) -> Response {
-        self.try_read_response().expect("a response")
-    }
-
-    pub fn try_read_response(&mut self) -> Option<Response> {
-        let head = read_head(&mut self.reader)?;
-        let mut lines = head.lines();
-        let status_line = lines.next()?;
-        let status = status_line.split(' ').nth(1)?.parse().ok()?;
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-            .collect();
-        let mut response = Response {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        if (100..200).contains(&status) || status == 204 || status == 304 {
-            return Some(response);
-        }
-        if response
-            .header("transfer-encoding")
-            .is_some_and(|v| v.contains("chunked"))
-        {
-            response.body = read_chunked(&mut self.reader)?;
-        } else if let Some(n) = response.header("content-length") {
-            let mut body = vec![0; n.parse().ok()?];
-            self.reader.read_exact(&mut body).ok()?;
-            response.body = body;
-        } else {
-            self.reader.read_to_end(&mut response.body).ok()?;
-        }
-        Some(response)
-    }
-
-    /// The connection as raw bytes, after a protocol switch.
-    pub fn into_stream(self) -> BufReader<TcpStream> {
-        self.reader
-    }
-
-    /// Whether the server closed the connection: EOF or reset within 5 s. Bytes or
-    /// silence mean it is still open.
-    pub fn is_closed(&mut self) -> bool {
-        let stream = self.reader.get_ref();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut byte = [0u8; 1];
-        let closed = match self.reader.read(&mut byte) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
-        };
-        self.reader
-            .get_ref()
-            .set_read_timeout(Some(TIMEOUT))
-            .unwrap();
-        closed
-    }
-}
-
-/// One GET on a fresh connection.
-pub fn get(addr: SocketAddr, host: &str, path: &str) -> Response {
-    HttpConn::connect(addr).get(host, path)
-}
-
-/// Sends raw bytes on a fresh connection and reads one response.
-pub fn raw(addr: SocketAddr, bytes: &[u8]) -> (Response, HttpConn) {
-    let mut conn = HttpConn::connect(addr);
-    conn.send(bytes);
-    let response = conn.read_response();
-    (response, conn)
 }

@@ -1,0 +1,21 @@
+//! `innergate-test-support`: what the integration suites of `innergate-dataplane`
+//! and `innergate` (control) both need, written once. Dev-only; never published.
+//!
+//! - [`process`]: a child that is killed when the test ends ([`KillOnDrop`]), a
+//!   child's stderr in a log file, and [`eventually`], the one way tests wait: on a
+//!   condition, with a deadline, never on a sleep.
+//! - [`http`]: a small blocking HTTP/1.1 client ([`HttpConn`], [`get`], [`raw`])
+//!   that reads exactly what a server sent, so tests can assert on framing.
+//! - [`tls`]: a rustls client (ring provider) trusting only a test CA.
+//!
+//! Each suite's `support.rs` re-exports these next to its own fixtures.
+
+pub mod http;
+pub mod process;
+pub mod tls;
+
+pub use http::{get, raw, read_chunked, read_head, HttpConn, Response};
+pub use process::{
+    eventually, eventually_some, eventually_within, signal, KillOnDrop, StopOnDrop, POLL, TIMEOUT,
+};
+pub use tls::{tls_client_config, tls_client_config_pem, tls_connect, tls_get, TlsStream};
