@@ -1,11 +1,13 @@
 //! `innergate-dataplane`: serves the endpoints of an innergate table.
 //!
 //! Start reading at [`start`]: it spawns the [`worker`] threads (one monoio runtime
-//! each), restores the last table from the state directory, and opens the control
-//! socket, where the [`supervisor`] applies new tables in two phases. A request is
-//! served by [`http::conn`] on the worker that accepted it, routed with the immutable
-//! [`routes::RouteTable`], and run through the policy [`policy`] executor, which also
-//! performs forward-internal hops in memory.
+//! each), restores the last table from the state directory, and opens the [`control`]
+//! socket, where the supervisor applies new tables in two phases. The folders follow a
+//! request: a [`worker`] accepts it, [`tls`] terminates or routes TLS, [`http`] serves
+//! its exchanges, routed with the immutable [`routes::RouteTable`] and run through the
+//! [`policy`] executor (forward-internal hops happen there, in memory); then an
+//! [`upstream`] connection from the worker's pool, or a local answer; byte streams
+//! (tcp, tls passthrough, WebSocket) go through [`relay`].
 
 pub mod access_log;
 pub mod config;

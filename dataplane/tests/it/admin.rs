@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 
 use crate::support::*;
 
-fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
     write!(s, "GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
@@ -23,7 +23,7 @@ fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
-fn metric(body: &str, line_start: &str) -> u64 {
+pub(crate) fn metric(body: &str, line_start: &str) -> u64 {
     body.lines()
         .find(|l| l.starts_with(line_start))
         .and_then(|l| l.rsplit(' ').next())
@@ -91,7 +91,7 @@ fn healthz_waits_for_a_table_and_metrics_count_per_endpoint() {
     );
 }
 
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -539,3 +539,47 @@ fn pem_of(der: &CertificateDer<'_>) -> String {
         lines.join("\n")
     )
 }
+
+#[test]
+fn a_request_for_another_endpoint_than_the_sni_is_misdirected() {
+    let pki = Pki::new(&["default.test", "app.example.com", "admin.example.com"]);
+    let admin_backend = Backend::text("admin");
+    let mut dp = pki.start(&[]);
+    dp.push(vec![
+        cloud(
+            "ep_app",
+            "acme",
+            "https://app.example.com:8443",
+            &answer("app"),
+        ),
+        with_policy(
+            agent(
+                "ep_admin",
+                "acme",
+                "https://admin.example.com:8443",
+                admin_backend.addr,
+            ),
+            "on_tcp_connect:\n  - actions:\n      - type: restrict-ips\n        config: {deny: [127.0.0.0/8]}\n",
+        ),
+    ]);
+    let addr = dp.listener(PORT);
+    // Connected for app (its certificate, its on_tcp_connect), asking for admin.
+    let (response, cert) = tls_get(
+        &pki.client_config(),
+        addr,
+        "app.example.com",
+        "admin.example.com",
+    );
+    assert_eq!(&cert, pki.cert("app.example.com"));
+    assert_eq!(response.status, 421, "{}", response.text());
+    assert_eq!(response.error_code(), Some("ERR_IG_1005"));
+    assert!(admin_backend.requests().is_empty());
+    // The host of the SNI, in any case, is served.
+    let (response, _) = tls_get(
+        &pki.client_config(),
+        addr,
+        "app.example.com",
+        "APP.example.com",
+    );
+    assert_eq!((response.status, response.text().as_str()), (200, "app"));
+}

@@ -11,5 +11,6 @@ mod https;
 mod legacy_driver;
 mod lifecycle;
 mod policy;
+mod request_path;
 mod support;
 mod tcp;
