@@ -5,17 +5,85 @@
 
 use std::time::Instant;
 
-use super::conn::{read_request_head, Client, ClientStream, Next, Scratch};
+use std::time::Duration;
+
+use super::client::{request_info, Client, ClientStream, Next, RequestFacts, Scratch};
 use super::framing::{self, BodyLength};
-use super::local::{self, RequestFacts};
+use super::head::{HeadError, RequestHead};
+use super::local;
 use crate::access_log;
 use crate::confine::confine;
 use crate::error::ProxyError;
-use crate::policy::{self, Admission, RequestInfo, RequestOutcome};
+use crate::policy::{self, Admission, RequestOutcome};
 use crate::routes::RouteTable;
 use crate::stats;
 use crate::worker::Worker;
 use innergate_table::policy::ERROR_CODE_HEADER;
+
+/// How long an idle keep-alive connection of a draining worker waits for a request
+/// its client may already have sent, before it closes. A request that arrives in
+/// time is answered with `Connection: close`, so a client never sees its request
+/// meet a closed socket just because it was on the wire when the drain began.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
+
+/// Reads until a complete request head is buffered. `Ok(None)`: the client closed or
+/// went quiet, and the connection just ends.
+pub(super) async fn read_request_head<S: ClientStream>(
+    worker: &Worker,
+    client: &mut Client<S>,
+    req: &mut RequestHead,
+    first: bool,
+) -> Result<Option<usize>, ProxyError> {
+    let config = &worker.config;
+    let mut started: Option<Instant> = None;
+    loop {
+        if !client.rb.is_empty() {
+            match req.parse(client.rb.bytes()) {
+                Ok(Some(n)) => return Ok(Some(n)),
+                Ok(None) => {}
+                Err(HeadError::TooManyHeaders) => return Err(ProxyError::HeadersTooLarge),
+                Err(HeadError::Malformed) => return Err(ProxyError::MalformedRequest),
+            }
+            if client.rb.len() >= config.max_header_bytes {
+                return Err(ProxyError::HeadersTooLarge);
+            }
+            started.get_or_insert_with(Instant::now);
+        }
+        // A quiet keep-alive connection gets the idle timeout; once a request has
+        // begun (or on a new connection) the whole head must arrive in time.
+        let mut wait = match started {
+            Some(t) => config.header_timeout.saturating_sub(t.elapsed()),
+            None if first => config.header_timeout,
+            None => config.idle_timeout,
+        };
+        let idle = started.is_none() && !first;
+        if idle && worker.drain.is_draining() {
+            // The client may have sent its next request already: give it a moment.
+            wait = wait.min(DRAIN_IDLE_GRACE);
+        }
+        let read = client.rb.fill(&mut client.stream, config.max_header_bytes);
+        if idle && !worker.drain.is_draining() {
+            // An idle connection stops waiting the idle timeout once the drain
+            // begins, and waits out the grace instead.
+            let mut read = std::pin::pin!(monoio::time::timeout(wait, read));
+            monoio::select! {
+                done = &mut read => match done {
+                    Ok(Ok(n)) if n > 0 => continue,
+                    _ => return Ok(None),
+                },
+                _ = worker.drain.started() => {}
+            }
+            match monoio::time::timeout(DRAIN_IDLE_GRACE, read).await {
+                Ok(Ok(Ok(n))) if n > 0 => continue,
+                _ => return Ok(None),
+            }
+        }
+        match monoio::time::timeout(wait, read).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return Ok(None),
+        }
+    }
+}
 
 /// Reads and serves the connection's next exchange.
 pub(super) async fn serve_one<S: ClientStream>(
@@ -137,24 +205,6 @@ fn misdirected<S>(client: &Client<S>, table: &RouteTable, pool: u32, host: &str)
     };
     !sni.eq_ignore_ascii_case(host)
         && matches!(table.public_by_host(client.url_port, sni), Some(p) if p != pool)
-}
-
-/// What expressions read of this request, besides its head.
-pub(super) fn request_info<'a, S>(
-    client: &'a Client<S>,
-    host: &'a str,
-    facts: RequestFacts,
-) -> RequestInfo<'a> {
-    RequestInfo {
-        conn: &client.state.info,
-        scheme: client.state.info.scheme,
-        host,
-        content_length: match facts.body {
-            BodyLength::Empty => 0,
-            BodyLength::Fixed(n) => n as i64,
-            BodyLength::Chunked | BodyLength::UntilClose => -1,
-        },
-    }
 }
 
 /// After a panic while serving the exchange: counted and logged with the endpoint,

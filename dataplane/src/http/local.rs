@@ -3,8 +3,7 @@
 //! endpoints the request passed through, and the data plane's own errors, which carry
 //! `innergate-error-code` and a short text body.
 
-use super::conn::{Client, ClientStream, Next, Scratch};
-use super::exchange::request_info;
+use super::client::{request_info, Client, ClientStream, Next, RequestFacts, Scratch};
 use super::framing::BodyLength;
 use super::head::{write_decimal, ResponseHead};
 use crate::error::ProxyError;
@@ -14,28 +13,6 @@ use crate::worker::Worker;
 use innergate_table::policy::{LocalResponse, ERROR_CODE_HEADER};
 
 use super::buf::write_all;
-
-/// What the request head says about the exchange.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct RequestFacts {
-    pub(super) body: BodyLength,
-    /// The most body bytes the endpoints of the chain accept (known once routed).
-    pub(super) body_limit: u64,
-    pub(super) keep_alive: bool,
-    pub(super) is_head: bool,
-    pub(super) minor_version: u8,
-}
-
-impl RequestFacts {
-    /// For a request that could not be read reliably: answered, then closed.
-    const UNREADABLE: RequestFacts = RequestFacts {
-        body: BodyLength::Empty,
-        body_limit: u64::MAX,
-        keep_alive: false,
-        is_head: false,
-        minor_version: 1,
-    };
-}
 
 /// Answers with an action's response, after the response phases of the chain run
 /// over it, or with the data plane's own error (over which no phase runs).

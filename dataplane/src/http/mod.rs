@@ -6,6 +6,7 @@
 
 pub(crate) mod body;
 pub(crate) mod buf;
+mod client;
 pub(crate) mod conn;
 mod exchange;
 mod fields;

@@ -9,12 +9,11 @@ use monoio::io::AsyncWriteRentExt;
 
 use super::body::{self, Chunking, CopyError, BODY_BUFFER};
 use super::buf::write_all;
-use super::conn::{Client, ClientStream, Next, Scratch};
-use super::exchange::request_info;
+use super::client::{request_info, Client, ClientStream, Next, RequestFacts, Scratch};
 use super::fields::ConnectionFields;
 use super::framing::{self, BodyLength};
 use super::head::{RequestHead, ResponseHead};
-use super::local::{self, write_connection_header, RequestFacts};
+use super::local::{self, write_connection_header};
 use crate::error::ProxyError;
 use crate::policy;
 use crate::routes::RouteTable;

@@ -13,8 +13,7 @@
 mod facts;
 pub(crate) mod state;
 
-use innergate_table::policy::actions::forward_internal::{ForwardInternal, OnError};
-use innergate_table::policy::{ActionId, Facts, LocalResponse, Phase, Verdict};
+use innergate_table::policy::{ActionId, Facts, ForwardTarget, LocalResponse, Phase, Verdict};
 
 use facts::{NoHeaders, OnConnect, OnRequest, OnResponse};
 pub(crate) use state::{Admission, ConnInfo, ConnState, RequestState};
@@ -86,7 +85,7 @@ pub(crate) fn run_request<'t>(
                                 current = next;
                                 continue 'endpoint;
                             }
-                            Err(error) if forward.on_error == OnError::Continue => {
+                            Err(error) if forward.continues_on_error() => {
                                 // Later actions and rules read it as
                                 // actions.forward_internal.error.*.
                                 x.forward_error = Some(error);
@@ -169,7 +168,7 @@ pub(crate) fn run_connect(
                                 current = next;
                                 continue 'endpoint;
                             }
-                            Err(error) if forward.on_error == OnError::Continue => {
+                            Err(error) if forward.continues_on_error() => {
                                 x.forward_error = Some(error);
                                 state.forward_error = Some(error);
                             }
@@ -201,13 +200,13 @@ fn code_of(code: &str) -> &'static str {
 fn follow<'t>(
     table: &'t RouteTable,
     from: &Route,
-    forward: &ForwardInternal,
+    forward: &dyn ForwardTarget,
     facts: &dyn Facts,
     chain: &mut state::Chain,
 ) -> Result<&'t Route, ProxyError> {
     let target = forward
-        .resolve(facts)
-        .map_err(|_| ProxyError::ForwardInvalidTarget)?;
+        .target(facts)
+        .ok_or(ProxyError::ForwardInvalidTarget)?;
     if target.scheme.family() != from.url.scheme.family() {
         return Err(ProxyError::ForwardWrongFamily);
     }

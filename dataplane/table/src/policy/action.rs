@@ -2,10 +2,13 @@
 //! file implements, the [`Verdict`] it returns, and the [`Action`] enum that the
 //! registry in [`super::actions`] generates over all of them.
 
-use super::actions::forward_internal::ForwardInternal;
+use std::borrow::Cow;
+
 use super::actions::Exchange;
+use super::expr::Facts;
 use super::response::LocalResponse;
 use super::Phase;
+use crate::url::EndpointUrl;
 
 /// One action type: its config as written, how it is compiled for a phase, and what
 /// it does when it runs. Everything about an action lives in its own file.
@@ -39,7 +42,17 @@ pub enum Verdict<'p> {
     Close,
     /// Hand the request (or the connection) to an internal endpoint; the executor
     /// resolves the target within the account.
-    Forward(&'p ForwardInternal),
+    Forward(&'p dyn ForwardTarget),
+}
+
+/// What the executor needs of an action that hands over to an internal endpoint.
+pub trait ForwardTarget: std::fmt::Debug {
+    /// The internal URL to hand over to, rendered for this exchange; `None` when it
+    /// did not render to an internal URL.
+    fn target(&self, facts: &dyn Facts) -> Option<Cow<'_, EndpointUrl>>;
+    /// Whether a failed hand-over lets the next action run (`on_error: continue`)
+    /// instead of answering the error.
+    fn continues_on_error(&self) -> bool;
 }
 
 /// Where an action sits in its policy: (phase, rule, action). The data plane keeps an

@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-pub use action::{ActionId, PolicyAction, Verdict};
+pub use action::{ActionId, ForwardTarget, PolicyAction, Verdict};
 pub use actions::Action;
 pub use expr::{Expression, Facts};
 pub use response::{LocalResponse, ERROR_CODE_HEADER};

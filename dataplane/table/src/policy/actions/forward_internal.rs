@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::Exchange;
-use crate::policy::action::{PolicyAction, Verdict};
+use crate::policy::action::{ForwardTarget, PolicyAction, Verdict};
 use crate::policy::expr::{Facts, Template};
 use crate::policy::Phase;
 use crate::url::{EndpointUrl, Scheme};
@@ -129,5 +129,15 @@ impl PolicyAction for ForwardInternal {
     /// The target is resolved by the executor, which knows the account and the chain.
     fn execute<'p>(&'p self, _: &mut dyn Exchange) -> Verdict<'p> {
         Verdict::Forward(self)
+    }
+}
+
+impl ForwardTarget for ForwardInternal {
+    fn target(&self, facts: &dyn Facts) -> Option<std::borrow::Cow<'_, EndpointUrl>> {
+        self.resolve(facts).ok()
+    }
+
+    fn continues_on_error(&self) -> bool {
+        self.on_error == OnError::Continue
     }
 }
