@@ -21,14 +21,13 @@ pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAdd
     let Some(pool) = table.public_tcp(url_port) else {
         return;
     };
-    let conn = ConnInfo {
-        worker: worker.id,
-        scheme: "tcp",
-        sni: None,
-        client_ip: peer.ip().to_string(),
-        client_port: peer.port(),
-        server_port: client.local_addr().map_or(0, |a| a.port()),
-    };
+    let conn = ConnInfo::new(
+        worker.id,
+        "tcp",
+        None,
+        peer,
+        client.local_addr().map_or(0, |a| a.port()),
+    );
     let mut state = RequestState::default();
     let entry = table.pick(pool);
     let slot = table.route(entry).stats_slot;

@@ -27,6 +27,26 @@ pub(crate) struct ConnInfo {
     pub(crate) server_port: u16,
 }
 
+impl ConnInfo {
+    /// The facts of a connection from `peer` on local port `server_port`.
+    pub(crate) fn new(
+        worker: usize,
+        scheme: &'static str,
+        sni: Option<String>,
+        peer: std::net::SocketAddr,
+        server_port: u16,
+    ) -> Self {
+        ConnInfo {
+            worker,
+            scheme,
+            sni,
+            client_ip: peer.ip().to_string(),
+            client_port: peer.port(),
+            server_port,
+        }
+    }
+}
+
 /// `vars.*`, set by `set-vars`.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Vars(SmallVec<[(String, String); 4]>);

@@ -87,13 +87,6 @@ pub(crate) async fn serve_https(
                 return;
             }
         };
-    let info = ConnInfo {
-        worker: worker.id,
-        scheme: "https",
-        sni,
-        client_ip: peer.ip().to_string(),
-        client_port: peer.port(),
-        server_port,
-    };
+    let info = ConnInfo::new(worker.id, "https", sni, peer, server_port);
     crate::http::conn::serve(worker, tls, peer, url_port, info, fd).await;
 }

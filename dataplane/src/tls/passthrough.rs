@@ -49,14 +49,13 @@ pub(crate) async fn serve_tls(
         return;
     };
     let entry = table.pick(pool);
-    let conn = ConnInfo {
-        worker: worker.id,
-        scheme: "tls",
-        sni: Some(sni),
-        client_ip: peer.ip().to_string(),
-        client_port: peer.port(),
-        server_port: stream.local_addr().map_or(0, |a| a.port()),
-    };
+    let conn = ConnInfo::new(
+        worker.id,
+        "tls",
+        Some(sni),
+        peer,
+        stream.local_addr().map_or(0, |a| a.port()),
+    );
     let mut state = RequestState::default();
     let slot = table.route(entry).stats_slot;
     let (addr, terminate) = match policy::run_connect(&table, entry, &conn, &mut state) {

@@ -149,14 +149,13 @@ async fn serve(
         }
         Some(_) => {
             let _ = stream.set_nodelay(true);
-            let info = ConnInfo {
-                worker: worker.id,
-                scheme: "http",
-                sni: None,
-                client_ip: peer.ip().to_string(),
-                client_port: peer.port(),
-                server_port: stream.local_addr().map_or(0, |a| a.port()),
-            };
+            let info = ConnInfo::new(
+                worker.id,
+                "http",
+                None,
+                peer,
+                stream.local_addr().map_or(0, |a| a.port()),
+            );
             let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
             crate::http::conn::serve(worker, stream, peer, url_port, info, fd).await
         }
