@@ -44,7 +44,7 @@ pub(super) async fn answer_after<S: ClientStream>(
             build(&response, &mut s.resp, &mut s.body);
             let info = request_info(client, &s.host, facts);
             while let Some((replacement, outer)) =
-                policy::run_response(table, &mut s.state, phases, &s.req, &mut s.resp, info)
+                policy::run_response(table, &mut s.state, phases, &mut s.req, &mut s.resp, info)
             {
                 build(&replacement, &mut s.resp, &mut s.body);
                 phases = outer;

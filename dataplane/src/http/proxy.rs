@@ -172,7 +172,7 @@ pub(super) async fn proxy<S: ClientStream>(
     let info = request_info(client, &s.host, facts);
     let phases = s.state.chain.len();
     if let Some((replacement, outer)) =
-        policy::run_response(table, &mut s.state, phases, &s.req, &mut s.resp, info)
+        policy::run_response(table, &mut s.state, phases, &mut s.req, &mut s.resp, info)
     {
         // A policy replaced the response: its body is not wanted.
         if resp_body.is_empty() && upstream_reusable {

@@ -159,12 +159,14 @@ impl View<'_> {
 }
 
 facts_via_view!(View<'_>);
-facts_via_view!(OnRequest<'_>);
-facts_via_view!(OnResponse<'_>);
+facts_via_view!(OnHttp<'_>);
 
-/// The request phase's exchange: reads everything, edits request headers.
-pub(super) struct OnRequest<'s> {
+/// The exchange of an HTTP phase: reads everything; edits the request's headers and
+/// target in on_http_request, the response's headers in on_http_response.
+pub(super) struct OnHttp<'s> {
     pub(super) req: &'s mut RequestHead,
+    /// The response, in on_http_response.
+    pub(super) resp: Option<&'s mut ResponseHead>,
     pub(super) info: RequestInfo<'s>,
     pub(super) route: &'s Route,
     pub(super) vars: &'s mut Vars,
@@ -173,11 +175,11 @@ pub(super) struct OnRequest<'s> {
     pub(super) action: ActionId,
 }
 
-impl OnRequest<'_> {
+impl OnHttp<'_> {
     fn view(&self) -> View<'_> {
         View {
             req: self.req,
-            resp: None,
+            resp: self.resp.as_deref(),
             info: self.info,
             route: self.route,
             vars: self.vars,
@@ -186,78 +188,39 @@ impl OnRequest<'_> {
     }
 }
 
-impl Exchange for OnRequest<'_> {
+impl Exchange for OnHttp<'_> {
     fn facts(&self) -> &dyn Facts {
         self
     }
     fn headers(&mut self) -> &mut dyn HeadersMut {
-        &mut self.req.headers
+        match &mut self.resp {
+            Some(resp) => &mut resp.headers,
+            None => &mut self.req.headers,
+        }
     }
     fn set_var(&mut self, name: &str, value: String) {
         self.vars.set(name, value);
     }
     fn set_target(&mut self, target: &str) {
-        self.req.set_target(target);
+        // Validation keeps url-rewrite out of on_http_response.
+        if self.resp.is_none() {
+            self.req.set_target(target);
+        }
     }
     fn log(&mut self, line: String) {
         log::info!(target: "innergate::policy", "{line}");
     }
     fn admit(&mut self, key: &[u8]) -> Result<(), u64> {
+        // Validation keeps rate-limit in on_http_request, whose routes have counters
+        // for every rate-limit compiled with the table.
         match self.route.limit(self.action) {
             Some(counters) => counters.admit(self.info.conn.worker, key, now_ms()),
-            // Compiled with the table: every rate-limit of the route has counters.
             None => Ok(()),
         }
     }
     fn terminate_tls(&mut self) {
         // Validation keeps terminate-tls in on_tcp_connect.
     }
-}
-
-/// The response phase's exchange: reads everything, edits response headers.
-pub(super) struct OnResponse<'s> {
-    pub(super) req: &'s RequestHead,
-    pub(super) resp: &'s mut ResponseHead,
-    pub(super) info: RequestInfo<'s>,
-    pub(super) route: &'s Route,
-    pub(super) vars: &'s mut Vars,
-    pub(super) forward_error: Option<ProxyError>,
-}
-
-impl OnResponse<'_> {
-    fn view(&self) -> View<'_> {
-        View {
-            req: self.req,
-            resp: Some(self.resp),
-            info: self.info,
-            route: self.route,
-            vars: self.vars,
-            forward_error: self.forward_error,
-        }
-    }
-}
-
-impl Exchange for OnResponse<'_> {
-    fn facts(&self) -> &dyn Facts {
-        self
-    }
-    fn headers(&mut self) -> &mut dyn HeadersMut {
-        &mut self.resp.headers
-    }
-    fn set_var(&mut self, name: &str, value: String) {
-        self.vars.set(name, value);
-    }
-    fn set_target(&mut self, _: &str) {
-        // Validation keeps url-rewrite out of on_http_response.
-    }
-    fn log(&mut self, line: String) {
-        log::info!(target: "innergate::policy", "{line}");
-    }
-    fn admit(&mut self, _: &[u8]) -> Result<(), u64> {
-        // Validation keeps rate-limit in on_http_request.
-        Ok(())
-    }
-    fn terminate_tls(&mut self) {}
 }
 
 /// Headers for phases that have none (on_tcp_connect): validation keeps the header

@@ -15,7 +15,7 @@ pub(crate) mod state;
 
 use innergate_table::policy::{ActionId, Facts, ForwardTarget, LocalResponse, Phase, Verdict};
 
-use facts::{NoHeaders, OnConnect, OnRequest, OnResponse};
+use facts::{NoHeaders, OnConnect, OnHttp};
 pub(crate) use state::{Admission, ConnInfo, ConnState, RequestState};
 
 use crate::error::ProxyError;
@@ -62,8 +62,9 @@ pub(crate) fn run_request<'t>(
     let mut current = table.route(state.chain[0]);
     'endpoint: loop {
         for (r, rule) in current.policy.on_http_request.iter().enumerate() {
-            let mut x = OnRequest {
+            let mut x = OnHttp {
                 req: &mut *req,
+                resp: None,
                 info,
                 route: current,
                 vars: &mut state.vars,
@@ -232,20 +233,21 @@ pub(crate) fn run_response<'t>(
     table: &'t RouteTable,
     state: &mut RequestState,
     phases: usize,
-    req: &RequestHead,
+    req: &mut RequestHead,
     resp: &mut ResponseHead,
     info: RequestInfo<'_>,
 ) -> Option<(LocalResponse<'t>, usize)> {
     for (position, &idx) in state.chain[..phases].iter().enumerate().rev() {
         let route = table.route(idx);
-        for rule in &route.policy.on_http_response {
-            let mut x = OnResponse {
-                req,
-                resp: &mut *resp,
+        for (r, rule) in route.policy.on_http_response.iter().enumerate() {
+            let mut x = OnHttp {
+                req: &mut *req,
+                resp: Some(&mut *resp),
                 info,
                 route,
                 vars: &mut state.vars,
                 forward_error: state.forward_error,
+                action: ActionId::new(Phase::HttpResponse, r, 0),
             };
             if !rule.applies(&x) {
                 continue;
