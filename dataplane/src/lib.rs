@@ -101,6 +101,7 @@ impl DataPlane {
 
 /// Starts workers, restores the saved table and opens the control socket.
 pub fn start(config: Config) -> Result<DataPlane, StartError> {
+    confine::abort_on_unconfined_panics();
     let config = Arc::new(config);
     let default_pair = config.tls_cert.as_deref().zip(config.tls_key.as_deref());
     let certs = Arc::new(tls::CertStore::load(

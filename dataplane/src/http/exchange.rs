@@ -127,6 +127,9 @@ async fn route_and_serve<S: ClientStream>(
     let Ok(body) = framing::request_body(&s.req) else {
         return local::answer_error(client, s, ProxyError::AmbiguousFraming).await;
     };
+    // What the client's Connection header names is its connection's, not the
+    // request's: gone before any policy reads or adds fields.
+    super::fields::remove_nominated(&mut s.req.headers);
     let mut facts = RequestFacts {
         body,
         body_limit: u64::MAX,

@@ -1,7 +1,7 @@
 //! Which header fields travel through the proxy: none that describe one connection
 //! (RFC 9110 §7.6.1) — the fixed hop-by-hop list and every field the message's own
-//! `Connection` header names — and, towards clients, never `innergate-error-code`
-//! from an upstream. One rule for every head the data plane forwards, in both
+//! `Connection` header names, removed as the head arrives — and, towards clients,
+//! never `innergate-error-code` from an upstream. One rule for every head the data plane forwards, in both
 //! directions, interim (1xx) heads included.
 
 use smallvec::SmallVec;
@@ -29,47 +29,39 @@ pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
-/// The fields of one head that must not be forwarded.
-#[derive(Debug)]
-pub(crate) struct ConnectionFields<'h> {
-    /// Names the head's `Connection` header lists (lowercase or not, as sent).
-    nominated: SmallVec<[&'h [u8]; 4]>,
-    /// Whether `innergate-error-code` goes too (upstream responses).
-    error_code: bool,
-}
-
-impl<'h> ConnectionFields<'h> {
-    /// The connection fields of a request head.
-    pub(crate) fn of_request(head: &'h HeaderBlock) -> Self {
-        ConnectionFields {
-            nominated: nominated(head),
-            error_code: false,
-        }
-    }
-
-    /// The connection fields of an upstream's response head, plus the error-code
-    /// header that only the data plane may set.
-    pub(crate) fn of_response(head: &'h HeaderBlock) -> Self {
-        ConnectionFields {
-            nominated: nominated(head),
-            error_code: true,
-        }
-    }
-
-    /// Whether field `name` stays behind.
-    pub(crate) fn skips(&self, name: &[u8]) -> bool {
-        is_hop_by_hop(name)
-            || (self.error_code && name.eq_ignore_ascii_case(ERROR_CODE_HEADER.as_bytes()))
-            || self.nominated.iter().any(|n| name.eq_ignore_ascii_case(n))
-    }
-}
-
-fn nominated(head: &HeaderBlock) -> SmallVec<[&[u8]; 4]> {
-    head.get_all("connection")
+/// Removes every field that the head's own `Connection` header names, except those
+/// never taken away. Runs on a head as it arrives — a client's request before its
+/// policy runs, an upstream's response before the response phases — so a sender can
+/// only drop its own connection's fields, never one that a policy adds.
+pub(crate) fn remove_nominated(head: &mut HeaderBlock) {
+    // Tokens such as `close` or `keep-alive` name nothing to remove: no allocation
+    // for the common heads.
+    let named: SmallVec<[SmallVec<[u8; 24]>; 2]> = head
+        .get_all("connection")
         .flat_map(|v| v.split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty() && !NEVER_NOMINATED.iter().any(|n| t.eq_ignore_ascii_case(n)))
-        .collect()
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"close")
+                && !is_hop_by_hop(t)
+                && !NEVER_NOMINATED.iter().any(|n| t.eq_ignore_ascii_case(n))
+        })
+        .map(SmallVec::from_slice)
+        .collect();
+    for name in named {
+        head.remove_all(&name);
+    }
+}
+
+/// Whether field `name` of a request stays behind: it describes the connection.
+pub(crate) fn skip_request_field(name: &[u8]) -> bool {
+    is_hop_by_hop(name)
+}
+
+/// Whether field `name` of an upstream's response head stays behind: it describes the
+/// connection, or it is the error-code header only the data plane may set.
+pub(crate) fn skip_response_field(name: &[u8]) -> bool {
+    is_hop_by_hop(name) || name.eq_ignore_ascii_case(ERROR_CODE_HEADER.as_bytes())
 }
 
 #[cfg(test)]
@@ -82,9 +74,9 @@ mod tests {
         let mut req = RequestHead::default();
         let raw = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Secret , content-length\r\nx-secret: 1\r\nx-kept: 2\r\ncontent-length: 0\r\nTE: trailers\r\n\r\n";
         req.parse(raw).unwrap().unwrap();
-        let fields = ConnectionFields::of_request(&req.headers);
+        remove_nominated(&mut req.headers);
         let mut out = Vec::new();
-        req.headers.write_fields(&mut out, |n| fields.skips(n));
+        req.headers.write_fields(&mut out, skip_request_field);
         assert_eq!(out, b"Host: a\r\nx-kept: 2\r\ncontent-length: 0\r\n");
     }
 }

@@ -10,9 +10,9 @@ use monoio::io::AsyncWriteRentExt;
 use super::body::{self, Chunking, CopyError, BODY_BUFFER};
 use super::buf::write_all;
 use super::client::{request_info, Client, ClientStream, Next, RequestFacts, Scratch};
-use super::fields::ConnectionFields;
+use super::fields::{remove_nominated, skip_request_field, skip_response_field};
 use super::framing::{self, BodyLength};
-use super::head::{RequestHead, ResponseHead};
+use super::head::{HeaderBlock, RequestHead, ResponseHead};
 use super::local::{self, write_connection_header};
 use crate::error::ProxyError;
 use crate::policy;
@@ -43,8 +43,7 @@ pub(super) async fn proxy<S: ClientStream>(
     // above all) would carry requests the policies never saw.
     let upgrade = facts.minor_version == 1
         && s.req.headers.has_token("connection", "upgrade")
-        && s.req.headers.get_all("upgrade").count() == 1
-        && s.req.headers.has_token("upgrade", "websocket");
+        && is_only_websocket(&s.req.headers);
     encode_upstream_request(
         &s.req,
         &client.state.info.client_ip,
@@ -129,7 +128,9 @@ pub(super) async fn proxy<S: ClientStream>(
             Ok(()) => break up,
             Err(ProxyError::UpstreamClosed) if retryable(&up) => continue,
             Err(e) => {
-                let close = !facts.body.is_empty();
+                // A body already sent on cannot be skipped: the connection ends.
+                let close =
+                    !facts.body.is_empty() || !facts.keep_alive || worker.drain.is_draining();
                 return Box::pin(local::answer_error_with(client, s, e, facts, close)).await;
             }
         }
@@ -138,7 +139,8 @@ pub(super) async fn proxy<S: ClientStream>(
     // Interim responses: 100 was ours to send; others go to HTTP/1.1 clients.
     while (100..200).contains(&s.resp.status) {
         if s.resp.status == 101 {
-            if !upgrade {
+            // Only a switch to what was asked for (WebSocket) becomes a tunnel.
+            if !upgrade || !is_only_websocket(&s.resp.headers) {
                 let e = ProxyError::UpstreamInvalidResponse;
                 return Box::pin(local::answer_error(client, s, e)).await;
             }
@@ -147,8 +149,7 @@ pub(super) async fn proxy<S: ClientStream>(
         if s.resp.status != 100 && facts.minor_version == 1 {
             s.out.clear();
             s.resp.write_status_line(&mut s.out);
-            let fields = ConnectionFields::of_response(&s.resp.headers);
-            s.resp.headers.write_fields(&mut s.out, |n| fields.skips(n));
+            s.resp.headers.write_fields(&mut s.out, skip_response_field);
             s.out.extend_from_slice(b"\r\n");
             s.sent += s.out.len() as u64;
             if write_all(&mut client.stream, &mut s.out).await.is_err() {
@@ -213,9 +214,9 @@ pub(super) async fn proxy<S: ClientStream>(
         || worker.drain.is_draining();
     s.out.clear();
     s.resp.write_status_line(&mut s.out);
-    let fields = ConnectionFields::of_response(&s.resp.headers);
     s.resp.headers.write_fields(&mut s.out, |name| {
-        fields.skips(name) || (remove_chunking && name.eq_ignore_ascii_case(b"transfer-encoding"))
+        skip_response_field(name)
+            || (remove_chunking && name.eq_ignore_ascii_case(b"transfer-encoding"))
     });
     write_connection_header(&mut s.out, close, facts.minor_version);
     s.out.extend_from_slice(b"\r\n");
@@ -274,6 +275,7 @@ async fn read_response_head(
             match resp.parse(up.rb.bytes()) {
                 Ok(Some(n)) => {
                     up.rb.consume(n);
+                    remove_nominated(&mut resp.headers);
                     return Ok(());
                 }
                 Ok(None) => {}
@@ -310,9 +312,8 @@ fn encode_upstream_request(
     out.push(b' ');
     out.extend_from_slice(req.target());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let fields = ConnectionFields::of_request(&req.headers);
     req.headers.write_fields(out, |name| {
-        fields.skips(name)
+        skip_request_field(name)
             || name.eq_ignore_ascii_case(b"expect")
             || name.eq_ignore_ascii_case(b"x-forwarded-for")
             || name.eq_ignore_ascii_case(b"x-forwarded-host")
@@ -330,14 +331,18 @@ fn encode_upstream_request(
     out.extend_from_slice(scheme.as_bytes());
     out.extend_from_slice(b"\r\n");
     if upgrade {
-        for value in req.headers.get_all("upgrade") {
-            out.extend_from_slice(b"upgrade: ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"connection: upgrade\r\n");
+        out.extend_from_slice(b"upgrade: websocket\r\nconnection: upgrade\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a head's `Upgrade` names exactly one protocol, WebSocket.
+fn is_only_websocket(head: &HeaderBlock) -> bool {
+    let mut values = head.get_all("upgrade");
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    value.trim_ascii().eq_ignore_ascii_case(b"websocket")
 }
 
 /// Sends the upstream's 101 to the client with its Upgrade and Connection fields, and
@@ -349,9 +354,12 @@ async fn switch_protocols<S: ClientStream>(
 ) -> Next {
     s.out.clear();
     s.resp.write_status_line(&mut s.out);
-    // The switch's own Upgrade and Connection fields go to the client.
+    // The switch's own Upgrade and Connection fields go to the client; the other
+    // connection fields do not.
     s.resp.headers.write_fields(&mut s.out, |name| {
-        name.eq_ignore_ascii_case(ERROR_CODE_HEADER.as_bytes())
+        skip_response_field(name)
+            && !name.eq_ignore_ascii_case(b"connection")
+            && !name.eq_ignore_ascii_case(b"upgrade")
     });
     s.answered = true;
     s.out.extend_from_slice(b"\r\n");

@@ -89,6 +89,12 @@ pub(crate) enum Admission<'c> {
     Refused,
 }
 
+/// The most endpoints a connection remembers as admitted. A client naming more
+/// endpoints (with an on_tcp_connect) on one connection makes the oldest be
+/// forgotten, whose on_tcp_connect then runs again before its next request: memory
+/// and the per-request search stay bounded, and admission is never skipped.
+const MAX_CONNECTED: usize = 8;
+
 /// What one client connection keeps between its requests.
 #[derive(Debug)]
 pub(crate) struct ConnState {
@@ -126,6 +132,9 @@ impl ConnState {
                 match super::run_connect(table, entry, &self.info, &mut state) {
                     super::ConnectOutcome::Close(_) => return Admission::Refused,
                     super::ConnectOutcome::Proceed { .. } => {}
+                }
+                if self.connected.len() == MAX_CONNECTED {
+                    self.connected.remove(0);
                 }
                 self.connected.push(Connected {
                     endpoint: entry,

@@ -57,9 +57,16 @@ pub(super) async fn accept_loop(
 fn take_backlog(worker: &Rc<Worker>, listener: &TcpListener, url_port: u16) {
     let fd = listener.as_raw_fd();
     // SAFETY: fcntl(2) on the listening socket we own; it is closed right after.
-    unsafe {
+    let nonblocking = unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+    };
+    if !nonblocking {
+        // Without it accept4 would wait for a connection: close at once instead.
+        log::warn!("drain: cannot make the listener of port {url_port} non-blocking");
+        // SAFETY: shutdown(2) on the listening socket we own.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        return;
     }
     loop {
         // SAFETY: accept4(2) without an address buffer; the new fd, if any, is ours.
@@ -72,7 +79,11 @@ fn take_backlog(worker: &Rc<Worker>, listener: &TcpListener, url_port: u16) {
             )
         };
         if conn < 0 {
-            break;
+            match std::io::Error::last_os_error().raw_os_error() {
+                // A queued client that gave up, or a signal: the others are still there.
+                Some(libc::ECONNABORTED | libc::EINTR) => continue,
+                _ => break,
+            }
         }
         // SAFETY: `conn` is a connected socket that nothing else owns.
         let std = unsafe { std::net::TcpStream::from_raw_fd(conn) };

@@ -187,6 +187,8 @@ fn request_smuggling_table() {
         ("h2c upgrade attempt", b"GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
             // HTTP2-Settings is named by Connection: it describes this connection only.
             Forwarded(|r| r.header("upgrade").is_none() && r.header("connection").is_none() && r.header("http2-settings").is_none())),
+        ("websocket upgrade that also offers h2c", b"GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket, h2c\r\n\r\n",
+            Forwarded(|r| r.header("upgrade").is_none() && r.header("connection").is_none())),
         ("bare LF line endings", b"GET /lf HTTP/1.1\nHost: app.example.com\nX-A: 1\n\n",
             Forwarded(|r| r.target == "/lf" && r.header("x-a") == Some("1"))),
         ("zero-padded CL", b"POST / HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 005\r\n\r\nhello",

@@ -176,15 +176,14 @@ fn fields_named_by_connection_stay_behind_both_ways() {
         b"HTTP/1.1 200 OK\r\nconnection: x-internal\r\nx-internal: 1\r\nx-public: 2\r\ncontent-length: 2\r\n\r\nok",
     );
     let mut dp = DataPlane::start();
-    dp.push(vec![agent(
-        "ep_n",
-        "acme",
-        "http://n.example.com",
-        backend.addr,
+    // A field the policy adds is the policy's: a client cannot name it away.
+    dp.push(vec![with_policy(
+        agent("ep_n", "acme", "http://n.example.com", backend.addr),
+        "on_http_request:\n  - actions:\n      - type: add-headers\n        config: {headers: {x-user: from-policy}}\n",
     )]);
     let (res, _conn) = raw(
         dp.http_addr(),
-        b"GET / HTTP/1.1\r\nHost: n.example.com\r\nConnection: close, x-secret\r\nx-secret: 1\r\nx-kept: 2\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: n.example.com\r\nConnection: close, x-secret, x-user\r\nx-secret: 1\r\nx-kept: 2\r\nx-user: forged\r\n\r\n",
     );
     assert_eq!(res.status, 200);
     assert_eq!(res.header("x-internal"), None, "{:?}", res.headers);
@@ -192,6 +191,9 @@ fn fields_named_by_connection_stay_behind_both_ways() {
     let seen = &backend.requests()[0];
     assert_eq!(seen.header("x-secret"), None, "{:?}", seen.headers);
     assert_eq!(seen.header("x-kept"), Some("2"));
+    let users: Vec<_> = seen.headers.iter().filter(|(n, _)| n == "x-user").collect();
+    assert_eq!(users.len(), 1, "{:?}", seen.headers);
+    assert_eq!(users[0].1, "from-policy");
 }
 
 #[test]

@@ -63,6 +63,11 @@ pub trait ForwardTarget: std::fmt::Debug {
 pub struct ActionId(u32);
 
 impl ActionId {
+    /// Rules a phase may have: ids tell this many apart (create-time checks refuse more).
+    pub const MAX_RULES: usize = 1 << 14;
+    /// Actions a rule may have.
+    pub const MAX_ACTIONS: usize = 1 << 16;
+
     /// The id of action `action` of rule `rule` in `phase`.
     pub fn new(phase: Phase, rule: usize, action: usize) -> Self {
         let phase = match phase {
@@ -70,8 +75,7 @@ impl ActionId {
             Phase::HttpRequest => 1,
             Phase::HttpResponse => 2,
         };
-        // Policies are far below 2^14 rules and 2^16 actions a rule (documents are
-        // size-limited long before).
+        // Within MAX_RULES and MAX_ACTIONS, which validation holds policies to.
         ActionId(phase << 30 | ((rule as u32) & 0x3fff) << 16 | (action as u32) & 0xffff)
     }
 }

@@ -229,7 +229,19 @@ impl Policy {
             ));
         }
         for phase in Phase::ALL {
+            if self.phase(phase).len() > ActionId::MAX_RULES {
+                return Err(invalid(
+                    phase.key(),
+                    format!("more than {} rules", ActionId::MAX_RULES),
+                ));
+            }
             for (r, rule) in self.phase(phase).iter().enumerate() {
+                if rule.actions.len() > ActionId::MAX_ACTIONS {
+                    return Err(invalid(
+                        &format!("{}[{r}]", phase.key()),
+                        format!("more than {} actions", ActionId::MAX_ACTIONS),
+                    ));
+                }
                 let mut terminated = false;
                 for (a, action) in rule.actions.iter().enumerate() {
                     let path = format!("{}[{r}].actions[{a}]", phase.key());

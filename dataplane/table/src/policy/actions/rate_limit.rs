@@ -119,9 +119,15 @@ impl PolicyAction for RateLimit {
     /// Counts the request under its key in the data plane's counters for this action;
     /// above the capacity, 429 with Retry-After.
     fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
-        let mut key = String::new();
-        self.key(x, &mut key);
-        match x.admit(key.as_bytes()) {
+        thread_local! {
+            // The key of the request being counted: one buffer per thread, reused.
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        let admitted = KEY.with_borrow_mut(|key| {
+            self.key(x, key);
+            x.admit(key.as_bytes())
+        });
+        match admitted {
             Ok(()) => Verdict::Continue,
             Err(retry_after) => Verdict::Respond(
                 LocalResponse::refusal(429, LIMITED, "rate limit exceeded\n")
