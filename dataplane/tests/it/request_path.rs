@@ -515,3 +515,37 @@ fn client_until_refused(
         }
     }
 }
+
+#[test]
+fn a_connection_naming_many_endpoints_is_admitted_again_not_let_through() {
+    let backend = Backend::text("ok");
+    let mut dp = DataPlane::start_with_env(&[], &[("RUST_LOG", "warn,innergate::policy=info")]);
+    let connect_log = |i: usize| {
+        format!("on_tcp_connect:\n  - actions:\n      - type: log\n        config: {{metadata: {{admitted: e{i}}}}}\n")
+    };
+    dp.push(
+        (0..10)
+            .map(|i| {
+                with_policy(
+                    agent(
+                        &format!("ep_{i}"),
+                        "acme",
+                        &format!("http://e{i}.example.com"),
+                        backend.addr,
+                    ),
+                    &connect_log(i),
+                )
+            })
+            .collect(),
+    );
+    let mut conn = HttpConn::connect(dp.http_addr());
+    for i in (0..10).chain([0]) {
+        assert_eq!(conn.get(&format!("e{i}.example.com"), "/").status, 200);
+    }
+    // A connection remembers a bounded number of endpoints: e0, forgotten after nine
+    // others, runs its on_tcp_connect again rather than passing without it.
+    eventually("e0 admitted twice", || {
+        dp.log().matches("\"admitted\":\"e0\"").count() == 2
+    });
+    assert_eq!(dp.log().matches("\"admitted\":\"e9\"").count(), 1);
+}
