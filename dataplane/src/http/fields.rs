@@ -53,15 +53,12 @@ pub(crate) fn remove_nominated(head: &mut HeaderBlock) {
     }
 }
 
-/// Whether field `name` of a request stays behind: it describes the connection.
-pub(crate) fn skip_request_field(name: &[u8]) -> bool {
-    is_hop_by_hop(name)
-}
-
-/// Whether field `name` of an upstream's response head stays behind: it describes the
-/// connection, or it is the error-code header only the data plane may set.
-pub(crate) fn skip_response_field(name: &[u8]) -> bool {
-    is_hop_by_hop(name) || name.eq_ignore_ascii_case(ERROR_CODE_HEADER.as_bytes())
+/// Prepares an upstream's response head as it arrives: its connection's fields go,
+/// and so does any `innergate-error-code`, which only the data plane may set — before
+/// a response phase reads the head, and for interim (1xx) heads as for final ones.
+pub(crate) fn remove_from_upstream(head: &mut HeaderBlock) {
+    remove_nominated(head);
+    head.remove_all(ERROR_CODE_HEADER.as_bytes());
 }
 
 #[cfg(test)]
@@ -76,7 +73,7 @@ mod tests {
         req.parse(raw).unwrap().unwrap();
         remove_nominated(&mut req.headers);
         let mut out = Vec::new();
-        req.headers.write_fields(&mut out, skip_request_field);
+        req.headers.write_fields(&mut out, is_hop_by_hop);
         assert_eq!(out, b"Host: a\r\nx-kept: 2\r\ncontent-length: 0\r\n");
     }
 }

@@ -10,7 +10,7 @@ use monoio::io::AsyncWriteRentExt;
 use super::body::{self, Chunking, CopyError, BODY_BUFFER};
 use super::buf::write_all;
 use super::client::{request_info, Client, ClientStream, Next, RequestFacts, Scratch};
-use super::fields::{remove_nominated, skip_request_field, skip_response_field};
+use super::fields::{is_hop_by_hop, remove_from_upstream};
 use super::framing::{self, BodyLength};
 use super::head::{HeaderBlock, RequestHead, ResponseHead};
 use super::local::{self, write_connection_header};
@@ -19,7 +19,6 @@ use crate::policy;
 use crate::routes::RouteTable;
 use crate::upstream::{UpstreamAddr, UpstreamConn, UpstreamPool};
 use crate::worker::Worker;
-use innergate_table::policy::ERROR_CODE_HEADER;
 
 /// Response bodies up to this size are read whole before the head is written, and
 /// sent with it.
@@ -149,7 +148,7 @@ pub(super) async fn proxy<S: ClientStream>(
         if s.resp.status != 100 && facts.minor_version == 1 {
             s.out.clear();
             s.resp.write_status_line(&mut s.out);
-            s.resp.headers.write_fields(&mut s.out, skip_response_field);
+            s.resp.headers.write_fields(&mut s.out, is_hop_by_hop);
             s.out.extend_from_slice(b"\r\n");
             s.sent += s.out.len() as u64;
             if write_all(&mut client.stream, &mut s.out).await.is_err() {
@@ -167,8 +166,6 @@ pub(super) async fn proxy<S: ClientStream>(
         return Box::pin(local::answer_error_keep(worker, client, s, e, facts)).await;
     };
     let upstream_reusable = s.resp.keeps_alive() && resp_body != BodyLength::UntilClose;
-    // Only the data plane marks its own answers; before a policy reads the head.
-    s.resp.headers.remove_all(ERROR_CODE_HEADER.as_bytes());
 
     let info = request_info(client, &s.host, facts);
     let phases = s.state.chain.len();
@@ -215,8 +212,7 @@ pub(super) async fn proxy<S: ClientStream>(
     s.out.clear();
     s.resp.write_status_line(&mut s.out);
     s.resp.headers.write_fields(&mut s.out, |name| {
-        skip_response_field(name)
-            || (remove_chunking && name.eq_ignore_ascii_case(b"transfer-encoding"))
+        is_hop_by_hop(name) || (remove_chunking && name.eq_ignore_ascii_case(b"transfer-encoding"))
     });
     write_connection_header(&mut s.out, close, facts.minor_version);
     s.out.extend_from_slice(b"\r\n");
@@ -275,7 +271,7 @@ async fn read_response_head(
             match resp.parse(up.rb.bytes()) {
                 Ok(Some(n)) => {
                     up.rb.consume(n);
-                    remove_nominated(&mut resp.headers);
+                    remove_from_upstream(&mut resp.headers);
                     return Ok(());
                 }
                 Ok(None) => {}
@@ -313,7 +309,7 @@ fn encode_upstream_request(
     out.extend_from_slice(req.target());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     req.headers.write_fields(out, |name| {
-        skip_request_field(name)
+        is_hop_by_hop(name)
             || name.eq_ignore_ascii_case(b"expect")
             || name.eq_ignore_ascii_case(b"x-forwarded-for")
             || name.eq_ignore_ascii_case(b"x-forwarded-host")
@@ -357,7 +353,7 @@ async fn switch_protocols<S: ClientStream>(
     // The switch's own Upgrade and Connection fields go to the client; the other
     // connection fields do not.
     s.resp.headers.write_fields(&mut s.out, |name| {
-        skip_response_field(name)
+        is_hop_by_hop(name)
             && !name.eq_ignore_ascii_case(b"connection")
             && !name.eq_ignore_ascii_case(b"upgrade")
     });

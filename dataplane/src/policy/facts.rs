@@ -67,16 +67,7 @@ impl<'s> View<'s> {
                     "1.1"
                 }
             }
-            Var::ClientIp => &self.info.conn.client_ip,
-            Var::TlsSni => self.info.conn.sni.as_deref().unwrap_or(""),
-            Var::EndpointId => &self.route.id,
-            Var::EndpointUrl => &self.route.url_text,
-            Var::EndpointHost => &self.route.host_text,
-            Var::EndpointProtocol => self.route.url.scheme.as_str(),
-            Var::ForwardErrorCode => self.forward_error.map_or("", ProxyError::code),
-            Var::ForwardErrorMessage => self.forward_error.map_or("", ProxyError::message),
-            // No TLS yet (issue #5); integer variables never come here.
-            _ => "",
+            _ => connection_string(self.info.conn, self.route, self.forward_error, var),
         }
     }
 
@@ -84,9 +75,7 @@ impl<'s> View<'s> {
         match var {
             Var::ContentLength => self.info.content_length,
             Var::StatusCode => self.resp.map_or(0, |r| i64::from(r.status)),
-            Var::ClientPort => i64::from(self.info.conn.client_port),
-            Var::ServerPort => i64::from(self.info.conn.server_port),
-            _ => 0,
+            _ => connection_int(self.info.conn, var),
         }
     }
 
@@ -123,6 +112,36 @@ impl<'s> View<'s> {
 
     fn user_var(self, name: &str) -> Option<&'s str> {
         self.vars.get(name)
+    }
+}
+
+/// What every phase reads alike: the connection, the endpoint running the rule, and
+/// the forward-internal error let through. Other string variables read as "".
+fn connection_string<'s>(
+    conn: &'s ConnInfo,
+    route: &'s Route,
+    forward_error: Option<ProxyError>,
+    var: Var,
+) -> &'s str {
+    match var {
+        Var::ClientIp => &conn.client_ip,
+        Var::TlsSni => conn.sni.as_deref().unwrap_or(""),
+        Var::EndpointId => &route.id,
+        Var::EndpointUrl => &route.url_text,
+        Var::EndpointHost => &route.host_text,
+        Var::EndpointProtocol => route.url.scheme.as_str(),
+        Var::ForwardErrorCode => forward_error.map_or("", ProxyError::code),
+        Var::ForwardErrorMessage => forward_error.map_or("", ProxyError::message),
+        _ => "",
+    }
+}
+
+/// The integer variables of the connection; others read as 0.
+fn connection_int(conn: &ConnInfo, var: Var) -> i64 {
+    match var {
+        Var::ClientPort => i64::from(conn.client_port),
+        Var::ServerPort => i64::from(conn.server_port),
+        _ => 0,
     }
 }
 
@@ -248,25 +267,11 @@ pub(super) struct OnConnect<'s> {
 
 impl Facts for OnConnect<'_> {
     fn string(&self, var: Var) -> &str {
-        match var {
-            Var::ClientIp => &self.conn.client_ip,
-            Var::TlsSni => self.conn.sni.as_deref().unwrap_or(""),
-            Var::EndpointId => &self.route.id,
-            Var::EndpointUrl => &self.route.url_text,
-            Var::EndpointHost => &self.route.host_text,
-            Var::EndpointProtocol => self.route.url.scheme.as_str(),
-            Var::ForwardErrorCode => self.forward_error.map_or("", ProxyError::code),
-            Var::ForwardErrorMessage => self.forward_error.map_or("", ProxyError::message),
-            // Request variables are refused in on_tcp_connect at create time.
-            _ => "",
-        }
+        // Request variables are refused in on_tcp_connect at create time.
+        connection_string(self.conn, self.route, self.forward_error, var)
     }
     fn int(&self, var: Var) -> i64 {
-        match var {
-            Var::ClientPort => i64::from(self.conn.client_port),
-            Var::ServerPort => i64::from(self.conn.server_port),
-            _ => 0,
-        }
+        connection_int(self.conn, var)
     }
     fn count(&self, _: MapVar, _: &str) -> usize {
         0
