@@ -434,6 +434,7 @@ impl Core {
         EndpointTable::from_records(self.version + 1, &records)?;
         let version = self.version + 1;
         let pushed = self.link.push(TableMessage {
+            authtokens: Vec::new(),
             version,
             endpoints: records,
         });
@@ -513,6 +514,7 @@ impl Core {
             .map(StoredEndpoint::record)
             .collect();
         let pushed = self.link.push(TableMessage {
+            authtokens: Vec::new(),
             version,
             endpoints: records,
         });

@@ -46,6 +46,7 @@ impl StoredEndpoint {
             pooling_enabled: self.pooling_enabled,
             traffic_policy: self.traffic_policy.clone(),
             max_request_body: self.max_request_body_bytes,
+            tunnel: false,
         }
     }
 

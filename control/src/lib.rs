@@ -7,6 +7,7 @@
 //! data plane together on one machine.
 
 pub mod admin;
+pub mod tunnel_agent;
 pub mod api;
 pub mod client;
 pub mod core;
@@ -16,4 +17,5 @@ pub mod link;
 pub mod metrics;
 pub mod serve;
 pub mod store;
+pub mod tunnel;
 pub mod up;

@@ -54,6 +54,17 @@ pub struct Config {
     /// Time a tcp connection may pass no byte in either direction (HAProxy timeout
     /// tunnel is often 1h).
     pub tcp_idle_timeout: Duration,
+    /// Where agents open tunnel sessions; none when unset.
+    pub tunnel: Option<std::net::SocketAddr>,
+    /// The tunnel listener's certificate chain and key (PEM); the https default pair
+    /// when unset.
+    pub tunnel_cert: Option<PathBuf>,
+    pub tunnel_key: Option<PathBuf>,
+    /// How often the data plane sends a heartbeat on each tunnel session.
+    pub tunnel_heartbeat: Duration,
+    /// How long a session may stay silent before it counts as dead (its endpoints
+    /// go offline).
+    pub tunnel_timeout: Duration,
     /// The default certificate chain (PEM) for https.
     pub tls_cert: Option<PathBuf>,
     /// Its private key (PEM).
@@ -120,6 +131,11 @@ impl Default for Config {
             upstream_keepalive: 64,
             upstream_idle_timeout: Duration::from_secs(30),
             tcp_idle_timeout: Duration::from_secs(3600),
+            tunnel: None,
+            tunnel_cert: None,
+            tunnel_key: None,
+            tunnel_heartbeat: Duration::from_secs(2),
+            tunnel_timeout: Duration::from_secs(10),
             tls_cert: None,
             tls_key: None,
             tls_cert_dir: None,

@@ -58,6 +58,8 @@ pub(crate) enum ProxyError {
     UpstreamUnresolved,
     /// The TLS handshake with the upstream failed (certificate, protocol).
     UpstreamTlsFailed,
+    /// A tunnelled endpoint has no agent session left.
+    AgentOffline,
 }
 
 impl ProxyError {
@@ -68,7 +70,7 @@ impl ProxyError {
             MalformedRequest | AmbiguousFraming | MissingHost => 400,
             HeadersTooLarge => 431,
             BodyTooLarge => 413,
-            NoEndpoint | ForwardTargetMissing | ForwardInvalidTarget => 404,
+            NoEndpoint | ForwardTargetMissing | ForwardInvalidTarget | AgentOffline => 404,
             ForwardLoop | ForwardTooManyHops => 508,
             Misdirected => 421,
             PolicyFellThrough | Internal => 500,
@@ -91,7 +93,7 @@ impl ProxyError {
             AmbiguousFraming => "ERR_IG_1002",
             MissingHost => "ERR_IG_1003",
             BodyTooLarge => "ERR_IG_1004",
-            NoEndpoint | ForwardTargetMissing => "ERR_IG_3200",
+            NoEndpoint | ForwardTargetMissing | AgentOffline => "ERR_IG_3200",
             ForwardWrongFamily => "ERR_IG_3201",
             ForwardInvalidTarget => "ERR_IG_3204",
             ForwardLoop => "ERR_IG_3202",
@@ -132,6 +134,7 @@ impl ProxyError {
             UpstreamClosed => "upstream closed the connection without a response",
             UpstreamUnresolved => "upstream host name could not be resolved",
             UpstreamTlsFailed => "TLS handshake with the upstream failed",
+            AgentOffline => "endpoint is offline: no agent session serves it",
         }
     }
 

@@ -25,6 +25,7 @@ mod routes;
 mod stats;
 mod tcp;
 pub mod tls;
+pub mod tunnel;
 mod upstream;
 mod worker;
 
@@ -57,6 +58,9 @@ pub enum StartError {
     /// The access log could not be opened.
     #[error("access log: {0}")]
     AccessLog(io::Error),
+    /// The tunnel listener could not be bound or has no certificate.
+    #[error("tunnel listener: {0}")]
+    Tunnel(io::Error),
     /// A TLS certificate or key could not be loaded.
     #[error("TLS certificates: {0}")]
     Certificates(#[from] tls::CertError),
@@ -115,19 +119,39 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
         Some(path) => Some(access_log::AccessLog::open(path).map_err(StartError::AccessLog)?),
         None => None,
     };
+    let shared = worker::TunnelShared {
+        directory: Arc::default(),
+        calls: Arc::default(),
+    };
     let workers = (0..config.workers.max(1))
         .map(|id| {
             let log = access_log.as_ref().map(access_log::AccessLog::for_worker);
-            worker::spawn(id, config.clone(), tls.clone(), upstream_tls.clone(), log)
+            let (tls, upstream_tls) = (tls.clone(), upstream_tls.clone());
+            worker::spawn(id, config.clone(), tls, upstream_tls, log, shared.clone())
                 .map_err(|source| StartError::Worker { worker: id, source })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let peers: Arc<[flume::Sender<worker::WorkerMsg>]> =
+        workers.iter().map(|w| w.inbox.clone()).collect();
+    for w in &workers {
+        let _ = w.inbox.send(worker::WorkerMsg::Peers(peers.clone()));
+    }
+    let tunnel_addr = match config.tunnel {
+        Some(addr) => {
+            let server = tunnel_tls(&config, &certs)?;
+            let bound = bind_tunnel(addr, &workers, server).map_err(StartError::Tunnel)?;
+            log::info!("tunnel listener at {bound}");
+            control::calls::spawn_renewals(shared.calls.clone(), shared.directory.clone());
+            Some(bound)
+        }
+        None => None,
+    };
     let state = match &config.state_dir {
         Some(dir) => Some(control::state::StateFile::open(dir).map_err(StartError::StateDir)?),
         None => None,
     };
     let mut supervisor =
-        control::supervisor::Supervisor::new(config.clone(), workers, state, certs);
+        control::supervisor::Supervisor::new(config.clone(), workers, state, certs, tunnel_addr);
     supervisor.restore();
     let supervisor = Arc::new(Mutex::new(supervisor));
     if let Some(addr) = config.admin {
@@ -142,7 +166,8 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
     if let Some(path) = &config.control_socket {
         let listener = control::bind(path, config.takeover).map_err(StartError::ControlSocket)?;
         control_socket = Some((path.clone(), control::file_id(path)));
-        control::spawn(listener, supervisor.clone()).map_err(StartError::ControlSocket)?;
+        control::spawn(listener, supervisor.clone(), shared.calls.clone())
+            .map_err(StartError::ControlSocket)?;
         log::info!("control socket at {}", path.display());
     }
     Ok(DataPlane {
@@ -150,4 +175,37 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
         control_socket,
         access_log,
     })
+}
+
+/// The tunnel listener's TLS: its own pair, else the https default one.
+fn tunnel_tls(
+    config: &Config,
+    certs: &Arc<tls::CertStore>,
+) -> Result<Arc<rustls::ServerConfig>, StartError> {
+    match config.tunnel_cert.as_deref().zip(config.tunnel_key.as_deref()) {
+        Some((cert, key)) => {
+            let pair = tls::certs::load_pair(cert, key)?;
+            Ok(Arc::new(tls::CertStore::single(pair)).server_config())
+        }
+        None if !certs.is_empty() => Ok(certs.server_config()),
+        None => Err(StartError::Tunnel(io::Error::other(
+            "--tunnel needs a certificate: --tunnel-cert/--tunnel-key or --tls-cert/--tls-key",
+        ))),
+    }
+}
+
+/// Binds one SO_REUSEPORT socket per worker on the tunnel address (the first one
+/// picks the port when it is 0) and gives each to its worker.
+fn bind_tunnel(
+    addr: std::net::SocketAddr,
+    workers: &[worker::WorkerHandle],
+    server: Arc<rustls::ServerConfig>,
+) -> io::Result<std::net::SocketAddr> {
+    let (addr, listeners) = control::supervisor::bind_reuseport(addr, workers.len())?;
+    for (w, listener) in workers.iter().zip(listeners) {
+        let _ = w
+            .inbox
+            .send(worker::WorkerMsg::TunnelListener(listener, server.clone()));
+    }
+    Ok(addr)
 }

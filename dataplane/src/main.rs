@@ -78,6 +78,22 @@ struct Args {
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     tcp_idle_timeout: Duration,
     /// Default certificate chain (PEM) for https endpoints.
+    /// Where agents open tunnel sessions (the hosted service's agent protocol over
+    /// TLS), e.g. 0.0.0.0:4443.
+    #[arg(long)]
+    tunnel: Option<std::net::SocketAddr>,
+    /// The tunnel listener's certificate chain (PEM); default: --tls-cert.
+    #[arg(long, requires = "tunnel_key")]
+    tunnel_cert: Option<PathBuf>,
+    /// The tunnel listener's private key (PEM); default: --tls-key.
+    #[arg(long, requires = "tunnel_cert")]
+    tunnel_key: Option<PathBuf>,
+    /// How often each tunnel session gets a heartbeat.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    tunnel_heartbeat: Duration,
+    /// How long a silent tunnel session lives (then its endpoints go offline).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    tunnel_timeout: Duration,
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// Private key (PEM) of --tls-cert.
@@ -135,6 +151,11 @@ fn main() {
         upstream_read_timeout: args.upstream_read_timeout,
         upstream_keepalive: args.upstream_keepalive,
         tcp_idle_timeout: args.tcp_idle_timeout,
+        tunnel: args.tunnel,
+        tunnel_cert: args.tunnel_cert,
+        tunnel_key: args.tunnel_key,
+        tunnel_heartbeat: args.tunnel_heartbeat,
+        tunnel_timeout: args.tunnel_timeout,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         tls_cert_dir: args.tls_cert_dir,

@@ -249,7 +249,9 @@ async fn copy_half<R: AsyncReadRent, W: AsyncWriteRent>(
 }
 
 fn shutdown_both(fds: [RawFd; 2]) {
-    for fd in fds {
+    // A tunnel stream has no socket (a negative fd): ending the other side's socket
+    // ends the copy towards it, and that end resets the stream.
+    for fd in fds.into_iter().filter(|fd| *fd >= 0) {
         // SAFETY: shutdown(2) on sockets the caller still owns; it changes no memory.
         unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
     }

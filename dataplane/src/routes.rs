@@ -18,7 +18,8 @@ use innergate_table::{
 use smallvec::SmallVec;
 
 use crate::fast_map::FastMap;
-use crate::upstream::UpstreamAddr;
+use innergate_table::wire::AuthtokenRecord;
+use crate::upstream::{Upstream, UpstreamAddr};
 
 use crate::ratelimit::{EndpointLimits, RateCounters, RateRegistry};
 use crate::stats::{SlotPlan, StatsSlots};
@@ -41,6 +42,8 @@ pub(crate) enum Target {
     Upstream(UpstreamAddr),
     /// An agent endpoint whose upstream host did not resolve.
     Unresolved,
+    /// An endpoint whose upstream is behind tunnel sessions (its id names them).
+    Tunnel(Arc<str>),
 }
 
 /// One endpoint, ready to serve.
@@ -159,6 +162,10 @@ pub(crate) struct RouteTable {
     /// Every upstream the table names, so that workers can close the pooled
     /// connections of upstreams it no longer does.
     upstreams: HashSet<UpstreamAddr, foldhash::fast::RandomState>,
+    /// Endpoint ids, for the tunnel sessions that hold some.
+    ids: HashSet<Box<str>, foldhash::fast::RandomState>,
+    /// Authtokens by the SHA-256 of their secret: (id, account).
+    authtokens: FastMap<[u8; 32], (Box<str>, Box<str>)>,
 }
 
 /// What a compiled table would change outside itself, applied only once the table is
@@ -202,8 +209,10 @@ impl RouteTable {
                 .or_insert_with(|| (next_account, ep.account.as_str().into()))
                 .clone();
 
+            routes.ids.insert(ep.id.as_str().into());
             let target = match &ep.kind {
                 EndpointKind::Cloud => Target::None,
+                EndpointKind::Tunnel => Target::Tunnel(ep.id.as_str().into()),
                 EndpointKind::Agent { upstream } => {
                     // The upstream speaks the endpoint's family: http(s) behind
                     // http/https, tcp or tls behind tcp/tls.
@@ -346,9 +355,43 @@ impl RouteTable {
         Ok((routes, staged))
     }
 
+    /// Takes the table's authtokens (only their hashes travel).
+    pub(crate) fn set_authtokens(&mut self, tokens: &[AuthtokenRecord]) {
+        for t in tokens {
+            let Some(hash) = decode_sha256(&t.sha256) else {
+                log::warn!("authtoken {}: its hash is not SHA-256 hex; ignored", t.id);
+                continue;
+            };
+            self.authtokens
+                .insert(hash, (t.id.as_str().into(), t.account.as_str().into()));
+        }
+    }
+
+    /// The authtoken whose secret is `token`: its id and account.
+    pub(crate) fn authtoken(&self, token: &str) -> Option<(&str, &str)> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let key: [u8; 32] = digest.as_ref().try_into().ok()?;
+        self.authtokens
+            .get(&key)
+            .map(|(id, account)| (&**id, &**account))
+    }
+
+    /// Whether the authtoken with this id is still live.
+    pub(crate) fn has_authtoken(&self, id: &str) -> bool {
+        self.authtokens.values().any(|(i, _)| &**i == id)
+    }
+
+    /// Whether the table has the endpoint with this id.
+    pub(crate) fn has_endpoint(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
     /// Whether an endpoint of the table has this upstream.
-    pub(crate) fn names_upstream(&self, upstream: &UpstreamAddr) -> bool {
-        self.upstreams.contains(upstream)
+    pub(crate) fn names_upstream(&self, upstream: &Upstream) -> bool {
+        match upstream {
+            Upstream::Dial(addr) => self.upstreams.contains(addr),
+            Upstream::Tunnel(id) => self.ids.contains(&**id),
+        }
     }
 
     /// The pool serving public tcp port `port`.
@@ -371,10 +414,21 @@ impl RouteTable {
         }
     }
 
-    /// A pool member, uniformly at random.
+    /// A pool member, uniformly at random among those that can serve: a tunnelled
+    /// member without a session is skipped while another member can take the traffic.
     pub(crate) fn pick(&self, pool: PoolIdx) -> EndpointIdx {
         let members = &self.pools[pool as usize];
-        members[fastrand::usize(..members.len())]
+        let start = fastrand::usize(..members.len());
+        if members.len() == 1 {
+            return members[0];
+        }
+        (0..members.len())
+            .map(|i| members[(start + i) % members.len()])
+            .find(|&m| match &self.route(m).target {
+                Target::Tunnel(id) => crate::tunnel::online::online(id),
+                _ => true,
+            })
+            .unwrap_or(members[start])
     }
 
     pub(crate) fn route(&self, idx: EndpointIdx) -> &Route {
@@ -441,4 +495,18 @@ mod tests {
         assert!(t.internal(2, &url).is_none());
         assert!(t.public_by_host(443, "api.internal").is_none());
     }
+}
+
+/// 64 hex digits to 32 bytes.
+fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let nibble = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
 }

@@ -79,6 +79,11 @@ pub(crate) struct WorkerStats {
     pub(crate) connections_total: u64,
     pub(crate) connections_active: u64,
     pub(crate) upstream_connect_errors: u64,
+    /// Streams opened on another worker's tunnel session (a foreign SDK's single
+    /// session serving requests that arrived elsewhere).
+    pub(crate) tunnel_handovers: u64,
+    /// Tunnel sessions open now (filled in when a snapshot is taken).
+    pub(crate) tunnel_sessions: u64,
     /// Panics confined to the connection that hit them.
     pub(crate) panics: u64,
     /// Responses to requests no endpoint took (unreadable, or no endpoint serves the
@@ -136,6 +141,8 @@ impl WorkerStats {
         self.connections_total += other.connections_total;
         self.connections_active += other.connections_active;
         self.upstream_connect_errors += other.upstream_connect_errors;
+        self.tunnel_handovers += other.tunnel_handovers;
+        self.tunnel_sessions += other.tunnel_sessions;
         self.panics += other.panics;
         add_all(&mut self.unrouted, &other.unrouted);
         if self.endpoints.len() < other.endpoints.len() {
@@ -274,6 +281,24 @@ pub(crate) fn render(
         out,
         "innergate_upstream_connect_errors_total {}",
         total.upstream_connect_errors
+    );
+    family(
+        &mut out,
+        "innergate_tunnel_sessions",
+        "gauge",
+        "Agent tunnel sessions open.",
+    );
+    let _ = writeln!(out, "innergate_tunnel_sessions {}", total.tunnel_sessions);
+    family(
+        &mut out,
+        "innergate_tunnel_handovers_total",
+        "counter",
+        "Tunnel streams opened on another worker's session (hand-overs).",
+    );
+    let _ = writeln!(
+        out,
+        "innergate_tunnel_handovers_total {}",
+        total.tunnel_handovers
     );
     family(
         &mut out,

@@ -12,7 +12,8 @@ use crate::config::Forwarding;
 use crate::policy::{self, ConnInfo, ConnectOutcome, RequestState};
 use crate::relay::{pipe, splice_pipe};
 use crate::routes::Target;
-use crate::upstream;
+use crate::error::ProxyError;
+use crate::upstream::{self, Upstream, UpstreamStream};
 use crate::worker::Worker;
 
 /// Serves one accepted connection on a public tcp port.
@@ -31,11 +32,15 @@ pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAdd
     let mut state = RequestState::default();
     let entry = table.pick(pool);
     let slot = table.route(entry).stats_slot;
-    let addr = match policy::run_connect(&table, entry, &conn, &mut state) {
+    let target = match policy::run_connect(&table, entry, &conn, &mut state) {
         ConnectOutcome::Proceed {
             target: Target::Upstream(addr),
             ..
-        } => addr,
+        } => Upstream::Dial(addr),
+        ConnectOutcome::Proceed {
+            target: Target::Tunnel(id),
+            ..
+        } => Upstream::Tunnel(id),
         ConnectOutcome::Proceed {
             target: Target::None,
             ..
@@ -58,23 +63,17 @@ pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAdd
     };
     // The connection no longer needs the table; let a replaced one go.
     drop(table);
-    let timeout = worker.config.upstream_connect_timeout;
-    let upstream = match upstream::connect(&addr, timeout, &worker.upstream_tls, false).await {
+    let upstream = match open_stream(&worker, &target, peer).await {
         Ok(stream) => stream,
         Err(e) => {
-            worker.stats.borrow_mut().upstream_connect_errors += 1;
-            log::debug!(
-                "tcp port {url_port}: upstream {}: {}",
-                addr.addr,
-                e.message()
-            );
+            log::debug!("tcp port {url_port}: upstream: {}", e.message());
             return;
         }
     };
     let _ = client.set_nodelay(true);
     let config = &worker.config;
     let (bytes_in, bytes_out) = match upstream {
-        upstream::UpstreamStream::Plain(plain) if config.tcp_forwarding == Forwarding::Splice => {
+        UpstreamStream::Plain(plain) if config.tcp_forwarding == Forwarding::Splice => {
             splice_pipe(client, plain, config.tcp_idle_timeout).await
         }
         upstream => {
@@ -93,4 +92,27 @@ pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAdd
         .stats
         .borrow_mut()
         .record_stream(slot, bytes_in, bytes_out);
+}
+
+/// Opens the byte stream of a tcp or tls connection: a dialled connection (plain:
+/// TLS passthrough and tcp alike speak whatever the client speaks), or a stream of
+/// the agent's tunnel session.
+pub(crate) async fn open_stream(
+    worker: &Worker,
+    target: &Upstream,
+    peer: SocketAddr,
+) -> Result<UpstreamStream, ProxyError> {
+    let opened = match target {
+        Upstream::Dial(addr) => {
+            let timeout = worker.config.upstream_connect_timeout;
+            upstream::connect(addr, timeout, &worker.upstream_tls, false).await
+        }
+        Upstream::Tunnel(endpoint) => crate::tunnel::open(worker, endpoint, &peer.to_string())
+            .await
+            .map(UpstreamStream::Tunnel),
+    };
+    if opened.is_err() {
+        worker.stats.borrow_mut().upstream_connect_errors += 1;
+    }
+    opened
 }

@@ -110,6 +110,7 @@ impl DataPlane {
         let mut link = ControlClient::connect(&self.socket, Duration::from_secs(60))?;
         let start = Instant::now();
         self.ack = link.apply(TableMessage {
+            authtokens: Vec::new(),
             version: self.version,
             endpoints,
         })?;

@@ -4,6 +4,7 @@
 //! that caches the last one, and the [`admin`] listener (health and metrics).
 
 pub(crate) mod admin;
+pub(crate) mod calls;
 pub(crate) mod state;
 pub(crate) mod supervisor;
 
@@ -16,6 +17,7 @@ use std::thread;
 
 use innergate_table::wire::{read_frame, write_frame, Message};
 
+use calls::ControlCalls;
 use supervisor::Supervisor;
 
 /// Binds the control socket, replacing a stale one, and a live one only when `takeover`
@@ -47,7 +49,11 @@ pub(crate) fn file_id(path: &Path) -> Option<(u64, u64)> {
 }
 
 /// Serves control connections until the process ends.
-pub(crate) fn spawn(listener: UnixListener, supervisor: Arc<Mutex<Supervisor>>) -> io::Result<()> {
+pub(crate) fn spawn(
+    listener: UnixListener,
+    supervisor: Arc<Mutex<Supervisor>>,
+    calls: Arc<ControlCalls>,
+) -> io::Result<()> {
     thread::Builder::new()
         .name("ig-control".into())
         .spawn(move || {
@@ -55,9 +61,10 @@ pub(crate) fn spawn(listener: UnixListener, supervisor: Arc<Mutex<Supervisor>>) 
                 match stream {
                     Ok(stream) => {
                         let supervisor = supervisor.clone();
+                        let calls = calls.clone();
                         let spawned = thread::Builder::new()
                             .name("ig-control-conn".into())
-                            .spawn(move || serve(stream, &supervisor));
+                            .spawn(move || serve(stream, &supervisor, &calls));
                         if let Err(e) = spawned {
                             log::error!("control link: cannot start a thread: {e}");
                         }
@@ -69,7 +76,7 @@ pub(crate) fn spawn(listener: UnixListener, supervisor: Arc<Mutex<Supervisor>>) 
     Ok(())
 }
 
-fn serve(mut stream: UnixStream, supervisor: &Mutex<Supervisor>) {
+fn serve(mut stream: UnixStream, supervisor: &Mutex<Supervisor>, calls: &ControlCalls) {
     loop {
         let payload = match read_frame(&mut stream) {
             Ok(Some(payload)) => payload,
@@ -91,6 +98,10 @@ fn serve(mut stream: UnixStream, supervisor: &Mutex<Supervisor>) {
                     }
                 }
             }
+            Ok(Message::Subscribe) => {
+                serve_calls(stream, calls);
+                return;
+            }
             Ok(Message::StatusRequest) => Message::Status(
                 supervisor
                     .lock()
@@ -111,4 +122,47 @@ fn serve(mut stream: UnixStream, supervisor: &Mutex<Supervisor>) {
             return;
         }
     }
+}
+
+/// Serves a subscribed connection: calls out (from a writer thread), answers in.
+fn serve_calls(mut stream: UnixStream, calls: &ControlCalls) {
+    let (outbox, queued) = flume::unbounded::<Message>();
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(e) => {
+            log::warn!("control link: {e}");
+            return;
+        }
+    };
+    let written = thread::Builder::new()
+        .name("ig-control-calls".into())
+        .spawn(move || {
+            for msg in queued.iter() {
+                if write_frame(&mut writer, &msg).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = written {
+        log::error!("control link: cannot start a thread: {e}");
+        return;
+    }
+    calls.subscribe(outbox.clone());
+    log::info!("control subscribed to tunnel calls");
+    loop {
+        match read_frame(&mut stream) {
+            Ok(Some(payload)) => match Message::read(&payload) {
+                Ok(Message::TunnelAnswer { id, answer }) => calls.answer(id, answer),
+                Ok(other) => log::warn!("control link: unexpected {other:?} on the calls link"),
+                Err(e) => log::warn!("control link: undecodable answer: {e}"),
+            },
+            Ok(None) => break,
+            Err(e) => {
+                log::warn!("control link (calls): {e}");
+                break;
+            }
+        }
+    }
+    calls.unsubscribe(&outbox);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
 }

@@ -42,6 +42,8 @@ pub(crate) struct Supervisor {
     slots: StatsSlots,
     /// When the current table was applied; `None` until one is.
     applied_at: Option<std::time::Instant>,
+    /// Where the tunnel listener is bound, if there is one.
+    tunnel_addr: Option<SocketAddr>,
 }
 
 impl Supervisor {
@@ -50,6 +52,7 @@ impl Supervisor {
         workers: Vec<WorkerHandle>,
         state: Option<StateFile>,
         certs: Arc<CertStore>,
+        tunnel_addr: Option<SocketAddr>,
     ) -> Self {
         Supervisor {
             config,
@@ -61,6 +64,7 @@ impl Supervisor {
             certs,
             slots: StatsSlots::default(),
             applied_at: None,
+            tunnel_addr,
         }
     }
 
@@ -76,6 +80,7 @@ impl Supervisor {
                     local_addr: addr.to_string(),
                 })
                 .collect(),
+            tunnel_addr: self.tunnel_addr.map(|a| a.to_string()).unwrap_or_default(),
         }
     }
 
@@ -90,7 +95,7 @@ impl Supervisor {
         }
         let table = EndpointTable::from_records(msg.version, &msg.endpoints)
             .map_err(|e| format!("endpoint {}: {e}", e.endpoint_id()))?;
-        let (routes, staged) = RouteTable::compile(
+        let (mut routes, staged) = RouteTable::compile(
             &table,
             &self.limits,
             self.workers.len(),
@@ -105,6 +110,7 @@ impl Supervisor {
                     .into(),
             );
         }
+        routes.set_authtokens(&msg.authtokens);
         let routes = Arc::new(routes);
 
         let mut new_listeners: BTreeMap<u16, (SocketAddr, Vec<TcpListener>)> = BTreeMap::new();
@@ -271,7 +277,7 @@ impl Supervisor {
 
 /// Binds `count` listening sockets with SO_REUSEPORT on one address. When the port is
 /// 0, the first socket picks it and the others join that port.
-fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<(SocketAddr, Vec<TcpListener>)> {
+pub(crate) fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<(SocketAddr, Vec<TcpListener>)> {
     let mut addr = addr;
     let mut sockets = Vec::with_capacity(count);
     for _ in 0..count {

@@ -17,20 +17,20 @@ use super::local::{self, write_connection_header};
 use crate::error::ProxyError;
 use crate::policy;
 use crate::routes::RouteTable;
-use crate::upstream::{UpstreamAddr, UpstreamConn, UpstreamPool};
+use crate::upstream::{Upstream, UpstreamConn, UpstreamPool, UpstreamStream};
 use crate::worker::Worker;
 
 /// Response bodies up to this size are read whole before the head is written, and
 /// sent with it.
 const SMALL_BODY: usize = 16 * 1024;
 
-/// Sends the request to the upstream at `addr` and the response back to the client.
+/// Sends the request to `upstream` and the response back to the client.
 pub(super) async fn proxy<S: ClientStream>(
     worker: &Worker,
     client: &mut Client<S>,
     s: &mut Scratch,
     table: &RouteTable,
-    addr: &UpstreamAddr,
+    upstream: &Upstream,
     facts: RequestFacts,
 ) -> Next {
     let config = &worker.config;
@@ -58,17 +58,11 @@ pub(super) async fn proxy<S: ClientStream>(
     let mut up = loop {
         attempt += 1;
         let retryable = |up: &UpstreamConn| up.reused && attempt == 1 && facts.body.is_empty();
-        let mut up = match worker.pool.take(addr) {
+        let mut up = match worker.pool.take(upstream) {
             Some(up) => up,
             // Boxed: a new upstream connection is rare with keep-alive, and its
             // future (TLS included) would otherwise enlarge every connection's task.
-            None => match Box::pin(UpstreamPool::connect(
-                addr,
-                config.upstream_connect_timeout,
-                &worker.upstream_tls,
-            ))
-            .await
-            {
+            None => match Box::pin(open(worker, client, upstream)).await {
                 Ok(up) => up,
                 Err(e) => {
                     worker.stats.borrow_mut().upstream_connect_errors += 1;
@@ -174,7 +168,7 @@ pub(super) async fn proxy<S: ClientStream>(
     {
         // A policy replaced the response: its body is not wanted.
         if resp_body.is_empty() && upstream_reusable {
-            worker.pool.put(addr, up);
+            worker.pool.put(upstream, up);
         }
         let answer = Ok(replacement);
         return Box::pin(local::answer_after(
@@ -249,7 +243,7 @@ pub(super) async fn proxy<S: ClientStream>(
     )
     .await;
     match copied {
-        Ok(()) if upstream_reusable => worker.pool.put(addr, up),
+        Ok(()) if upstream_reusable => worker.pool.put(upstream, up),
         Ok(()) => {}
         Err(_) => return Next::Close,
     }
@@ -257,6 +251,25 @@ pub(super) async fn proxy<S: ClientStream>(
         Next::Close
     } else {
         Next::KeepAlive
+    }
+}
+
+/// A new connection to `upstream`: dialled, or a stream of an agent's tunnel session.
+async fn open<S: ClientStream>(
+    worker: &Worker,
+    client: &Client<S>,
+    upstream: &Upstream,
+) -> Result<UpstreamConn, ProxyError> {
+    match upstream {
+        Upstream::Dial(addr) => {
+            UpstreamPool::connect(addr, worker.config.upstream_connect_timeout, &worker.upstream_tls)
+                .await
+        }
+        Upstream::Tunnel(endpoint) => {
+            let peer = client.peer.to_string();
+            let stream = crate::tunnel::open(worker, endpoint, &peer).await?;
+            Ok(UpstreamConn::new(UpstreamStream::Tunnel(stream)))
+        }
     }
 }
 

@@ -21,7 +21,7 @@ pub(crate) use state::{Admission, ConnInfo, ConnState, RequestState};
 use crate::error::ProxyError;
 use crate::http::head::{RequestHead, ResponseHead};
 use crate::routes::{EndpointIdx, Route, RouteTable, Target};
-use crate::upstream::UpstreamAddr;
+use crate::upstream::Upstream;
 
 /// The most forward-internal hops one request may take.
 pub(crate) const MAX_HOPS: usize = 10;
@@ -42,7 +42,7 @@ pub(crate) struct RequestInfo<'a> {
 #[derive(Debug)]
 pub(crate) enum RequestOutcome<'t> {
     /// Send it to the upstream of the chain's last endpoint.
-    Upstream(UpstreamAddr),
+    Upstream(Upstream),
     /// Answer with what an action made; the response phases of the chain run over it.
     Respond(LocalResponse<'t>),
     /// Answer with the data plane's own error (no response phase runs over it).
@@ -103,7 +103,8 @@ pub(crate) fn run_request<'t>(
             }
         }
         return match current.target {
-            Target::Upstream(ref addr) => RequestOutcome::Upstream(addr.clone()),
+            Target::Upstream(ref addr) => RequestOutcome::Upstream(Upstream::Dial(addr.clone())),
+            Target::Tunnel(ref id) => RequestOutcome::Upstream(Upstream::Tunnel(id.clone())),
             Target::None => {
                 log::warn!("endpoint {}: its policy did not end a request", current.id);
                 RequestOutcome::Fail(ProxyError::PolicyFellThrough)

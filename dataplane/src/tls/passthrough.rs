@@ -9,6 +9,7 @@ use monoio::io::PrefixedReadIo;
 use monoio::net::TcpStream;
 
 use crate::http::buf::ReadBuf;
+use crate::upstream::Upstream;
 use crate::worker::Worker;
 
 /// Serves one connection on a public tls port: read the ClientHello for its SNI
@@ -58,38 +59,35 @@ pub(crate) async fn serve_tls(
     );
     let mut state = RequestState::default();
     let slot = table.route(entry).stats_slot;
-    let (addr, terminate) = match policy::run_connect(&table, entry, &conn, &mut state) {
+    let (target, terminate) = match policy::run_connect(&table, entry, &conn, &mut state) {
         ConnectOutcome::Proceed {
             target: Target::Upstream(addr),
             terminate,
-        } => (addr, terminate),
+        } => (Upstream::Dial(addr), terminate),
+        ConnectOutcome::Proceed {
+            target: Target::Tunnel(id),
+            terminate,
+        } => (Upstream::Tunnel(id), terminate),
         _ => return,
     };
     let termination = terminate.and_then(|(idx, action)| table.route(idx).termination(action));
     drop(table);
     // Without terminate-tls the client's TLS passes through: the upstream is reached
     // over plain TCP whatever its scheme says.
-    let target = match termination {
-        Some(_) => addr,
-        None => crate::upstream::UpstreamAddr {
+    let target = match (termination.is_some(), target) {
+        (false, Upstream::Dial(addr)) => Upstream::Dial(crate::upstream::UpstreamAddr {
             addr: addr.addr,
             tls: None,
-        },
+        }),
+        (_, target) => target,
     };
-    let timeout = worker.config.upstream_connect_timeout;
-    let upstream =
-        match crate::upstream::connect(&target, timeout, &worker.upstream_tls, false).await {
-            Ok(upstream) => upstream,
-            Err(e) => {
-                worker.stats.borrow_mut().upstream_connect_errors += 1;
-                log::debug!(
-                    "tls port {url_port}: upstream {}: {}",
-                    target.addr,
-                    e.message()
-                );
-                return;
-            }
-        };
+    let upstream = match crate::tcp::open_stream(&worker, &target, peer).await {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            log::debug!("tls port {url_port}: upstream: {}", e.message());
+            return;
+        }
+    };
     let _ = stream.set_nodelay(true);
     let fds = {
         use std::os::fd::AsRawFd;

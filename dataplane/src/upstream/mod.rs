@@ -11,6 +11,7 @@ pub(crate) use pool::{UpstreamConn, UpstreamPool};
 pub(crate) use tls::UpstreamTls;
 
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
@@ -19,24 +20,36 @@ use monoio::net::TcpStream;
 use monoio::BufResult;
 
 use crate::error::ProxyError;
+use crate::tunnel::stream::{TunnelStream, NO_FD};
 
-/// A connection to an upstream: plain or TLS.
+/// Where an upstream step goes: an address the data plane dials, or the tunnel
+/// sessions of an endpoint (named by its id).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Upstream {
+    Dial(UpstreamAddr),
+    Tunnel(Arc<str>),
+}
+
+/// A connection to an upstream: plain, TLS, or a tunnel stream.
 #[derive(Debug)]
 pub(crate) enum UpstreamStream {
     Plain(TcpStream),
     Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>, RawFd),
+    Tunnel(TunnelStream),
 }
 
 impl UpstreamStream {
+    /// The socket underneath, for relay watchdogs; [`NO_FD`] for a tunnel stream.
     pub(crate) fn raw_fd(&self) -> RawFd {
         match self {
             UpstreamStream::Plain(s) => s.as_raw_fd(),
             UpstreamStream::Tls(_, fd) => *fd,
+            UpstreamStream::Tunnel(_) => NO_FD,
         }
     }
 }
 
-// SAFETY: both variants are Split (a TcpStream, and a TLS stream over one); a read
+// SAFETY: every variant is Split (a TcpStream, and a TLS stream over one); a read
 // half and a write half never touch the same state of either.
 unsafe impl Split for UpstreamStream {}
 
@@ -45,6 +58,7 @@ impl AsyncReadRent for UpstreamStream {
         match self {
             UpstreamStream::Plain(s) => s.read(buf).await,
             UpstreamStream::Tls(s, _) => s.read(buf).await,
+            UpstreamStream::Tunnel(s) => s.read(buf).await,
         }
     }
 
@@ -52,6 +66,7 @@ impl AsyncReadRent for UpstreamStream {
         match self {
             UpstreamStream::Plain(s) => s.readv(buf).await,
             UpstreamStream::Tls(s, _) => s.readv(buf).await,
+            UpstreamStream::Tunnel(s) => s.readv(buf).await,
         }
     }
 }
@@ -61,6 +76,7 @@ impl AsyncWriteRent for UpstreamStream {
         match self {
             UpstreamStream::Plain(s) => s.write(buf).await,
             UpstreamStream::Tls(s, _) => s.write(buf).await,
+            UpstreamStream::Tunnel(s) => s.write(buf).await,
         }
     }
 
@@ -68,6 +84,7 @@ impl AsyncWriteRent for UpstreamStream {
         match self {
             UpstreamStream::Plain(s) => s.writev(buf).await,
             UpstreamStream::Tls(s, _) => s.writev(buf).await,
+            UpstreamStream::Tunnel(s) => s.writev(buf).await,
         }
     }
 
@@ -75,6 +92,7 @@ impl AsyncWriteRent for UpstreamStream {
         match self {
             UpstreamStream::Plain(s) => s.flush().await,
             UpstreamStream::Tls(s, _) => s.flush().await,
+            UpstreamStream::Tunnel(s) => s.flush().await,
         }
     }
 
@@ -82,6 +100,7 @@ impl AsyncWriteRent for UpstreamStream {
         match self {
             UpstreamStream::Plain(s) => s.shutdown().await,
             UpstreamStream::Tls(s, _) => s.shutdown().await,
+            UpstreamStream::Tunnel(s) => s.shutdown().await,
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use super::{connect, UpstreamAddr, UpstreamStream, UpstreamTls};
+use super::{connect, Upstream, UpstreamAddr, UpstreamStream, UpstreamTls};
 use crate::error::ProxyError;
 use crate::fast_map::FastMap;
 use crate::http::buf::ReadBuf;
@@ -20,10 +20,22 @@ pub(crate) struct UpstreamConn {
     idle_since: Instant,
 }
 
+impl UpstreamConn {
+    /// A fresh connection (never used before).
+    pub(crate) fn new(stream: UpstreamStream) -> UpstreamConn {
+        UpstreamConn {
+            stream,
+            rb: ReadBuf::with_capacity(crate::http::body::BODY_BUFFER),
+            reused: false,
+            idle_since: Instant::now(),
+        }
+    }
+}
+
 /// Idle upstream connections of one worker. Never shared between threads.
 #[derive(Debug)]
 pub(crate) struct UpstreamPool {
-    idle: RefCell<FastMap<UpstreamAddr, Vec<UpstreamConn>>>,
+    idle: RefCell<FastMap<Upstream, Vec<UpstreamConn>>>,
     max_idle_per_addr: usize,
     idle_timeout: Duration,
 }
@@ -38,7 +50,7 @@ impl UpstreamPool {
     }
 
     /// An idle connection to `target`, if one is fresh enough.
-    pub(crate) fn take(&self, target: &UpstreamAddr) -> Option<UpstreamConn> {
+    pub(crate) fn take(&self, target: &Upstream) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(target)?;
         while let Some(mut conn) = list.pop() {
@@ -51,7 +63,7 @@ impl UpstreamPool {
     }
 
     /// Keeps a connection whose last exchange ended cleanly.
-    pub(crate) fn put(&self, target: &UpstreamAddr, mut conn: UpstreamConn) {
+    pub(crate) fn put(&self, target: &Upstream, mut conn: UpstreamConn) {
         if self.max_idle_per_addr == 0 || !conn.rb.is_empty() {
             return;
         }
@@ -77,7 +89,7 @@ impl UpstreamPool {
 
     /// Closes the idle connections of every upstream that `keep` refuses (those a
     /// new table no longer names).
-    pub(crate) fn retain(&self, mut keep: impl FnMut(&UpstreamAddr) -> bool) {
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&Upstream) -> bool) {
         self.idle.borrow_mut().retain(|addr, _| keep(addr));
     }
 
@@ -92,11 +104,6 @@ impl UpstreamPool {
         timeout: Duration,
         tls: &UpstreamTls,
     ) -> Result<UpstreamConn, ProxyError> {
-        Ok(UpstreamConn {
-            stream: connect(target, timeout, tls, true).await?,
-            rb: ReadBuf::with_capacity(crate::http::body::BODY_BUFFER),
-            reused: false,
-            idle_since: Instant::now(),
-        })
+        Ok(UpstreamConn::new(connect(target, timeout, tls, true).await?))
     }
 }

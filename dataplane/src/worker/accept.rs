@@ -108,18 +108,16 @@ fn prepare(stream: &std::net::TcpStream) -> bool {
 /// Takes an accepted connection (or refuses it above the connection limit), counts
 /// it, and spawns its task.
 fn admit(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, url_port: u16) {
-    if worker.connections.get() >= worker.config.max_connections_per_worker {
-        log_connection_limit(worker);
+    if !worker.admit_connection() {
         return;
     }
-    worker.connections.set(worker.connections.get() + 1);
-    worker.stats.borrow_mut().connections_total += 1;
+    let count = worker.count_connection();
     let worker = worker.clone();
     // The scheme comes from the current table: a port may change protocol between
     // tables while its listener stays.
     let scheme = worker.table().listen_ports.get(&url_port).copied();
     monoio::spawn(async move {
-        let _count = ConnectionCount(worker.clone());
+        let _count = count;
         let serve = std::pin::pin!(serve(worker.clone(), scheme, stream, peer, url_port));
         // Exchanges confine their own panics (answering 500 where they can); this
         // catches the rest: handshakes and byte streams.
@@ -174,7 +172,7 @@ async fn serve(
     }
 }
 
-fn log_connection_limit(worker: &Worker) {
+pub(super) fn log_connection_limit(worker: &Worker) {
     let now = Instant::now();
     let due = worker
         .last_limit_log
@@ -187,14 +185,5 @@ fn log_connection_limit(worker: &Worker) {
              (--max-connections-per-worker); closing new connections",
             worker.config.max_connections_per_worker
         );
-    }
-}
-
-/// Counts a connection for as long as it is served.
-struct ConnectionCount(Rc<Worker>);
-
-impl Drop for ConnectionCount {
-    fn drop(&mut self) {
-        self.0.connections.set(self.0.connections.get() - 1);
     }
 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::access_log::WorkerLog;
+use crate::control::calls::ControlCalls;
+use crate::tunnel::registry::{Directory, DirectoryCopy, Tunnels};
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::routes::RouteTable;
@@ -48,11 +50,63 @@ pub(crate) struct Worker {
     pub(crate) drain: Drain,
     /// Where access log lines go, when enabled.
     pub(crate) access_log: Option<WorkerLog>,
+    /// This worker's tunnel sessions and what they carry.
+    pub(crate) tunnels: Tunnels,
+    /// Which workers' sessions carry which endpoints (shared; control path only).
+    pub(crate) directory: Arc<Directory>,
+    /// Calls to control (Binds).
+    pub(crate) calls: Arc<ControlCalls>,
+    /// Every worker's inbox, this one's included, for hand-overs.
+    pub(super) peers: RefCell<Arc<[flume::Sender<super::WorkerMsg>]>>,
 }
 
 impl Worker {
+    /// Sends `msg` to worker `id`; whether it could.
+    pub(crate) fn send_to_worker(&self, id: usize, msg: super::WorkerMsg) -> bool {
+        let peers = self.peers.borrow().clone();
+        peers.get(id).is_some_and(|p| p.send(msg).is_ok())
+    }
+
+    /// Gives every worker (this one too) a new copy of the tunnel directory.
+    pub(crate) fn publish_directory(&self, copy: Arc<DirectoryCopy>) {
+        let peers = self.peers.borrow().clone();
+        if peers.is_empty() {
+            self.tunnels.set_directory(copy);
+            return;
+        }
+        for p in peers.iter() {
+            let _ = p.send(super::WorkerMsg::Directory(copy.clone()));
+        }
+    }
+
+    /// Whether one more connection fits under the limit (it is refused otherwise).
+    pub(crate) fn admit_connection(&self) -> bool {
+        if self.connections.get() >= self.config.max_connections_per_worker {
+            super::accept::log_connection_limit(self);
+            return false;
+        }
+        self.stats.borrow_mut().connections_total += 1;
+        true
+    }
+
+    /// Counts a connection for as long as the guard lives.
+    pub(crate) fn count_connection(self: &Rc<Self>) -> ConnectionCount {
+        self.connections.set(self.connections.get() + 1);
+        ConnectionCount(self.clone())
+    }
+
     /// The current table. A request keeps the table it started with.
     pub(crate) fn table(&self) -> Rc<LocalTable> {
         self.table.borrow().clone()
+    }
+}
+
+/// Counts a connection for as long as it is served.
+#[derive(Debug)]
+pub(crate) struct ConnectionCount(Rc<Worker>);
+
+impl Drop for ConnectionCount {
+    fn drop(&mut self) {
+        self.0.connections.set(self.0.connections.get() - 1);
     }
 }

@@ -23,6 +23,9 @@ use crate::config::{Config, RingTaskRun};
 use crate::drain::Drain;
 use crate::routes::RouteTable;
 use crate::stats::WorkerStats;
+use crate::control::calls::ControlCalls;
+use crate::tunnel::handover::Handover;
+use crate::tunnel::registry::{Directory, DirectoryCopy};
 use crate::upstream::{UpstreamPool, UpstreamTls};
 
 /// A message from the supervisor to a worker.
@@ -47,6 +50,21 @@ pub(crate) enum WorkerMsg {
     StopAccepting(flume::Sender<()>),
     /// Let connections finish, answer whether all did in time.
     Drain(flume::Sender<bool>, Duration),
+    /// Every worker's inbox (sent once, after all started).
+    Peers(Arc<[flume::Sender<WorkerMsg>]>),
+    /// Accept agent sessions on this listener.
+    TunnelListener(std::net::TcpListener, Arc<rustls::ServerConfig>),
+    /// A new copy of which workers' sessions carry which endpoints.
+    Directory(Arc<DirectoryCopy>),
+    /// Open a stream on one of this worker's sessions for another worker.
+    Handover(Handover),
+}
+
+/// What every worker shares about tunnels.
+#[derive(Clone, Debug)]
+pub(crate) struct TunnelShared {
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) calls: Arc<ControlCalls>,
 }
 
 /// The supervisor's side of a worker.
@@ -96,6 +114,7 @@ pub(crate) fn spawn(
     tls: Option<Arc<rustls::ServerConfig>>,
     upstream_tls: UpstreamTls,
     access_log: Option<WorkerLog>,
+    tunnel: TunnelShared,
 ) -> io::Result<WorkerHandle> {
     let (inbox, messages) = flume::unbounded();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -139,7 +158,15 @@ pub(crate) fn spawn(
                 }
             }
             let _ = ready_tx.send(Ok(()));
-            runtime.block_on(run(id, config, tls, upstream_tls, access_log, messages));
+            runtime.block_on(run(
+                id,
+                config,
+                tls,
+                upstream_tls,
+                access_log,
+                tunnel,
+                messages,
+            ));
         })?;
     ready_rx
         .recv()
@@ -156,6 +183,7 @@ async fn run(
     tls: Option<Arc<rustls::ServerConfig>>,
     upstream_tls: UpstreamTls,
     access_log: Option<WorkerLog>,
+    tunnel: TunnelShared,
     messages: flume::Receiver<WorkerMsg>,
 ) {
     let worker = Rc::new(Worker {
@@ -170,6 +198,10 @@ async fn run(
         stats: RefCell::default(),
         drain: Drain::default(),
         access_log,
+        tunnels: Default::default(),
+        directory: tunnel.directory,
+        calls: tunnel.calls,
+        peers: RefCell::new(Arc::from(Vec::new())),
     });
     if worker.access_log.is_some() {
         monoio::spawn(flush_access_log(worker.clone()));
@@ -178,6 +210,7 @@ async fn run(
     // Dropping a port's sender stops its accept loop.
     let mut accepting: HashMap<u16, flume::Sender<accept::Stop>> = HashMap::new();
     let mut prepared: Option<Prepared> = None;
+    let mut tunnel_accepting: Option<flume::Sender<()>> = None;
     while let Ok(msg) = messages.recv_async().await {
         match msg {
             WorkerMsg::Prepare {
@@ -220,6 +253,7 @@ async fn run(
                     accepting.insert(port, stop_tx);
                     monoio::spawn(accept::accept_loop(worker.clone(), listener, port, stop_rx));
                 }
+                crate::tunnel::session::on_table(&worker);
             }
             WorkerMsg::Abort => prepared = None,
             WorkerMsg::StopAccepting(reply) => {
@@ -227,6 +261,9 @@ async fn run(
                 for (_, stop) in accepting.drain() {
                     let _ = stop.send(accept::Stop::Drain(closed_tx.clone()));
                 }
+                // Agents reconnect elsewhere (a new process taking over) once their
+                // sessions end at the drain; none is accepted here meanwhile.
+                drop(tunnel_accepting.take());
                 drop(closed_tx);
                 // Every accept loop drops its sender once its listener is closed.
                 while closed_rx.recv_async().await.is_ok() {}
@@ -237,7 +274,13 @@ async fn run(
                 // request that arrives, with `Connection: close`; idle ones close
                 // after a short grace.
                 accepting.clear();
+                drop(tunnel_accepting.take());
                 worker.drain.start();
+                for session in worker.tunnels.sessions() {
+                    session
+                        .mux
+                        .close(crate::tunnel::frame::ErrorCode::None, "the gateway restarts");
+                }
                 let until = Instant::now() + deadline;
                 while worker.connections.get() > 0 && Instant::now() < until {
                     monoio::time::sleep(Duration::from_millis(20)).await;
@@ -250,8 +293,33 @@ async fn run(
             WorkerMsg::Snapshot(reply) => {
                 let mut snapshot = worker.stats.borrow().clone();
                 snapshot.connections_active = worker.connections.get() as u64;
+                snapshot.tunnel_sessions = worker.tunnels.sessions().len() as u64;
                 let _ = reply.send(snapshot);
             }
+            WorkerMsg::Peers(peers) => *worker.peers.borrow_mut() = peers,
+            WorkerMsg::TunnelListener(listener, tls) => {
+                let adopted = if monoio::utils::is_legacy() {
+                    listener.set_nonblocking(true).and(Ok(listener))
+                } else {
+                    Ok(listener)
+                }
+                .and_then(TcpListener::from_std);
+                match adopted {
+                    Ok(listener) => {
+                        let (stop_tx, stop_rx) = flume::bounded(1);
+                        tunnel_accepting.replace(stop_tx);
+                        monoio::spawn(crate::tunnel::listener::accept_loop(
+                            worker.clone(),
+                            listener,
+                            tls,
+                            stop_rx,
+                        ));
+                    }
+                    Err(e) => log::error!("worker {id}: cannot adopt the tunnel listener: {e}"),
+                }
+            }
+            WorkerMsg::Directory(copy) => worker.tunnels.set_directory(copy),
+            WorkerMsg::Handover(req) => crate::tunnel::serve_handover(worker.clone(), req),
         }
     }
 }

@@ -154,6 +154,9 @@ pub enum EndpointKind {
         /// The service behind the endpoint.
         upstream: Upstream,
     },
+    /// Its upstream is behind an agent's tunnel sessions: traffic the policy does not
+    /// end rides a stream of a session that bound it.
+    Tunnel,
     /// No upstream; the policy ends every request.
     Cloud,
 }
@@ -198,6 +201,9 @@ pub struct EndpointRecord {
     pub traffic_policy: String,
     /// The largest request body in bytes; 0 for no limit.
     pub max_request_body: u64,
+    /// Whether its upstream is reached through tunnel sessions (then `upstream` is
+    /// empty: the agent resolves it).
+    pub tunnel: bool,
 }
 
 /// Why an endpoint was refused.
@@ -262,7 +268,15 @@ impl Endpoint {
             b => Some(Binding::parse(b)?),
         };
         let binding = Binding::resolve(&url, asked)?;
-        let kind = if record.upstream.is_empty() {
+        let kind = if record.tunnel {
+            if !record.upstream.is_empty() {
+                return Err(EndpointError::InvalidUpstream(format!(
+                    "`{}`: a tunnelled endpoint's upstream is the agent's to resolve",
+                    record.upstream
+                )));
+            }
+            EndpointKind::Tunnel
+        } else if record.upstream.is_empty() {
             EndpointKind::Cloud
         } else {
             let default = match url.scheme.family() {
@@ -290,7 +304,7 @@ impl Endpoint {
         policy.validate_for(Carrier {
             url: &url,
             internal: binding == Binding::Internal,
-            has_upstream: matches!(kind, EndpointKind::Agent { .. }),
+            has_upstream: !matches!(kind, EndpointKind::Cloud),
         })?;
         let max_request_body = (record.max_request_body > 0).then_some(record.max_request_body);
         if max_request_body.is_some() && url.scheme.family() != crate::url::Family::Http {

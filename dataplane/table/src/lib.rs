@@ -13,6 +13,7 @@ pub mod endpoint;
 pub mod link;
 pub mod policy;
 pub mod table;
+pub mod tunnel_calls;
 pub mod units;
 pub mod url;
 pub mod wire;

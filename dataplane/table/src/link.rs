@@ -5,6 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::tunnel_calls::{TunnelAnswer, TunnelCall};
 use crate::wire::{read_frame, write_frame, Ack, Message, TableMessage};
 
 /// Why talking to the data plane failed.
@@ -65,5 +66,47 @@ impl ControlClient {
             io::Error::new(io::ErrorKind::UnexpectedEof, "data plane closed the link")
         })?;
         Message::read(&payload).map_err(|e| LinkError::Protocol(e.to_string()))
+    }
+}
+
+/// A subscription to a data plane's tunnel calls: control reads calls from it and
+/// answers each by id.
+#[derive(Debug)]
+pub struct CallsClient {
+    stream: UnixStream,
+}
+
+impl CallsClient {
+    /// Connects and subscribes. Reads block until a call arrives (no timeout); writes
+    /// time out after `timeout`.
+    pub fn subscribe(path: &Path, timeout: Duration) -> io::Result<Self> {
+        let mut stream = UnixStream::connect(path)?;
+        stream.set_write_timeout(Some(timeout))?;
+        write_frame(&mut stream, &Message::Subscribe)?;
+        Ok(CallsClient { stream })
+    }
+
+    /// A second handle on the same subscription, to answer from another thread.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(CallsClient {
+            stream: self.stream.try_clone()?,
+        })
+    }
+
+    /// The next call; `Ok(None)` when the data plane closed the link.
+    pub fn next_call(&mut self) -> Result<Option<(u64, TunnelCall)>, LinkError> {
+        let Some(payload) = read_frame(&mut self.stream)? else {
+            return Ok(None);
+        };
+        match Message::read(&payload).map_err(|e| LinkError::Protocol(e.to_string()))? {
+            Message::TunnelCall { id, call } => Ok(Some((id, call))),
+            other => Err(LinkError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// Answers call `id`.
+    pub fn answer(&mut self, id: u64, answer: TunnelAnswer) -> Result<(), LinkError> {
+        write_frame(&mut self.stream, &Message::TunnelAnswer { id, answer })?;
+        Ok(())
     }
 }

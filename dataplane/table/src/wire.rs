@@ -8,11 +8,13 @@
 use std::io::{self, Read, Write};
 
 use crate::endpoint::EndpointRecord;
+use crate::tunnel_calls::{TunnelAnswer, TunnelCall};
 
 /// The version of this wire format. A peer speaking another version is refused, except
 /// that version 1 tables (from a state cache written before an upgrade) are still read.
-/// Version 2 added each endpoint's `max_request_body`.
-pub const WIRE_VERSION: u8 = 2;
+/// Version 2 added each endpoint's `max_request_body`; version 3 each endpoint's
+/// `tunnel` flag, the table's authtokens and the tunnel calls.
+pub const WIRE_VERSION: u8 = 3;
 
 /// The oldest version whose tables are still read.
 const OLDEST_READ: u8 = 1;
@@ -27,6 +29,19 @@ pub struct TableMessage {
     pub version: u64,
     /// Every endpoint.
     pub endpoints: Vec<EndpointRecord>,
+    /// Every live authtoken, by hash: what tunnel sessions authenticate with.
+    pub authtokens: Vec<AuthtokenRecord>,
+}
+
+/// An authtoken as the data plane knows it: never the secret, only its SHA-256.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthtokenRecord {
+    /// `at_…`.
+    pub id: String,
+    /// The account it belongs to.
+    pub account: String,
+    /// The SHA-256 of the token, lowercase hex.
+    pub sha256: String,
 }
 
 /// A public listener the data plane holds: which URL port it serves, and where.
@@ -45,6 +60,8 @@ pub struct Ack {
     pub version: u64,
     /// The public listeners it holds.
     pub listeners: Vec<ListenerInfo>,
+    /// Where its tunnel listener is bound; empty without one.
+    pub tunnel_addr: String,
 }
 
 /// A message on the control link.
@@ -66,6 +83,23 @@ pub enum Message {
     StatusRequest,
     /// data plane → control: the table being served.
     Status(Ack),
+    /// control → data plane: this connection now carries the data plane's tunnel
+    /// calls (and control's answers) instead of control's requests.
+    Subscribe,
+    /// data plane → control: a tunnel session asks for something (answered by id).
+    TunnelCall {
+        /// Chosen by the data plane; the answer carries it back.
+        id: u64,
+        /// What is asked.
+        call: TunnelCall,
+    },
+    /// control → data plane: the answer to a tunnel call.
+    TunnelAnswer {
+        /// The call's id.
+        id: u64,
+        /// The answer.
+        answer: TunnelAnswer,
+    },
 }
 
 /// Why bytes did not decode.
@@ -113,28 +147,28 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn u8(&mut self) -> Result<u8, InvalidMessage> {
+    pub(crate) fn u8(&mut self) -> Result<u8, InvalidMessage> {
         Ok(self.take(1)?[0])
     }
 
-    fn u16(&mut self) -> Result<u16, InvalidMessage> {
+    pub(crate) fn u16(&mut self) -> Result<u16, InvalidMessage> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
-    fn u32(&mut self) -> Result<u32, InvalidMessage> {
+    pub(crate) fn u32(&mut self) -> Result<u32, InvalidMessage> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    fn u64(&mut self) -> Result<u64, InvalidMessage> {
+    pub(crate) fn u64(&mut self) -> Result<u64, InvalidMessage> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_be_bytes(a))
     }
 
-    fn bool(&mut self) -> Result<bool, InvalidMessage> {
+    pub(crate) fn bool(&mut self) -> Result<bool, InvalidMessage> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
@@ -142,7 +176,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn string(&mut self) -> Result<String, InvalidMessage> {
+    pub(crate) fn string(&mut self) -> Result<String, InvalidMessage> {
         let n = self.u32()? as usize;
         let bytes = self.take(n)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| InvalidMessage::InvalidUtf8)
@@ -150,7 +184,7 @@ impl<'a> Reader<'a> {
 
     /// A count of items that each need at least `min_item` bytes, checked against what
     /// is left so a forged count cannot make us allocate.
-    fn count(&mut self, min_item: usize) -> Result<usize, InvalidMessage> {
+    pub(crate) fn count(&mut self, min_item: usize) -> Result<usize, InvalidMessage> {
         let n = self.u32()? as usize;
         if n.saturating_mul(min_item) > self.buf.len() {
             return Err(InvalidMessage::Truncated);
@@ -158,7 +192,7 @@ impl<'a> Reader<'a> {
         Ok(n)
     }
 
-    fn finish(self) -> Result<(), InvalidMessage> {
+    pub(crate) fn finish(self) -> Result<(), InvalidMessage> {
         match self.buf.len() {
             0 => Ok(()),
             n => Err(InvalidMessage::TrailingBytes(n)),
@@ -166,11 +200,11 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn put_u32(out: &mut Vec<u8>, v: u32) {
+pub(crate) fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_be_bytes());
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     put_u32(out, s.len() as u32);
     out.extend_from_slice(s.as_bytes());
 }
@@ -180,6 +214,9 @@ const KIND_APPLIED: u8 = 2;
 const KIND_REFUSED: u8 = 3;
 const KIND_STATUS_REQUEST: u8 = 4;
 const KIND_STATUS: u8 = 5;
+const KIND_SUBSCRIBE: u8 = 6;
+const KIND_TUNNEL_CALL: u8 = 7;
+const KIND_TUNNEL_ANSWER: u8 = 8;
 
 impl Message {
     /// Appends the payload (without the frame length) to `out`.
@@ -199,6 +236,13 @@ impl Message {
                     out.push(e.pooling_enabled as u8);
                     put_str(out, &e.traffic_policy);
                     out.extend_from_slice(&e.max_request_body.to_be_bytes());
+                    out.push(e.tunnel as u8);
+                }
+                put_u32(out, t.authtokens.len() as u32);
+                for a in &t.authtokens {
+                    put_str(out, &a.id);
+                    put_str(out, &a.account);
+                    put_str(out, &a.sha256);
                 }
             }
             Message::Applied(ack) | Message::Status(ack) => {
@@ -213,6 +257,7 @@ impl Message {
                     out.extend_from_slice(&l.url_port.to_be_bytes());
                     put_str(out, &l.local_addr);
                 }
+                put_str(out, &ack.tunnel_addr);
             }
             Message::Refused { version, reason } => {
                 out.push(KIND_REFUSED);
@@ -220,6 +265,17 @@ impl Message {
                 put_str(out, reason);
             }
             Message::StatusRequest => out.push(KIND_STATUS_REQUEST),
+            Message::Subscribe => out.push(KIND_SUBSCRIBE),
+            Message::TunnelCall { id, call } => {
+                out.push(KIND_TUNNEL_CALL);
+                out.extend_from_slice(&id.to_be_bytes());
+                call.encode(out);
+            }
+            Message::TunnelAnswer { id, answer } => {
+                out.push(KIND_TUNNEL_ANSWER);
+                out.extend_from_slice(&id.to_be_bytes());
+                answer.encode(out);
+            }
         }
     }
 
@@ -237,9 +293,13 @@ impl Message {
         let msg = match kind {
             KIND_APPLY => {
                 let version = r.u64()?;
-                // Six length prefixes and a bool (and, from version 2, a u64): 25 or 33
-                // bytes at least per endpoint.
-                let n = r.count(if wire >= 2 { 33 } else { 25 })?;
+                // Six length prefixes and a bool (and, from version 2, a u64; from
+                // version 3, another bool): 25, 33 or 34 bytes at least per endpoint.
+                let n = r.count(match wire {
+                    1 => 25,
+                    2 => 33,
+                    _ => 34,
+                })?;
                 let mut endpoints = Vec::with_capacity(n);
                 for _ in 0..n {
                     endpoints.push(EndpointRecord {
@@ -251,9 +311,26 @@ impl Message {
                         pooling_enabled: r.bool()?,
                         traffic_policy: r.string()?,
                         max_request_body: if wire >= 2 { r.u64()? } else { 0 },
+                        tunnel: wire >= 3 && r.bool()?,
                     });
                 }
-                Message::ApplyTable(TableMessage { version, endpoints })
+                let mut authtokens = Vec::new();
+                if wire >= 3 {
+                    let n = r.count(12)?;
+                    authtokens.reserve(n);
+                    for _ in 0..n {
+                        authtokens.push(AuthtokenRecord {
+                            id: r.string()?,
+                            account: r.string()?,
+                            sha256: r.string()?,
+                        });
+                    }
+                }
+                Message::ApplyTable(TableMessage {
+                    version,
+                    endpoints,
+                    authtokens,
+                })
             }
             kind @ (KIND_APPLIED | KIND_STATUS) => {
                 let version = r.u64()?;
@@ -265,7 +342,11 @@ impl Message {
                         local_addr: r.string()?,
                     });
                 }
-                let ack = Ack { version, listeners };
+                let ack = Ack {
+                    version,
+                    listeners,
+                    tunnel_addr: r.string()?,
+                };
                 if kind == KIND_APPLIED {
                     Message::Applied(ack)
                 } else {
@@ -277,6 +358,15 @@ impl Message {
                 reason: r.string()?,
             },
             KIND_STATUS_REQUEST => Message::StatusRequest,
+            KIND_SUBSCRIBE => Message::Subscribe,
+            KIND_TUNNEL_CALL => Message::TunnelCall {
+                id: r.u64()?,
+                call: TunnelCall::read(&mut r)?,
+            },
+            KIND_TUNNEL_ANSWER => Message::TunnelAnswer {
+                id: r.u64()?,
+                answer: TunnelAnswer::read(&mut r)?,
+            },
             kind => return Err(InvalidMessage::UnknownKind(kind)),
         };
         r.finish()?;
@@ -351,6 +441,12 @@ mod tests {
                 pooling_enabled: true,
                 traffic_policy: "on_http_request: []".into(),
                 max_request_body: 1 << 20,
+                tunnel: true,
+            }],
+            authtokens: vec![AuthtokenRecord {
+                id: "at_1".into(),
+                account: "a".into(),
+                sha256: "ab".repeat(32),
             }],
         }));
         let ack = Ack {
@@ -359,6 +455,7 @@ mod tests {
                 url_port: 80,
                 local_addr: "127.0.0.1:4000".into(),
             }],
+            tunnel_addr: "127.0.0.1:4443".into(),
         };
         roundtrip(Message::Applied(ack.clone()));
         roundtrip(Message::Status(ack));
@@ -367,6 +464,13 @@ mod tests {
             reason: "no".into(),
         });
         roundtrip(Message::StatusRequest);
+        roundtrip(Message::Subscribe);
+        for call in crate::tunnel_calls::examples() {
+            roundtrip(Message::TunnelCall { id: 9, call });
+        }
+        for answer in crate::tunnel_calls::answer_examples() {
+            roundtrip(Message::TunnelAnswer { id: 9, answer });
+        }
     }
 
     #[test]

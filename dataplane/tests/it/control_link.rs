@@ -81,6 +81,7 @@ fn stale_versions_and_garbage_are_refused() {
         &answer("v1"),
     )]);
     let stale = dp.control().apply(TableMessage {
+        authtokens: Vec::new(),
         version: 0,
         endpoints: vec![],
     });
@@ -275,6 +276,7 @@ fn a_push_cut_off_midway_leaves_the_served_table_whole() {
         &answer("v1"),
     )]);
     let next = innergate_table::wire::Message::ApplyTable(TableMessage {
+        authtokens: Vec::new(),
         version: 2,
         endpoints: vec![cloud(
             "ep_a",

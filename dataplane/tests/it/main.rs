@@ -14,3 +14,4 @@ mod policy;
 mod request_path;
 mod support;
 mod tcp;
+mod tunnel;

@@ -129,6 +129,7 @@ impl DataPlane {
     pub fn try_push(&mut self, endpoints: Vec<EndpointRecord>) -> Result<Ack, LinkError> {
         self.version += 1;
         let ack = self.control().apply(TableMessage {
+            authtokens: Vec::new(),
             version: self.version,
             endpoints,
         })?;

@@ -1,0 +1,383 @@
+//! Agent tunnels at the data plane: the hosted service's own Rust SDK (a real agent,
+//! built from the `ngrok` crate in test-agents/ngrok-rs) dials the tunnel listener,
+//! authenticates with an authtoken whose hash the table carries, binds endpoints, and
+//! serves their traffic over streams the data plane opens. This suite plays control
+//! itself: it subscribes to the data plane's tunnel calls and answers each Bind with a
+//! table that has the endpoint, as control's validation would.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use innergate_table::link::{CallsClient, ControlClient};
+use innergate_table::tunnel_calls::{TunnelAnswer, TunnelCall};
+use innergate_table::wire::{AuthtokenRecord, TableMessage};
+use innergate_table::EndpointRecord;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+use crate::support::*;
+
+const TOKEN: &str = "igt_test_token_of_acme";
+
+fn sha256_hex(s: &str) -> String {
+    use std::fmt::Write as _;
+    let digest = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    digest.as_ref().iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// A CA and a tunnel certificate for 127.0.0.1, in files.
+struct TunnelPki {
+    dir: tempfile::TempDir,
+}
+
+impl TunnelPki {
+    fn new() -> TunnelPki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "innergate tunnel test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::from_params(&ca_params, &ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.path().join("tunnel.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("tunnel.key"), key.serialize_pem()).unwrap();
+        TunnelPki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A data plane with a tunnel listener on an OS-chosen port.
+    fn start(&self, extra: &[&str]) -> DataPlane {
+        let cert = self.path("tunnel.crt");
+        let key = self.path("tunnel.key");
+        let mut args = vec![
+            "--tunnel",
+            "127.0.0.1:0",
+            "--tunnel-cert",
+            cert.to_str().unwrap(),
+            "--tunnel-key",
+            key.to_str().unwrap(),
+            "--tunnel-heartbeat",
+            "300ms",
+            "--tunnel-timeout",
+            "3s",
+        ];
+        args.extend_from_slice(extra);
+        DataPlane::start_with(&args)
+    }
+}
+
+/// What this suite's stand-in for control holds: the table it pushes.
+struct ControlState {
+    version: u64,
+    endpoints: Vec<EndpointRecord>,
+    authtokens: Vec<AuthtokenRecord>,
+    next_id: u32,
+    /// Every Bind seen, for assertions.
+    binds: Vec<String>,
+}
+
+/// Stands in for control: pushes tables and answers tunnel calls.
+struct FakeControl {
+    socket: PathBuf,
+    state: Arc<Mutex<ControlState>>,
+}
+
+impl FakeControl {
+    fn start(dp: &DataPlane, endpoints: Vec<EndpointRecord>) -> FakeControl {
+        let control = FakeControl {
+            socket: dp.socket(),
+            state: Arc::new(Mutex::new(ControlState {
+                version: 100,
+                endpoints,
+                authtokens: vec![AuthtokenRecord {
+                    id: "at_acme".into(),
+                    account: "acme".into(),
+                    sha256: sha256_hex(TOKEN),
+                }],
+                next_id: 0,
+                binds: Vec::new(),
+            })),
+        };
+        push(&control.socket, &mut control.state.lock().unwrap());
+        let mut calls = CallsClient::subscribe(&control.socket, TIMEOUT).unwrap();
+        let (socket, state) = (control.socket.clone(), control.state.clone());
+        thread::spawn(move || {
+            while let Ok(Some((id, call))) = calls.next_call() {
+                let answer = answer(&socket, &mut state.lock().unwrap(), call);
+                if calls.answer(id, answer).is_err() {
+                    return;
+                }
+            }
+        });
+        control
+    }
+
+    fn binds(&self) -> Vec<String> {
+        self.state.lock().unwrap().binds.clone()
+    }
+
+    fn endpoint_ids(&self) -> Vec<String> {
+        let st = self.state.lock().unwrap();
+        st.endpoints.iter().map(|e| e.id.clone()).collect()
+    }
+
+    fn revoke_all(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.authtokens.clear();
+        push(&self.socket, &mut st);
+    }
+}
+
+fn push(socket: &Path, st: &mut ControlState) {
+    st.version += 1;
+    ControlClient::connect(socket, TIMEOUT)
+        .unwrap()
+        .apply(TableMessage {
+            version: st.version,
+            endpoints: st.endpoints.clone(),
+            authtokens: st.authtokens.clone(),
+        })
+        .expect("table applied");
+}
+
+fn answer(socket: &Path, st: &mut ControlState, call: TunnelCall) -> TunnelAnswer {
+    match call {
+        TunnelCall::Bind(b) => {
+            st.binds.push(b.url.clone());
+            let taken = st
+                .endpoints
+                .iter()
+                .any(|e| e.url == b.url && (!e.pooling_enabled || !b.pooling_enabled));
+            if taken && b.endpoint_id.is_empty() {
+                return TunnelAnswer::Failed(format!("{} is already in use", b.url));
+            }
+            let id = if b.endpoint_id.is_empty() {
+                st.next_id += 1;
+                format!("ep_tunnel{}", st.next_id)
+            } else {
+                b.endpoint_id.clone()
+            };
+            if !st.endpoints.iter().any(|e| e.id == id) {
+                st.endpoints.push(EndpointRecord {
+                    id: id.clone(),
+                    account: b.account.clone(),
+                    url: b.url.clone(),
+                    binding: b.binding.clone(),
+                    pooling_enabled: b.pooling_enabled,
+                    traffic_policy: b.traffic_policy.clone(),
+                    tunnel: true,
+                    ..Default::default()
+                });
+                push(socket, st);
+            }
+            TunnelAnswer::Bound {
+                endpoint_id: id,
+                url: b.url,
+            }
+        }
+        TunnelCall::Released { endpoint_ids } => {
+            st.endpoints.retain(|e| !endpoint_ids.contains(&e.id));
+            push(socket, st);
+            TunnelAnswer::Done
+        }
+        _ => TunnelAnswer::Done,
+    }
+}
+
+/// The Rust SDK agent, built by the test script next to the data plane binary (or
+/// named by INNERGATE_NGROK_RS_AGENT).
+fn sdk_agent_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("INNERGATE_NGROK_RS_AGENT") {
+        return PathBuf::from(p);
+    }
+    let dp = PathBuf::from(env!("CARGO_BIN_EXE_innergate-dataplane"));
+    let agent = dp.with_file_name("ngrok-sdk-agent");
+    assert!(
+        agent.exists(),
+        "the Rust SDK test agent is not built at {}: run `cargo build -p ngrok-sdk-agent` \
+         (scripts/test.sh does) or set INNERGATE_NGROK_RS_AGENT",
+        agent.display()
+    );
+    agent
+}
+
+/// A running SDK agent; killed when dropped.
+struct SdkAgent {
+    child: Child,
+    /// (id, url) of each endpoint it bound.
+    bound: Vec<(String, String)>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl SdkAgent {
+    fn start(server: &str, ca: &Path, token: &str, endpoints: &[&str]) -> Result<SdkAgent, String> {
+        let mut cmd = Command::new(sdk_agent_binary());
+        cmd.args(["--server-addr", server])
+            .arg("--ca-cert")
+            .arg(ca)
+            .args(["--authtoken", token]);
+        for e in endpoints {
+            cmd.args(["--endpoint", e]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the SDK agent starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        {
+            let mut err = child.stderr.take().unwrap();
+            let sink = stderr.clone();
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut bound = Vec::new();
+        loop {
+            match rx.recv_timeout(TIMEOUT) {
+                Ok(line) if line == "READY" => break,
+                Ok(line) => {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&line).map_err(|e| format!("{line}: {e}"))?;
+                    bound.push((
+                        v["id"].as_str().unwrap_or_default().to_string(),
+                        v["url"].as_str().unwrap_or_default().to_string(),
+                    ));
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    thread::sleep(Duration::from_millis(50));
+                    return Err(format!(
+                        "the agent did not get ready ({status:?}): {}",
+                        stderr.lock().unwrap()
+                    ));
+                }
+            }
+        }
+        Ok(SdkAgent {
+            child,
+            bound,
+            stderr,
+        })
+    }
+
+    /// Closes the session cleanly (stdin EOF) and waits for the exit.
+    fn close(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SdkAgent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn forwarding_to(url: &str) -> String {
+    format!(
+        "on_http_request:\n  - actions:\n      - type: forward-internal\n        config:\n          url: {url}\n"
+    )
+}
+
+#[test]
+fn the_rust_sdk_serves_an_internal_endpoint_through_a_public_one() {
+    let pki = TunnelPki::new();
+    let backend = Backend::text("from behind the tunnel");
+    let dp = pki.start(&[]);
+    let tunnel = dp.ack.tunnel_addr.clone();
+    assert!(!tunnel.is_empty(), "the data plane reports its tunnel address");
+    let control = FakeControl::start(
+        &dp,
+        vec![cloud(
+            "ep_public",
+            "acme",
+            "http://app.example.com",
+            &forwarding_to("https://svc.internal"),
+        )],
+    );
+    let forward = format!("http://{}", backend.addr);
+    let agent = SdkAgent::start(
+        &tunnel,
+        &pki.path("ca.pem"),
+        TOKEN,
+        &[&format!("https,https://svc.internal,{forward},internal")],
+    )
+    .unwrap();
+    assert_eq!(agent.bound.len(), 1, "{:?}", agent.bound);
+    assert_eq!(agent.bound[0].1, "https://svc.internal");
+    assert_eq!(control.binds(), vec!["https://svc.internal".to_string()]);
+    let addr = dp.http_addr();
+    // Requests land on both workers; each reaches the agent's single session.
+    for _ in 0..20 {
+        let r = get(addr, "app.example.com", "/hello");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), "from behind the tunnel");
+    }
+    let seen = backend.requests();
+    assert!(seen.iter().any(|r| r.target == "/hello"), "{} requests", seen.len());
+    agent.close();
+    eventually("the endpoint to go offline after the SDK closed", || {
+        let r = get(addr, "app.example.com", "/hello");
+        r.status == 404
+    });
+    assert!(control.endpoint_ids().iter().all(|id| id == "ep_public"));
+}
+
+#[test]
+fn a_wrong_authtoken_is_refused() {
+    let pki = TunnelPki::new();
+    let dp = pki.start(&[]);
+    let _control = FakeControl::start(&dp, vec![]);
+    let err = SdkAgent::start(
+        &dp.ack.tunnel_addr,
+        &pki.path("ca.pem"),
+        "igt_not_a_token",
+        &["https,https://svc.internal,http://127.0.0.1:9,internal"],
+    )
+    .err()
+    .expect("refused");
+    assert!(err.contains("authtoken"), "{err}");
+}
