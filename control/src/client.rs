@@ -115,6 +115,7 @@ pub fn show_endpoint(e: &EndpointView) -> String {
     line("type", &e.kind);
     line("binding", &e.bindings.join(","));
     line("upstream", e.upstream_url.as_deref().unwrap_or(""));
+    line("held by", e.held_by.as_str());
     line("pooling", if e.pooling_enabled { "enabled" } else { "" });
     let body_limit = match e.max_request_body_bytes {
         0 => String::new(),

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::endpoint::{
     canonical_url, hash_key, new_api_key, now, single_binding, CreateEndpoint, EndpointPage,
-    EndpointView, IdGen, StoredEndpoint, UpdateEndpoint,
+    EndpointView, HeldBy, IdGen, StoredEndpoint, UpdateEndpoint,
 };
 use crate::error::ApiError;
 use crate::link::{DataPlaneLink, Pushed};
@@ -83,7 +83,7 @@ pub struct LeaseView {
 /// Settings of the core.
 #[derive(Debug)]
 pub struct CoreConfig {
-    /// How long an agent endpoint lives without a renewal.
+    /// How long an endpoint an agent holds lives without a renewal.
     pub lease_ttl: Duration,
 }
 
@@ -128,9 +128,10 @@ pub fn spawn(
     let (version, stored) = store.load().map_err(ApiError::internal)?;
     let now = Instant::now();
     // Agents get a fresh lease after a control restart: renewals lived in memory.
+    // Static endpoints get none: they live until deleted.
     let leases = stored
         .iter()
-        .filter(|e| e.is_agent())
+        .filter(|e| e.has_lease())
         .map(|e| (e.id.clone(), now + config.lease_ttl))
         .collect();
     let metrics = Arc::new(ControlMetrics::default());
@@ -161,7 +162,8 @@ struct Core {
     link: DataPlaneLink,
     /// Whether the data plane is known to serve `version`.
     in_sync: bool,
-    /// Agent endpoint id → when it expires.
+    /// Id of an endpoint held by an agent → when it expires. Only those live on a
+    /// lease (SPEC §1).
     leases: HashMap<String, Instant>,
     config: CoreConfig,
     ids: IdGen,
@@ -293,6 +295,19 @@ impl Core {
                 "a cloud endpoint has no upstream_url"
             }));
         }
+        let held_by = match body.held_by.unwrap_or_default() {
+            HeldBy::Agent if !agent => {
+                return Err(ApiError::type_mismatch(
+                    "held_by agent needs an upstream_url: an agent holds the endpoint in front of its service",
+                ))
+            }
+            HeldBy::Tunnel => {
+                return Err(ApiError::bad_body(
+                    "held_by tunnel is reserved for endpoints that tunnel sessions bind; create with held_by api or agent",
+                ))
+            }
+            held_by => held_by,
+        };
         let created_at = now();
         let endpoint = StoredEndpoint {
             id: self.ids.next("ep"),
@@ -300,6 +315,7 @@ impl Core {
             url: body.url,
             binding: String::new(),
             upstream_url: body.upstream_url,
+            held_by,
             traffic_policy: body.traffic_policy.unwrap_or_default(),
             pooling_enabled: body.pooling_enabled.unwrap_or(false),
             max_request_body_bytes: body.max_request_body_bytes.unwrap_or(0),
@@ -310,9 +326,9 @@ impl Core {
         };
         let endpoint = normalize(endpoint, body.bindings.as_deref())?;
         let view = endpoint.view();
-        let agent_id = endpoint.is_agent().then(|| endpoint.id.clone());
+        let leased_id = endpoint.has_lease().then(|| endpoint.id.clone());
         self.apply(Change::Put(Box::new(endpoint)))?;
-        if let Some(id) = agent_id {
+        if let Some(id) = leased_id {
             self.leases
                 .insert(id, Instant::now() + self.config.lease_ttl);
         }
@@ -403,8 +419,8 @@ impl Core {
 
     fn renew(&mut self, account: &str, id: &str) -> Result<LeaseView, ApiError> {
         let endpoint = self.owned(account, id)?;
-        if !endpoint.is_agent() {
-            return Err(ApiError::type_mismatch("only agent endpoints have leases"));
+        if !endpoint.has_lease() {
+            return Err(ApiError::no_lease(id, endpoint.held_by));
         }
         self.leases
             .insert(id.to_string(), Instant::now() + self.config.lease_ttl);

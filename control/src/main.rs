@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use innergate::client::{policy_arg, show_endpoint, show_page, ApiClient};
-use innergate::endpoint::{CreateEndpoint, UpdateEndpoint};
+use innergate::endpoint::{CreateEndpoint, HeldBy, UpdateEndpoint};
 use innergate::serve::{self, ServeOptions};
 use innergate::up::{self, UpOptions};
 use innergate_table::units::parse_duration;
@@ -36,7 +36,7 @@ enum Top {
         /// The data plane's control socket.
         #[arg(long)]
         dataplane_socket: Option<PathBuf>,
-        /// How long an agent endpoint lives without renewal.
+        /// How long an endpoint an agent holds lives without renewal.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         lease_ttl: Duration,
     },
@@ -57,7 +57,7 @@ enum Top {
         /// Data plane workers (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
-        /// How long an agent endpoint lives without renewal.
+        /// How long an endpoint an agent holds lives without renewal.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         lease_ttl: Duration,
     },
@@ -197,6 +197,10 @@ struct AgentArgs {
     traffic_policy_file: Option<PathBuf>,
     #[arg(long)]
     pooling_enabled: bool,
+    /// The data plane dials UPSTREAM itself (it must be reachable from there).
+    /// Today's only mode; without the flag too, until tunnels replace that path.
+    #[arg(long)]
+    direct: bool,
     #[command(flatten)]
     access: ApiAccess,
 }
@@ -334,6 +338,7 @@ fn endpoints(command: EndpointsCommand, access: &ApiAccess) -> Result<(), String
                 bindings: binding.map(|b| vec![b]),
                 traffic_policy: traffic_policy.as_deref().map(policy_arg).transpose()?,
                 upstream_url,
+                held_by: None,
                 pooling_enabled: Some(pooling_enabled),
                 max_request_body_bytes,
                 description,
@@ -407,6 +412,12 @@ fn agent(proto: &str, args: AgentArgs) -> Result<(), String> {
     } else {
         format!("{proto}://{}", args.url)
     };
+    // The tunnel mode (SPEC §8: the agent dials out, the upstream's traffic rides
+    // that tunnel) will replace the path without `--direct`. Until it exists, both
+    // paths have the data plane dial the upstream itself.
+    if !args.direct {
+        log::debug!("no tunnel yet: the data plane dials {upstream} itself, as with --direct");
+    }
     let traffic_policy = args
         .traffic_policy_file
         .as_ref()
@@ -419,6 +430,7 @@ fn agent(proto: &str, args: AgentArgs) -> Result<(), String> {
             bindings: args.binding.map(|b| vec![b]),
             traffic_policy,
             upstream_url: Some(upstream.clone()),
+            held_by: Some(HeldBy::Agent),
             pooling_enabled: Some(args.pooling_enabled),
             description: Some(format!("innergate {proto} agent")),
             ..Default::default()

@@ -9,7 +9,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use crate::endpoint::StoredEndpoint;
+use crate::endpoint::{HeldBy, StoredEndpoint};
 
 /// An account.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -122,7 +122,7 @@ impl Store for RedbStore {
         let mut endpoints = Vec::new();
         for entry in table.iter().map_err(StoreError::from)? {
             let (_, value) = entry.map_err(StoreError::from)?;
-            endpoints.push(serde_json::from_slice(value.value()).map_err(StoreError::from)?);
+            endpoints.push(read_endpoint(value.value())?);
         }
         Ok((version, endpoints))
     }
@@ -148,5 +148,63 @@ impl Store for RedbStore {
             meta.insert("version", version).map_err(StoreError::from)?;
         }
         txn.commit().map_err(StoreError::from)
+    }
+}
+
+/// Reads a stored endpoint, also one written before `held_by` existed. Those stores
+/// gave every endpoint with an upstream a lease, so such an endpoint reads as held
+/// by an agent (it keeps expiring unless renewed, as it did); every other one was
+/// static and reads as held by the API.
+fn read_endpoint(bytes: &[u8]) -> Result<StoredEndpoint, StoreError> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(StoreError::from)?;
+    if let Some(fields) = value.as_object_mut() {
+        if !fields.contains_key("held_by") {
+            let leased = fields.get("upstream_url").is_some_and(|u| !u.is_null());
+            let held_by = if leased { HeldBy::Agent } else { HeldBy::Api };
+            fields.insert("held_by".into(), held_by.as_str().into());
+        }
+    }
+    serde_json::from_value(value).map_err(StoreError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An endpoint as stores wrote it before `held_by` existed.
+    fn legacy(id: &str, upstream: Option<&str>) -> String {
+        serde_json::json!({
+            "id": id, "account": "acct_1", "url": "http://a.example.com",
+            "binding": "public", "upstream_url": upstream, "traffic_policy": "",
+            "pooling_enabled": false, "description": "", "metadata": "",
+            "created_at": "2025-01-01T00:00:00.000Z", "updated_at": "2025-01-01T00:00:00.000Z",
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn endpoints_stored_before_held_by_read_as_they_behaved() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(ENDPOINTS).unwrap();
+            for (id, upstream) in [("ep_1", Some("http://127.0.0.1:9")), ("ep_2", None)] {
+                table.insert(id, legacy(id, upstream).as_bytes()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        let (_, endpoints) = store.load().unwrap();
+        let held: Vec<(&str, HeldBy)> = endpoints
+            .iter()
+            .map(|e| (e.id.as_str(), e.held_by))
+            .collect();
+        // The one with an upstream was leased, so an agent holds it; the other is static.
+        assert_eq!(held, [("ep_1", HeldBy::Agent), ("ep_2", HeldBy::Api)]);
+        // Written back, the field is kept as read.
+        store
+            .commit(1, &[EndpointChange::Put(&endpoints[0])])
+            .unwrap();
+        assert_eq!(store.load().unwrap().1[0].held_by, HeldBy::Agent);
     }
 }

@@ -9,23 +9,15 @@ fn start_agent(control: &Control, key: &str, upstream: &str) -> KillOnDrop {
     start_agent_as(
         control,
         key,
-        "http",
-        upstream,
-        "http://agent.example.com",
+        &["http", upstream, "--url", "http://agent.example.com"],
         "http://agent.example.com -> http://127.0.0.1:",
     )
 }
 
-fn start_agent_as(
-    control: &Control,
-    key: &str,
-    proto: &str,
-    upstream: &str,
-    url: &str,
-    says: &str,
-) -> KillOnDrop {
+/// Starts `innergate ARGS` and waits for its first line, which starts with `says`.
+fn start_agent_as(control: &Control, key: &str, args: &[&str], says: &str) -> KillOnDrop {
     let mut child = Command::new(innergate_bin())
-        .args([proto, upstream, "--url", url])
+        .args(args)
         .env("INNERGATE_API_URL", &control.api)
         .env("INNERGATE_API_KEY", key)
         .env("RUST_LOG", "warn")
@@ -60,6 +52,9 @@ fn an_agent_endpoint_lives_while_its_agent_runs() {
     // once a second, so its fourth renewal comes after its first lease ran out.
     let control_addr: std::net::SocketAddr =
         control.api.trim_start_matches("http://").parse().unwrap();
+    // The agent holds it: it lives on the lease the agent renews.
+    let listed = api.list(None, None).unwrap().endpoints;
+    assert_eq!(listed[0].held_by, innergate::endpoint::HeldBy::Agent);
     eventually("four lease renewals", || {
         get(control_addr, "control", "/metrics")
             .text()
@@ -149,17 +144,21 @@ fn tcp_and_tls_agents_work_end_to_end_through_the_cli() {
     let _tcp = start_agent_as(
         &control,
         &key,
-        "tcp",
-        &port,
-        "tcp://db.example.com:15432",
+        &["tcp", &port, "--url", "tcp://db.example.com:15432"],
         "tcp://db.example.com:15432 -> tcp://127.0.0.1:",
     );
+    // `--direct`: the data plane dials the upstream itself, as without the flag (for
+    // now).
     let _tls = start_agent_as(
         &control,
         &key,
-        "tls",
-        &port,
-        "tls://secure.example.com:9443",
+        &[
+            "tls",
+            &port,
+            "--url",
+            "tls://secure.example.com:9443",
+            "--direct",
+        ],
         "tls://secure.example.com:9443 -> tcp://127.0.0.1:",
     );
     // tcp: bytes both ways.

@@ -3,5 +3,6 @@
 mod agent;
 mod api;
 mod cli;
+mod held_by;
 mod lifecycle;
 mod support;
