@@ -393,8 +393,8 @@ fn endpoints(command: EndpointsCommand, access: &ApiAccess) -> Result<(), String
     Ok(())
 }
 
-/// Registers an agent endpoint, renews its lease while running, removes it on
-/// SIGINT/SIGTERM.
+/// Agent mode: an endpoint held by this process in front of `args.upstream`
+/// ([`innergate::agent`]).
 fn agent(proto: &str, args: AgentArgs) -> Result<(), String> {
     let api = client(&args.access)?;
     let upstream = if args.upstream.contains("://") {
@@ -423,56 +423,26 @@ fn agent(proto: &str, args: AgentArgs) -> Result<(), String> {
         .as_ref()
         .map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())))
         .transpose()?;
-    let endpoint = api
-        .create(&CreateEndpoint {
-            url,
-            kind: Some("agent".into()),
-            bindings: args.binding.map(|b| vec![b]),
-            traffic_policy,
-            upstream_url: Some(upstream.clone()),
-            held_by: Some(HeldBy::Agent),
-            pooling_enabled: Some(args.pooling_enabled),
-            description: Some(format!("innergate {proto} agent")),
-            ..Default::default()
-        })
-        .map_err(|e| e.to_string())?;
-    if args.access.json {
-        println!(
-            "{}",
-            serde_json::to_string(&endpoint).expect("API types serialize")
-        );
-    } else {
-        println!("{} -> {upstream}  ({})", endpoint.url, endpoint.id);
-    }
-    let runtime = runtime()?;
-    let outcome: Result<(), String> = runtime.block_on(async {
-        // The first renewal comes soon; its answer says how long leases last.
-        let mut every = Duration::from_secs(1);
-        loop {
-            tokio::select! {
-                _ = serve::shutdown_signal() => return Ok(()),
-                _ = tokio::time::sleep(every) => {}
-            }
-            let (api, id) = (api.clone(), endpoint.id.clone());
-            let renewed = tokio::task::spawn_blocking(move || api.renew_lease(&id))
-                .await
-                .map_err(|e| e.to_string())?;
-            match renewed {
-                Ok(lease) => {
-                    every = Duration::from_secs((lease.expires_in_secs / 3).clamp(1, 10));
-                }
-                Err(e) if e.status_code == 404 => {
-                    return Err(format!("endpoint {} is gone: {e}", endpoint.id))
-                }
-                Err(e) => log::warn!("lease renewal failed: {e}"),
-            }
+    let json = args.access.json;
+    let body = CreateEndpoint {
+        url,
+        kind: Some("agent".into()),
+        bindings: args.binding.map(|b| vec![b]),
+        traffic_policy,
+        upstream_url: Some(upstream.clone()),
+        held_by: Some(HeldBy::Agent),
+        pooling_enabled: Some(args.pooling_enabled),
+        description: Some(format!("innergate {proto} agent")),
+        ..Default::default()
+    };
+    innergate::agent::run(api, body, |endpoint| {
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string(endpoint).expect("API types serialize")
+            );
+        } else {
+            println!("{} -> {upstream}  ({})", endpoint.url, endpoint.id);
         }
-    });
-    if outcome.is_ok() {
-        match api.delete(&endpoint.id) {
-            Ok(()) => eprintln!("removed {}", endpoint.id),
-            Err(e) => eprintln!("could not remove {}: {e}", endpoint.id),
-        }
-    }
-    outcome
+    })
 }
