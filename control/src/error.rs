@@ -40,6 +40,11 @@ impl ApiError {
         Self::new(404, "ERR_IG_7001", format!("endpoint {id} not found"))
     }
 
+    /// No such authtoken in the caller's account.
+    pub fn authtoken_not_found(id: &str) -> Self {
+        Self::new(404, "ERR_IG_7006", format!("authtoken {id} not found"))
+    }
+
     /// The body does not parse or has unknown fields.
     pub fn bad_body(msg: impl Into<String>) -> Self {
         Self::new(400, "ERR_IG_7002", msg)

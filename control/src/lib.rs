@@ -3,12 +3,14 @@
 //! Start at [`serve`]: it opens the [`store`], starts the [`core`] (the one thread that
 //! changes endpoints, checks them with the shared model crate, pushes tables over the
 //! [`link`] and expires agent leases), the [`admin`] socket and the HTTP [`api`].
+//! [`authtoken`] owns what tunnel agents authenticate with.
 //! [`client`] is the API client the CLI and [`agent`] mode use; [`up`] runs control
 //! and a data plane together on one machine.
 
 pub mod admin;
 pub mod agent;
 pub mod api;
+pub mod authtoken;
 pub mod client;
 pub mod core;
 pub mod endpoint;

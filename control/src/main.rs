@@ -1,4 +1,5 @@
-//! The `innergate` binary: control process, `up`, accounts, API client, agent mode.
+//! The `innergate` binary: control process, `up`, accounts, API client, authtokens,
+//! agent mode.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -6,7 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use innergate::client::{policy_arg, show_endpoint, show_page, ApiClient};
+use innergate::authtoken::CreateAuthtoken;
+use innergate::client::{policy_arg, show_authtokens, show_endpoint, show_page, ApiClient};
 use innergate::endpoint::{CreateEndpoint, HeldBy, UpdateEndpoint};
 use innergate::serve::{self, ServeOptions};
 use innergate::up::{self, UpOptions};
@@ -71,6 +73,13 @@ enum Top {
         #[command(subcommand)]
         command: ApiCommand,
     },
+    /// Manage authtokens, what tunnel agents authenticate with.
+    Authtokens {
+        #[command(subcommand)]
+        command: AuthtokensCommand,
+        #[command(flatten)]
+        access: ApiAccess,
+    },
     /// Agent mode: put an http endpoint in front of UPSTREAM while this runs.
     Http(AgentArgs),
     /// Agent mode: put a tcp endpoint in front of UPSTREAM while this runs.
@@ -89,6 +98,19 @@ enum AccountsCommand {
         #[arg(long, default_value = "./innergate-data")]
         data: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthtokensCommand {
+    /// Create an authtoken and print it (alone, on stdout): it is shown once.
+    Create {
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List the account's authtokens, newest first (never their secrets).
+    List,
+    /// Revoke an authtoken: agents no longer authenticate with it.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -240,6 +262,7 @@ fn main() -> ExitCode {
         Top::Api {
             command: ApiCommand::Endpoints { command, access },
         } => endpoints(command, &access),
+        Top::Authtokens { command, access } => authtokens(command, &access),
         Top::Http(args) => agent("http", args),
         Top::Tcp(args) => agent("tcp", args),
         Top::Tls(args) => agent("tls", args),
@@ -387,6 +410,37 @@ fn endpoints(command: EndpointsCommand, access: &ApiAccess) -> Result<(), String
                 println!("{{\"deleted\":\"{id}\"}}");
             } else {
                 println!("deleted {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn authtokens(command: AuthtokensCommand, access: &ApiAccess) -> Result<(), String> {
+    let api = client(access)?;
+    match command {
+        AuthtokensCommand::Create { description } => {
+            let created = api
+                .create_authtoken(&CreateAuthtoken { description })
+                .map_err(|e| e.to_string())?;
+            print(access.json, &created, |created| {
+                eprintln!(
+                    "authtoken {}; the token is shown once:",
+                    created.authtoken.id
+                );
+                format!("{}\n", created.token)
+            });
+        }
+        AuthtokensCommand::List => {
+            let list = api.list_authtokens().map_err(|e| e.to_string())?;
+            print(access.json, &list, show_authtokens);
+        }
+        AuthtokensCommand::Revoke { id } => {
+            api.revoke_authtoken(&id).map_err(|e| e.to_string())?;
+            if access.json {
+                println!("{{\"revoked\":\"{id}\"}}");
+            } else {
+                println!("revoked {id}");
             }
         }
     }

@@ -1,4 +1,5 @@
-//! Durable state: accounts, hashed API keys, endpoints and the table version, behind a
+//! Durable state: accounts, hashed API keys, endpoints, authtokens (hashed) and the
+//! table version, behind a
 //! small trait so a distributed store can replace the embedded one later.
 //!
 //! [`RedbStore`] keeps everything in one redb file; every call that changes something
@@ -9,6 +10,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::authtoken::StoredAuthtoken;
 use crate::endpoint::{HeldBy, StoredEndpoint};
 
 /// An account.
@@ -52,12 +54,20 @@ pub trait Store: Send {
     fn load(&self) -> Result<(u64, Vec<StoredEndpoint>), StoreError>;
     /// Applies `changes` and sets the table version, atomically and durably.
     fn commit(&self, version: u64, changes: &[EndpointChange<'_>]) -> Result<(), StoreError>;
+    /// Every authtoken of every account.
+    fn authtokens(&self) -> Result<Vec<StoredAuthtoken>, StoreError>;
+    /// Adds an authtoken (its hash only).
+    fn create_authtoken(&self, authtoken: &StoredAuthtoken) -> Result<(), StoreError>;
+    /// Deletes an authtoken by id; whether it existed.
+    fn delete_authtoken(&self, id: &str) -> Result<bool, StoreError>;
 }
 
 const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 const KEYS: TableDefinition<&str, &str> = TableDefinition::new("api_key_hashes");
 const ENDPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("endpoints");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Authtoken id → [`StoredAuthtoken`] as JSON (account and SHA-256 of the token).
+const AUTHTOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("authtokens");
 
 /// The embedded store: one redb file.
 #[derive(Debug)]
@@ -76,6 +86,7 @@ impl RedbStore {
             txn.open_table(KEYS).map_err(StoreError::from)?;
             txn.open_table(ENDPOINTS).map_err(StoreError::from)?;
             txn.open_table(META).map_err(StoreError::from)?;
+            txn.open_table(AUTHTOKENS).map_err(StoreError::from)?;
         }
         txn.commit().map_err(StoreError::from)?;
         Ok(RedbStore { db })
@@ -148,6 +159,40 @@ impl Store for RedbStore {
             meta.insert("version", version).map_err(StoreError::from)?;
         }
         txn.commit().map_err(StoreError::from)
+    }
+
+    fn authtokens(&self) -> Result<Vec<StoredAuthtoken>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::from)?;
+        let table = txn.open_table(AUTHTOKENS).map_err(StoreError::from)?;
+        let mut authtokens = Vec::new();
+        for entry in table.iter().map_err(StoreError::from)? {
+            let (_, value) = entry.map_err(StoreError::from)?;
+            authtokens.push(serde_json::from_slice(value.value()).map_err(StoreError::from)?);
+        }
+        Ok(authtokens)
+    }
+
+    fn create_authtoken(&self, authtoken: &StoredAuthtoken) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        {
+            let mut table = txn.open_table(AUTHTOKENS).map_err(StoreError::from)?;
+            let json = serde_json::to_vec(authtoken).map_err(StoreError::from)?;
+            table
+                .insert(authtoken.id.as_str(), json.as_slice())
+                .map_err(StoreError::from)?;
+        }
+        txn.commit().map_err(StoreError::from)
+    }
+
+    fn delete_authtoken(&self, id: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let existed = {
+            let mut table = txn.open_table(AUTHTOKENS).map_err(StoreError::from)?;
+            let removed = table.remove(id).map_err(StoreError::from)?;
+            removed.is_some()
+        };
+        txn.commit().map_err(StoreError::from)?;
+        Ok(existed)
     }
 }
 
