@@ -104,13 +104,17 @@ enum AccountsCommand {
 enum AuthtokensCommand {
     /// Create an authtoken and print it (alone, on stdout): it is shown once.
     Create {
+        /// Free text for people (at most 255 bytes), e.g. where it is used.
         #[arg(long)]
         description: Option<String>,
     },
     /// List the account's authtokens, newest first (never their secrets).
     List,
     /// Revoke an authtoken: agents no longer authenticate with it.
-    Revoke { id: String },
+    Revoke {
+        /// The authtoken's id (`at_…`), as `list` shows it.
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
