@@ -1,5 +1,7 @@
-//! The Endpoints API over HTTP/1.1 JSON (SPEC §6), on axum.
+//! The Endpoints API over HTTP/1.1 JSON (SPEC §6), on axum, with the authtokens of
+//! the caller's account beside it.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -8,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use crate::authtoken::CreateAuthtoken;
 use crate::core::{Command, CoreHandle, ListQuery};
 use crate::endpoint::{CreateEndpoint, UpdateEndpoint};
 use crate::error::ApiError;
@@ -26,6 +29,8 @@ pub fn router(core: CoreHandle) -> Router {
         .route("/endpoints", post(create).get(list))
         .route("/endpoints/{id}", get(get_one).patch(update).delete(delete))
         .route("/endpoints/{id}/lease", post(renew_lease))
+        .route("/authtokens", post(create_authtoken).get(list_authtokens))
+        .route("/authtokens/{id}", axum::routing::delete(revoke_authtoken))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(core.clone(), count_call))
         .fallback(|| async { ApiError::bad_query("no such route; see /endpoints") })
@@ -152,4 +157,45 @@ async fn renew_lease(
         .call(|reply| Command::RenewLease(account, id, reply))
         .await??;
     Ok(Json(lease).into_response())
+}
+
+/// `POST /authtokens`: the body is optional (`{"description": ...}`).
+async fn create_authtoken(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
+    let account = account(&core, &headers).await?;
+    // No body at all is a request with every field absent, whatever its Content-Type.
+    let request = if raw.iter().all(u8::is_ascii_whitespace) {
+        CreateAuthtoken::default()
+    } else {
+        body(Json::from_bytes(&raw))?
+    };
+    let created = core
+        .call(|reply| Command::CreateAuthtoken(account, request, reply))
+        .await??;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn list_authtokens(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let account = account(&core, &headers).await?;
+    let list = core
+        .call(|reply| Command::ListAuthtokens(account, reply))
+        .await?;
+    Ok(Json(list).into_response())
+}
+
+async fn revoke_authtoken(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let account = account(&core, &headers).await?;
+    core.call(|reply| Command::RevokeAuthtoken(account, id, reply))
+        .await??;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -1,8 +1,10 @@
-//! A blocking client of the Endpoints API, used by the CLI and agent mode.
+//! A blocking client of the Endpoints API (and authtokens), used by the CLI and agent
+//! mode, and how the CLI shows their answers to people.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::authtoken::{AuthtokenList, CreateAuthtoken, CreatedAuthtoken};
 use crate::core::LeaseView;
 use crate::endpoint::{CreateEndpoint, EndpointPage, EndpointView, UpdateEndpoint};
 use crate::error::ApiError;
@@ -92,6 +94,19 @@ impl ApiClient {
     pub fn renew_lease(&self, id: &str) -> Result<LeaseView, ApiError> {
         Self::expect(self.call("POST", &format!("/endpoints/{id}/lease"), None::<&()>)?)
     }
+
+    pub fn create_authtoken(&self, body: &CreateAuthtoken) -> Result<CreatedAuthtoken, ApiError> {
+        Self::expect(self.call("POST", "/authtokens", Some(body))?)
+    }
+
+    pub fn list_authtokens(&self) -> Result<AuthtokenList, ApiError> {
+        Self::expect(self.call("GET", "/authtokens", None::<&()>)?)
+    }
+
+    pub fn revoke_authtoken(&self, id: &str) -> Result<(), ApiError> {
+        self.call::<serde_json::Value>("DELETE", &format!("/authtokens/{id}"), None::<&()>)
+            .map(|_| ())
+    }
 }
 
 /// Reads `--traffic-policy`: the text itself, or `@FILE`.
@@ -115,6 +130,7 @@ pub fn show_endpoint(e: &EndpointView) -> String {
     line("type", &e.kind);
     line("binding", &e.bindings.join(","));
     line("upstream", e.upstream_url.as_deref().unwrap_or(""));
+    line("held by", e.held_by.as_str());
     line("pooling", if e.pooling_enabled { "enabled" } else { "" });
     let body_limit = match e.max_request_body_bytes {
         0 => String::new(),
@@ -136,21 +152,36 @@ pub fn show_endpoint(e: &EndpointView) -> String {
 
 /// A page of endpoints as a table for people.
 pub fn show_page(page: &EndpointPage) -> String {
-    let rows: Vec<[String; 5]> = page
-        .endpoints
+    let rows = page.endpoints.iter().map(|e| {
+        [
+            e.id.clone(),
+            e.url.clone(),
+            e.kind.clone(),
+            e.bindings.join(","),
+            e.upstream_url.clone().unwrap_or_else(|| "-".into()),
+        ]
+    });
+    let mut out = table(["ID", "URL", "TYPE", "BINDING", "UPSTREAM"], rows);
+    if let Some(next) = &page.next_page_uri {
+        out.push_str(&format!("more: {next}\n"));
+    }
+    out
+}
+
+/// Authtokens as a table for people (never a secret: the API has none to give).
+pub fn show_authtokens(list: &AuthtokenList) -> String {
+    let rows = list
+        .authtokens
         .iter()
-        .map(|e| {
-            [
-                e.id.clone(),
-                e.url.clone(),
-                e.kind.clone(),
-                e.bindings.join(","),
-                e.upstream_url.clone().unwrap_or_else(|| "-".into()),
-            ]
-        })
-        .collect();
-    let header = ["ID", "URL", "TYPE", "BINDING", "UPSTREAM"].map(String::from);
-    let widths: Vec<usize> = (0..5)
+        .map(|t| [t.id.clone(), t.created_at.clone(), t.description.clone()]);
+    table(["ID", "CREATED", "DESCRIPTION"], rows)
+}
+
+/// Left-aligned columns under `header`, two spaces apart.
+fn table<const N: usize>(header: [&str; N], rows: impl Iterator<Item = [String; N]>) -> String {
+    let header = header.map(String::from);
+    let rows: Vec<[String; N]> = rows.collect();
+    let widths: Vec<usize> = (0..N)
         .map(|i| {
             rows.iter()
                 .chain([&header])
@@ -168,9 +199,6 @@ pub fn show_page(page: &EndpointPage) -> String {
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
-    }
-    if let Some(next) = &page.next_page_uri {
-        out.push_str(&format!("more: {next}\n"));
     }
     out
 }

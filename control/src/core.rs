@@ -1,6 +1,6 @@
-//! The control core: one thread that owns the store, a mirror of every endpoint, the
-//! agent leases and the link to the data plane. API handlers send it commands and
-//! await the reply, so changes are serialized without locks.
+//! The control core: one thread that owns the store, a mirror of every endpoint and
+//! authtoken, the agent leases and the link to the data plane. API handlers send it
+//! commands and await the reply, so changes are serialized without locks.
 //!
 //! A change is checked against the whole table with the model crate, pushed to the data
 //! plane, and committed only once the data plane acknowledged it; a refusal leaves
@@ -17,9 +17,13 @@ use innergate_table::wire::TableMessage;
 use innergate_table::{Binding, EndpointRecord, EndpointTable};
 use tokio::sync::oneshot;
 
+use crate::authtoken::{
+    new_token, AuthtokenHash, AuthtokenList, CreateAuthtoken, CreatedAuthtoken, StoredAuthtoken,
+    MAX_DESCRIPTION,
+};
 use crate::endpoint::{
     canonical_url, hash_key, new_api_key, now, single_binding, CreateEndpoint, EndpointPage,
-    EndpointView, IdGen, StoredEndpoint, UpdateEndpoint,
+    EndpointView, HeldBy, IdGen, StoredEndpoint, UpdateEndpoint,
 };
 use crate::error::ApiError;
 use crate::link::{DataPlaneLink, Pushed};
@@ -59,6 +63,18 @@ pub enum Command {
     Delete(String, String, Reply<Result<(), ApiError>>),
     /// `POST /endpoints/{id}/lease`: an agent is still there.
     RenewLease(String, String, Reply<Result<LeaseView, ApiError>>),
+    /// `POST /authtokens`.
+    CreateAuthtoken(
+        String,
+        CreateAuthtoken,
+        Reply<Result<CreatedAuthtoken, ApiError>>,
+    ),
+    /// `GET /authtokens`.
+    ListAuthtokens(String, Reply<AuthtokenList>),
+    /// `DELETE /authtokens/{id}`.
+    RevokeAuthtoken(String, String, Reply<Result<(), ApiError>>),
+    /// Every live authtoken of every account, as the tunnel listener checks them.
+    AuthtokenHashes(Reply<Vec<AuthtokenHash>>),
 }
 
 /// Paging of `GET /endpoints`.
@@ -83,7 +99,7 @@ pub struct LeaseView {
 /// Settings of the core.
 #[derive(Debug)]
 pub struct CoreConfig {
-    /// How long an agent endpoint lives without a renewal.
+    /// How long an endpoint an agent holds lives without a renewal.
     pub lease_ttl: Duration,
 }
 
@@ -126,11 +142,13 @@ pub fn spawn(
     config: CoreConfig,
 ) -> Result<CoreHandle, ApiError> {
     let (version, stored) = store.load().map_err(ApiError::internal)?;
+    let authtokens = store.authtokens().map_err(ApiError::internal)?;
     let now = Instant::now();
     // Agents get a fresh lease after a control restart: renewals lived in memory.
+    // Static endpoints get none: they live until deleted.
     let leases = stored
         .iter()
-        .filter(|e| e.is_agent())
+        .filter(|e| e.has_lease())
         .map(|e| (e.id.clone(), now + config.lease_ttl))
         .collect();
     let metrics = Arc::new(ControlMetrics::default());
@@ -138,6 +156,7 @@ pub fn spawn(
         metrics: metrics.clone(),
         store,
         endpoints: stored.into_iter().map(|e| (e.id.clone(), e)).collect(),
+        authtokens: authtokens.into_iter().map(|t| (t.id.clone(), t)).collect(),
         version,
         link,
         in_sync: false,
@@ -157,11 +176,14 @@ struct Core {
     store: Box<dyn Store>,
     /// Every endpoint of every account, by id (ids sort by creation).
     endpoints: BTreeMap<String, StoredEndpoint>,
+    /// Every live authtoken of every account, by id (ids sort by creation).
+    authtokens: BTreeMap<String, StoredAuthtoken>,
     version: u64,
     link: DataPlaneLink,
     /// Whether the data plane is known to serve `version`.
     in_sync: bool,
-    /// Agent endpoint id → when it expires.
+    /// Id of an endpoint held by an agent → when it expires. Only those live on a
+    /// lease (SPEC §1).
     leases: HashMap<String, Instant>,
     config: CoreConfig,
     ids: IdGen,
@@ -226,6 +248,18 @@ impl Core {
             }
             Command::RenewLease(account, id, reply) => {
                 let _ = reply.send(self.renew(&account, &id));
+            }
+            Command::CreateAuthtoken(account, body, reply) => {
+                let _ = reply.send(self.create_authtoken(&account, body));
+            }
+            Command::ListAuthtokens(account, reply) => {
+                let _ = reply.send(self.list_authtokens(&account));
+            }
+            Command::RevokeAuthtoken(account, id, reply) => {
+                let _ = reply.send(self.revoke_authtoken(&account, &id));
+            }
+            Command::AuthtokenHashes(reply) => {
+                let _ = reply.send(self.authtoken_hashes());
             }
         }
     }
@@ -293,6 +327,19 @@ impl Core {
                 "a cloud endpoint has no upstream_url"
             }));
         }
+        let held_by = match body.held_by.unwrap_or_default() {
+            HeldBy::Agent if !agent => {
+                return Err(ApiError::type_mismatch(
+                    "held_by agent needs an upstream_url: an agent holds the endpoint in front of its service",
+                ))
+            }
+            HeldBy::Tunnel => {
+                return Err(ApiError::bad_body(
+                    "held_by tunnel is reserved for endpoints that tunnel sessions bind; create with held_by api or agent",
+                ))
+            }
+            held_by => held_by,
+        };
         let created_at = now();
         let endpoint = StoredEndpoint {
             id: self.ids.next("ep"),
@@ -300,6 +347,7 @@ impl Core {
             url: body.url,
             binding: String::new(),
             upstream_url: body.upstream_url,
+            held_by,
             traffic_policy: body.traffic_policy.unwrap_or_default(),
             pooling_enabled: body.pooling_enabled.unwrap_or(false),
             max_request_body_bytes: body.max_request_body_bytes.unwrap_or(0),
@@ -310,9 +358,9 @@ impl Core {
         };
         let endpoint = normalize(endpoint, body.bindings.as_deref())?;
         let view = endpoint.view();
-        let agent_id = endpoint.is_agent().then(|| endpoint.id.clone());
+        let leased_id = endpoint.has_lease().then(|| endpoint.id.clone());
         self.apply(Change::Put(Box::new(endpoint)))?;
-        if let Some(id) = agent_id {
+        if let Some(id) = leased_id {
             self.leases
                 .insert(id, Instant::now() + self.config.lease_ttl);
         }
@@ -403,8 +451,8 @@ impl Core {
 
     fn renew(&mut self, account: &str, id: &str) -> Result<LeaseView, ApiError> {
         let endpoint = self.owned(account, id)?;
-        if !endpoint.is_agent() {
-            return Err(ApiError::type_mismatch("only agent endpoints have leases"));
+        if !endpoint.has_lease() {
+            return Err(ApiError::no_lease(id, endpoint.held_by));
         }
         self.leases
             .insert(id.to_string(), Instant::now() + self.config.lease_ttl);
@@ -413,6 +461,90 @@ impl Core {
             id: id.to_string(),
             expires_in_secs: self.config.lease_ttl.as_secs(),
         })
+    }
+
+    fn create_authtoken(
+        &mut self,
+        account: &str,
+        body: CreateAuthtoken,
+    ) -> Result<CreatedAuthtoken, ApiError> {
+        let description = body.description.unwrap_or_default();
+        if description.len() > MAX_DESCRIPTION {
+            return Err(ApiError::bad_body(format!(
+                "description is {} bytes; at most {MAX_DESCRIPTION}",
+                description.len()
+            )));
+        }
+        let (token, sha256) = new_token();
+        let authtoken = StoredAuthtoken {
+            id: self.ids.next("at"),
+            account: account.to_string(),
+            sha256,
+            description,
+            created_at: now(),
+        };
+        self.store
+            .create_authtoken(&authtoken)
+            .map_err(ApiError::internal)?;
+        let view = authtoken.view();
+        log::info!("created authtoken {} of account {account}", authtoken.id);
+        self.authtokens.insert(authtoken.id.clone(), authtoken);
+        self.tokens_changed();
+        Ok(CreatedAuthtoken {
+            authtoken: view,
+            token,
+        })
+    }
+
+    fn list_authtokens(&self, account: &str) -> AuthtokenList {
+        AuthtokenList {
+            authtokens: self
+                .authtokens
+                .values()
+                .rev()
+                .filter(|t| t.account == account)
+                .map(StoredAuthtoken::view)
+                .collect(),
+            uri: "/authtokens".into(),
+        }
+    }
+
+    fn revoke_authtoken(&mut self, account: &str, id: &str) -> Result<(), ApiError> {
+        // Another account's token is as absent as one that never existed.
+        self.authtokens
+            .get(id)
+            .filter(|t| t.account == account)
+            .ok_or_else(|| ApiError::authtoken_not_found(id))?;
+        self.store
+            .delete_authtoken(id)
+            .map_err(ApiError::internal)?;
+        self.authtokens.remove(id);
+        log::info!("revoked authtoken {id} of account {account}");
+        self.tokens_changed();
+        Ok(())
+    }
+
+    /// Every live authtoken of every account, for the table the data plane's tunnel
+    /// listener checks agents against.
+    fn authtoken_hashes(&self) -> Vec<AuthtokenHash> {
+        self.authtokens
+            .values()
+            .map(StoredAuthtoken::hash)
+            .collect()
+    }
+
+    /// The set of live authtokens changed: the data plane gets a new table version at
+    /// once (through the same path as a reconnect), so that a revoked token stops
+    /// working with the next table rather than with an unrelated endpoint change.
+    fn tokens_changed(&mut self) {
+        let version = self.version + 1;
+        if let Err(e) = self.store.commit(version, &[]) {
+            log::error!("cannot record table version {version}: {e}");
+            return;
+        }
+        self.version = version;
+        self.in_sync = false;
+        self.sync();
     }
 
     /// Checks, pushes and commits one change.
@@ -563,4 +695,75 @@ fn normalize(
     endpoint.url = canonical;
     endpoint.binding = binding.as_str().to_string();
     Ok(endpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::hash_key;
+    use crate::store::RedbStore;
+
+    fn core(dir: &std::path::Path) -> CoreHandle {
+        let store = RedbStore::open(dir).unwrap();
+        let config = CoreConfig {
+            lease_ttl: Duration::from_secs(30),
+        };
+        spawn(Box::new(store), DataPlaneLink::new(None), config).unwrap()
+    }
+
+    fn call<T>(core: &CoreHandle, make: impl FnOnce(Reply<T>) -> Command) -> T {
+        core.call_blocking(make).unwrap()
+    }
+
+    #[test]
+    fn authtoken_hashes_are_every_live_token_with_its_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = core(dir.path());
+        let mut tokens = Vec::new();
+        for name in ["alice", "bob"] {
+            let (account, _) = call(&core, |r| Command::CreateAccount(name.into(), r)).unwrap();
+            let created = call(&core, |r| {
+                Command::CreateAuthtoken(account.id.clone(), CreateAuthtoken::default(), r)
+            })
+            .unwrap();
+            tokens.push((created, account.id));
+        }
+        let hashes = call(&core, Command::AuthtokenHashes);
+        let expected: Vec<AuthtokenHash> = tokens
+            .iter()
+            .map(|(created, account)| AuthtokenHash {
+                id: created.authtoken.id.clone(),
+                account: account.clone(),
+                sha256: hash_key(&created.token),
+            })
+            .collect();
+        assert_eq!(hashes, expected);
+
+        // A revoked token is no longer there, after a restart neither.
+        let (alice, alice_account) = &tokens[0];
+        call(&core, |r| {
+            Command::RevokeAuthtoken(alice_account.clone(), alice.authtoken.id.clone(), r)
+        })
+        .unwrap();
+        assert_eq!(call(&core, Command::AuthtokenHashes), expected[1..]);
+        drop(core);
+        // The store closes once the core thread sees its last handle go.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let reopened = loop {
+            match RedbStore::open(dir.path()) {
+                Ok(store) => break store,
+                Err(e) if Instant::now() > deadline => panic!("the store stays open: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        let core = spawn(
+            Box::new(reopened),
+            DataPlaneLink::new(None),
+            CoreConfig {
+                lease_ttl: Duration::from_secs(30),
+            },
+        )
+        .unwrap();
+        assert_eq!(call(&core, Command::AuthtokenHashes), expected[1..]);
+    }
 }

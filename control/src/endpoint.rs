@@ -16,6 +16,9 @@ pub struct StoredEndpoint {
     pub binding: String,
     /// The upstream of an agent endpoint.
     pub upstream_url: Option<String>,
+    /// What keeps it alive. Stores written before this field existed lack it;
+    /// [`crate::store`] fills it in when it reads them.
+    pub held_by: HeldBy,
     /// The policy document as the user wrote it.
     pub traffic_policy: String,
     /// Whether it pools with endpoints of the same URL.
@@ -50,9 +53,15 @@ impl StoredEndpoint {
         }
     }
 
-    /// Whether it is an agent endpoint (it has an upstream and a lease).
+    /// Whether it is an agent endpoint (it has an upstream). Whether it also has a
+    /// lease is [`StoredEndpoint::held_by`]'s business.
     pub fn is_agent(&self) -> bool {
         self.upstream_url.is_some()
+    }
+
+    /// Whether it lives on a lease that an agent renews.
+    pub fn has_lease(&self) -> bool {
+        self.held_by == HeldBy::Agent
     }
 
     /// The API's view, with derived fields.
@@ -78,6 +87,7 @@ impl StoredEndpoint {
             port: url.as_ref().map_or(0, |u| u.port),
             traffic_policy: self.traffic_policy.clone(),
             upstream_url: self.upstream_url.clone(),
+            held_by: self.held_by,
             pooling_enabled: self.pooling_enabled,
             max_request_body_bytes: self.max_request_body_bytes,
             description: self.description.clone(),
@@ -113,6 +123,9 @@ pub struct EndpointView {
     /// The upstream (agent endpoints only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub upstream_url: Option<String>,
+    /// What keeps it alive: `api` (until deleted), `agent` (a lease), `tunnel`.
+    #[serde(default)]
+    pub held_by: HeldBy,
     /// Whether it pools.
     pub pooling_enabled: bool,
     /// The largest request body in bytes (0: no limit); larger requests get 413.
@@ -126,6 +139,38 @@ pub struct EndpointView {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+}
+
+/// What keeps an endpoint alive (SPEC §1): configuration lives until deleted, an
+/// agent's endpoint as long as the agent.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HeldBy {
+    /// Static configuration made through the API: lives until deleted.
+    #[default]
+    Api,
+    /// Held by an agent process through a lease it renews
+    /// (`POST /endpoints/{id}/lease`); removed when the lease runs out.
+    Agent,
+    /// Held by an agent's tunnel sessions. Only the tunnel path makes these.
+    Tunnel,
+}
+
+impl HeldBy {
+    /// The name the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeldBy::Api => "api",
+            HeldBy::Agent => "agent",
+            HeldBy::Tunnel => "tunnel",
+        }
+    }
+}
+
+impl std::fmt::Display for HeldBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The body of `POST /endpoints`.
@@ -146,6 +191,11 @@ pub struct CreateEndpoint {
     /// The upstream: makes it an agent endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_url: Option<String>,
+    /// `api` (default: static, lives until deleted) or `agent` (lives on a lease the
+    /// agent renews; needs an upstream). `tunnel` is refused: tunnel sessions make
+    /// those themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<HeldBy>,
     /// Pool with endpoints of the same URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooling_enabled: Option<bool>,

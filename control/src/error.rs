@@ -3,6 +3,8 @@
 use innergate_table::TableError;
 use serde::Serialize;
 
+use crate::endpoint::HeldBy;
+
 /// An error as the API returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, thiserror::Error)]
 #[error("{msg} ({error_code})")]
@@ -38,6 +40,11 @@ impl ApiError {
         Self::new(404, "ERR_IG_7001", format!("endpoint {id} not found"))
     }
 
+    /// No such authtoken in the caller's account.
+    pub fn authtoken_not_found(id: &str) -> Self {
+        Self::new(404, "ERR_IG_7006", format!("authtoken {id} not found"))
+    }
+
     /// The body does not parse or has unknown fields.
     pub fn bad_body(msg: impl Into<String>) -> Self {
         Self::new(400, "ERR_IG_7002", msg)
@@ -51,6 +58,21 @@ impl ApiError {
     /// `type` and `upstream_url` disagree.
     pub fn type_mismatch(msg: impl Into<String>) -> Self {
         Self::new(400, "ERR_IG_7004", msg)
+    }
+
+    /// A lease renewal for an endpoint that no agent holds.
+    pub fn no_lease(id: &str, held_by: HeldBy) -> Self {
+        Self::new(
+            400,
+            "ERR_IG_7005",
+            format!(
+                "endpoint {id} is held by {held_by}, not by an agent, so it has no lease to renew{}",
+                match held_by {
+                    HeldBy::Api => ": it lives until deleted",
+                    _ => "",
+                }
+            ),
+        )
     }
 
     /// The data plane refused the new table; nothing changed.

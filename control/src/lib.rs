@@ -3,12 +3,16 @@
 //! Start at [`serve`]: it opens the [`store`], starts the [`core`] (the one thread that
 //! changes endpoints, checks them with the shared model crate, pushes tables over the
 //! [`link`] and expires agent leases), the [`admin`] socket and the HTTP [`api`].
-//! [`client`] is the API client the CLI and agent mode use; [`up`] runs control and a
-//! data plane together on one machine.
+//! [`authtoken`] owns what tunnel agents authenticate with.
+//! [`client`] is the API client the CLI and [`agent`] mode use; [`tunnel_agent`] is the
+//! agent that dials the gateway's tunnel listener, and [`tunnel`] control's side of
+//! the calls the data plane's tunnel sessions make; [`up`] runs control and a data
+//! plane together on one machine.
 
 pub mod admin;
-pub mod tunnel_agent;
+pub mod agent;
 pub mod api;
+pub mod authtoken;
 pub mod client;
 pub mod core;
 pub mod endpoint;
@@ -18,4 +22,5 @@ pub mod metrics;
 pub mod serve;
 pub mod store;
 pub mod tunnel;
+pub mod tunnel_agent;
 pub mod up;

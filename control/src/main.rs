@@ -1,4 +1,5 @@
-//! The `innergate` binary: control process, `up`, accounts, API client, agent mode.
+//! The `innergate` binary: control process, `up`, accounts, API client, authtokens,
+//! agent mode.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -6,8 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use innergate::client::{policy_arg, show_endpoint, show_page, ApiClient};
-use innergate::endpoint::{CreateEndpoint, UpdateEndpoint};
+use innergate::authtoken::CreateAuthtoken;
+use innergate::client::{policy_arg, show_authtokens, show_endpoint, show_page, ApiClient};
+use innergate::endpoint::{CreateEndpoint, HeldBy, UpdateEndpoint};
 use innergate::serve::{self, ServeOptions};
 use innergate::up::{self, UpOptions};
 use innergate_table::units::parse_duration;
@@ -36,7 +38,7 @@ enum Top {
         /// The data plane's control socket.
         #[arg(long)]
         dataplane_socket: Option<PathBuf>,
-        /// How long an agent endpoint lives without renewal.
+        /// How long an endpoint an agent holds lives without renewal.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         lease_ttl: Duration,
     },
@@ -57,7 +59,7 @@ enum Top {
         /// Data plane workers (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
-        /// How long an agent endpoint lives without renewal.
+        /// How long an endpoint an agent holds lives without renewal.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         lease_ttl: Duration,
     },
@@ -70,6 +72,13 @@ enum Top {
     Api {
         #[command(subcommand)]
         command: ApiCommand,
+    },
+    /// Manage authtokens, what tunnel agents authenticate with.
+    Authtokens {
+        #[command(subcommand)]
+        command: AuthtokensCommand,
+        #[command(flatten)]
+        access: ApiAccess,
     },
     /// Agent mode: put an http endpoint in front of UPSTREAM while this runs.
     Http(AgentArgs),
@@ -88,6 +97,23 @@ enum AccountsCommand {
         /// The data directory of the control process.
         #[arg(long, default_value = "./innergate-data")]
         data: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthtokensCommand {
+    /// Create an authtoken and print it (alone, on stdout): it is shown once.
+    Create {
+        /// Free text for people (at most 255 bytes), e.g. where it is used.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List the account's authtokens, newest first (never their secrets).
+    List,
+    /// Revoke an authtoken: agents no longer authenticate with it.
+    Revoke {
+        /// The authtoken's id (`at_…`), as `list` shows it.
+        id: String,
     },
 }
 
@@ -197,6 +223,10 @@ struct AgentArgs {
     traffic_policy_file: Option<PathBuf>,
     #[arg(long)]
     pooling_enabled: bool,
+    /// The data plane dials UPSTREAM itself (it must be reachable from there).
+    /// Today's only mode; without the flag too, until tunnels replace that path.
+    #[arg(long)]
+    direct: bool,
     #[command(flatten)]
     access: ApiAccess,
 }
@@ -236,6 +266,7 @@ fn main() -> ExitCode {
         Top::Api {
             command: ApiCommand::Endpoints { command, access },
         } => endpoints(command, &access),
+        Top::Authtokens { command, access } => authtokens(command, &access),
         Top::Http(args) => agent("http", args),
         Top::Tcp(args) => agent("tcp", args),
         Top::Tls(args) => agent("tls", args),
@@ -334,6 +365,7 @@ fn endpoints(command: EndpointsCommand, access: &ApiAccess) -> Result<(), String
                 bindings: binding.map(|b| vec![b]),
                 traffic_policy: traffic_policy.as_deref().map(policy_arg).transpose()?,
                 upstream_url,
+                held_by: None,
                 pooling_enabled: Some(pooling_enabled),
                 max_request_body_bytes,
                 description,
@@ -388,8 +420,39 @@ fn endpoints(command: EndpointsCommand, access: &ApiAccess) -> Result<(), String
     Ok(())
 }
 
-/// Registers an agent endpoint, renews its lease while running, removes it on
-/// SIGINT/SIGTERM.
+fn authtokens(command: AuthtokensCommand, access: &ApiAccess) -> Result<(), String> {
+    let api = client(access)?;
+    match command {
+        AuthtokensCommand::Create { description } => {
+            let created = api
+                .create_authtoken(&CreateAuthtoken { description })
+                .map_err(|e| e.to_string())?;
+            print(access.json, &created, |created| {
+                eprintln!(
+                    "authtoken {}; the token is shown once:",
+                    created.authtoken.id
+                );
+                format!("{}\n", created.token)
+            });
+        }
+        AuthtokensCommand::List => {
+            let list = api.list_authtokens().map_err(|e| e.to_string())?;
+            print(access.json, &list, show_authtokens);
+        }
+        AuthtokensCommand::Revoke { id } => {
+            api.revoke_authtoken(&id).map_err(|e| e.to_string())?;
+            if access.json {
+                println!("{{\"revoked\":\"{id}\"}}");
+            } else {
+                println!("revoked {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Agent mode: an endpoint held by this process in front of `args.upstream`
+/// ([`innergate::agent`]).
 fn agent(proto: &str, args: AgentArgs) -> Result<(), String> {
     let api = client(&args.access)?;
     let upstream = if args.upstream.contains("://") {
@@ -407,60 +470,37 @@ fn agent(proto: &str, args: AgentArgs) -> Result<(), String> {
     } else {
         format!("{proto}://{}", args.url)
     };
+    // The tunnel mode (SPEC §8: the agent dials out, the upstream's traffic rides
+    // that tunnel) will replace the path without `--direct`. Until it exists, both
+    // paths have the data plane dial the upstream itself.
+    if !args.direct {
+        log::debug!("no tunnel yet: the data plane dials {upstream} itself, as with --direct");
+    }
     let traffic_policy = args
         .traffic_policy_file
         .as_ref()
         .map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())))
         .transpose()?;
-    let endpoint = api
-        .create(&CreateEndpoint {
-            url,
-            kind: Some("agent".into()),
-            bindings: args.binding.map(|b| vec![b]),
-            traffic_policy,
-            upstream_url: Some(upstream.clone()),
-            pooling_enabled: Some(args.pooling_enabled),
-            description: Some(format!("innergate {proto} agent")),
-            ..Default::default()
-        })
-        .map_err(|e| e.to_string())?;
-    if args.access.json {
-        println!(
-            "{}",
-            serde_json::to_string(&endpoint).expect("API types serialize")
-        );
-    } else {
-        println!("{} -> {upstream}  ({})", endpoint.url, endpoint.id);
-    }
-    let runtime = runtime()?;
-    let outcome: Result<(), String> = runtime.block_on(async {
-        // The first renewal comes soon; its answer says how long leases last.
-        let mut every = Duration::from_secs(1);
-        loop {
-            tokio::select! {
-                _ = serve::shutdown_signal() => return Ok(()),
-                _ = tokio::time::sleep(every) => {}
-            }
-            let (api, id) = (api.clone(), endpoint.id.clone());
-            let renewed = tokio::task::spawn_blocking(move || api.renew_lease(&id))
-                .await
-                .map_err(|e| e.to_string())?;
-            match renewed {
-                Ok(lease) => {
-                    every = Duration::from_secs((lease.expires_in_secs / 3).clamp(1, 10));
-                }
-                Err(e) if e.status_code == 404 => {
-                    return Err(format!("endpoint {} is gone: {e}", endpoint.id))
-                }
-                Err(e) => log::warn!("lease renewal failed: {e}"),
-            }
+    let json = args.access.json;
+    let body = CreateEndpoint {
+        url,
+        kind: Some("agent".into()),
+        bindings: args.binding.map(|b| vec![b]),
+        traffic_policy,
+        upstream_url: Some(upstream.clone()),
+        held_by: Some(HeldBy::Agent),
+        pooling_enabled: Some(args.pooling_enabled),
+        description: Some(format!("innergate {proto} agent")),
+        ..Default::default()
+    };
+    innergate::agent::run(api, body, |endpoint| {
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string(endpoint).expect("API types serialize")
+            );
+        } else {
+            println!("{} -> {upstream}  ({})", endpoint.url, endpoint.id);
         }
-    });
-    if outcome.is_ok() {
-        match api.delete(&endpoint.id) {
-            Ok(()) => eprintln!("removed {}", endpoint.id),
-            Err(e) => eprintln!("could not remove {}: {e}", endpoint.id),
-        }
-    }
-    outcome
+    })
 }

@@ -18,7 +18,7 @@ pub struct ServeOptions {
     pub data: PathBuf,
     /// The data plane's control socket.
     pub dataplane_socket: Option<PathBuf>,
-    /// How long an agent endpoint lives without renewal.
+    /// How long an endpoint an agent holds lives without renewal.
     pub lease_ttl: Duration,
 }
 

@@ -24,7 +24,7 @@ pub struct UpOptions {
     pub http_port: u16,
     /// Data plane workers (default: one per core).
     pub workers: Option<usize>,
-    /// How long an agent endpoint lives without renewal.
+    /// How long an endpoint an agent holds lives without renewal.
     pub lease_ttl: Duration,
 }
 

@@ -9,34 +9,33 @@ fn start_agent(control: &Control, key: &str, upstream: &str) -> KillOnDrop {
     start_agent_as(
         control,
         key,
-        "http",
-        upstream,
-        "http://agent.example.com",
+        &["http", upstream, "--url", "http://agent.example.com"],
         "http://agent.example.com -> http://127.0.0.1:",
     )
 }
 
-fn start_agent_as(
-    control: &Control,
-    key: &str,
-    proto: &str,
-    upstream: &str,
-    url: &str,
-    says: &str,
-) -> KillOnDrop {
-    let mut child = Command::new(innergate_bin())
-        .args([proto, upstream, "--url", url])
-        .env("INNERGATE_API_URL", &control.api)
-        .env("INNERGATE_API_KEY", key)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Starts `innergate ARGS` and waits for its first line, which starts with `says`.
+fn start_agent_as(control: &Control, key: &str, args: &[&str], says: &str) -> KillOnDrop {
+    let mut agent = spawn_agent(&control.api, key, args);
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(agent.child().stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     assert!(line.starts_with(says), "{line}");
+    agent
+}
+
+/// Starts `innergate ARGS` against the API at `api_url`, its stdout piped.
+fn spawn_agent(api_url: &str, key: &str, args: &[&str]) -> KillOnDrop {
+    let child = Command::new(innergate_bin())
+        .args(args)
+        .env("INNERGATE_API_URL", api_url)
+        .env("INNERGATE_API_KEY", key)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     KillOnDrop::new(child)
 }
 
@@ -60,6 +59,9 @@ fn an_agent_endpoint_lives_while_its_agent_runs() {
     // once a second, so its fourth renewal comes after its first lease ran out.
     let control_addr: std::net::SocketAddr =
         control.api.trim_start_matches("http://").parse().unwrap();
+    // The agent holds it: it lives on the lease the agent renews.
+    let listed = api.list(None, None).unwrap().endpoints;
+    assert_eq!(listed[0].held_by, innergate::endpoint::HeldBy::Agent);
     eventually("four lease renewals", || {
         get(control_addr, "control", "/metrics")
             .text()
@@ -149,17 +151,21 @@ fn tcp_and_tls_agents_work_end_to_end_through_the_cli() {
     let _tcp = start_agent_as(
         &control,
         &key,
-        "tcp",
-        &port,
-        "tcp://db.example.com:15432",
+        &["tcp", &port, "--url", "tcp://db.example.com:15432"],
         "tcp://db.example.com:15432 -> tcp://127.0.0.1:",
     );
+    // `--direct`: the data plane dials the upstream itself, as without the flag (for
+    // now).
     let _tls = start_agent_as(
         &control,
         &key,
-        "tls",
-        &port,
-        "tls://secure.example.com:9443",
+        &[
+            "tls",
+            &port,
+            "--url",
+            "tls://secure.example.com:9443",
+            "--direct",
+        ],
         "tls://secure.example.com:9443 -> tcp://127.0.0.1:",
     );
     // tcp: bytes both ways.
@@ -177,4 +183,198 @@ fn tcp_and_tls_agents_work_end_to_end_through_the_cli() {
     let mut back = vec![0u8; hello.len()];
     s.read_exact(&mut back).unwrap();
     assert_eq!(back, hello);
+}
+
+// === signals ===
+
+const AGENT: [&str; 4] = ["http", "9", "--url", "http://agent.example.com"];
+
+/// Control whose leases outlive every test wait: an endpoint that is gone was
+/// deleted, not expired.
+fn long_lease_control(dir: &std::path::Path) -> (Control, String) {
+    let control = Control::start_with_lease(dir, None, "60s");
+    let key = control.account("alice");
+    (control, key)
+}
+
+fn assert_no_endpoint(control: &Control, key: &str) {
+    let left = control.client(key).list(None, None).unwrap().endpoints;
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn sigterm_right_after_start_leaves_no_endpoint() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (control, key) = long_lease_control(dir.path());
+    for _ in 0..3 {
+        let mut agent = spawn_agent(&control.api, &key, &AGENT);
+        agent.signal(libc::SIGTERM);
+        let status = agent.wait_exit("the agent to stop");
+        // Before its listener is installed the signal ends it at once (nothing made
+        // yet); after, it removes what it made and exits cleanly.
+        assert!(
+            status.success() || status.signal() == Some(libc::SIGTERM),
+            "{status}"
+        );
+        assert_no_endpoint(&control, &key);
+    }
+}
+
+#[test]
+fn sigterm_while_running_removes_the_endpoint_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (control, key) = long_lease_control(dir.path());
+    let mut agent = start_agent_as(
+        &control,
+        &key,
+        &AGENT,
+        "http://agent.example.com -> http://127.0.0.1:9",
+    );
+    assert_eq!(
+        control
+            .client(&key)
+            .list(None, None)
+            .unwrap()
+            .endpoints
+            .len(),
+        1
+    );
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit("the agent to stop").success());
+    assert_no_endpoint(&control, &key);
+}
+
+#[test]
+fn sigterm_during_the_create_removes_the_endpoint_once_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let (control, key) = long_lease_control(dir.path());
+    let slow = SlowApi::start(&control, |line| line.starts_with("POST /endpoints "));
+    let mut agent = spawn_agent(&slow.url, &key, &AGENT);
+    eventually("the agent's create to be held", || slow.held() == 1);
+    agent.signal(libc::SIGTERM);
+    // The create goes through after the signal: the agent deletes what it made.
+    slow.open();
+    assert!(agent.wait_exit("the agent to stop").success());
+    assert_no_endpoint(&control, &key);
+}
+
+#[test]
+fn sigterm_during_a_slow_renewal_wins_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (control, key) = long_lease_control(dir.path());
+    let slow = SlowApi::start(&control, |line| {
+        line.starts_with("POST /endpoints/") && line.contains("/lease ")
+    });
+    let mut agent = spawn_agent(&slow.url, &key, &AGENT);
+    eventually("a renewal to be held", || slow.held() == 1);
+    agent.signal(libc::SIGTERM);
+    // The renewal is still held: the agent does not wait for it.
+    assert!(agent.wait_exit("the agent to stop").success());
+    assert_eq!(slow.held(), 1);
+    assert_no_endpoint(&control, &key);
+}
+
+// === impl SlowApi ===
+
+/// A proxy in front of control's API that holds the requests whose request line
+/// `gated` picks until the test opens it: the agent is caught inside that call.
+struct SlowApi {
+    url: String,
+    gate: std::sync::Arc<Gate>,
+}
+
+#[derive(Default)]
+struct Gate {
+    /// (requests held so far, open)
+    state: std::sync::Mutex<(usize, bool)>,
+    changed: std::sync::Condvar,
+}
+
+impl SlowApi {
+    fn start(control: &Control, gated: fn(&str) -> bool) -> SlowApi {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let gate = std::sync::Arc::new(Gate::default());
+        let (upstream, held) = (control.addr(), gate.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let gate = held.clone();
+                std::thread::spawn(move || relay(client, upstream, gated, &gate));
+            }
+        });
+        SlowApi { url, gate }
+    }
+
+    fn held(&self) -> usize {
+        self.gate.state.lock().unwrap().0
+    }
+
+    fn open(&self) {
+        self.gate.state.lock().unwrap().1 = true;
+        self.gate.changed.notify_all();
+    }
+}
+
+impl Drop for SlowApi {
+    fn drop(&mut self) {
+        self.open();
+    }
+}
+
+/// Passes requests of one client connection to `upstream`, one at a time.
+fn relay(
+    client: std::net::TcpStream,
+    upstream: std::net::SocketAddr,
+    gated: fn(&str) -> bool,
+    gate: &Gate,
+) {
+    use std::io::{Read, Write};
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut writer = client;
+    while let Some(head) = read_head(&mut reader) {
+        let length = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        if gated(head.lines().next().unwrap_or("")) {
+            let mut state = gate.state.lock().unwrap();
+            state.0 += 1;
+            while !state.1 {
+                state = gate.changed.wait(state).unwrap();
+            }
+        }
+        let Ok(mut to) = std::net::TcpStream::connect(upstream) else {
+            return;
+        };
+        let mut request = format!("{head}\r\n").into_bytes();
+        request.extend_from_slice(&body);
+        if to.write_all(&request).is_err() {
+            return;
+        }
+        let Some(response) = Response::read_from(&mut BufReader::new(to)) else {
+            return;
+        };
+        let mut out = format!("HTTP/1.1 {} Relayed\r\n", response.status);
+        for (name, value) in &response.headers {
+            if !["content-length", "transfer-encoding", "connection"]
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
+            {
+                out.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        out.push_str(&format!("content-length: {}\r\n\r\n", response.body.len()));
+        let mut out = out.into_bytes();
+        out.extend_from_slice(&response.body);
+        if writer.write_all(&out).is_err() {
+            return;
+        }
+    }
 }

@@ -198,6 +198,7 @@ fn metrics_count_calls_pushes_and_leases() {
         .create(&CreateEndpoint {
             url: "http://agent.example.com".into(),
             upstream_url: Some("http://127.0.0.1:9".into()),
+            held_by: Some(innergate::endpoint::HeldBy::Agent),
             ..Default::default()
         })
         .unwrap();

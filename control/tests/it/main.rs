@@ -2,6 +2,8 @@
 
 mod agent;
 mod api;
+mod authtokens;
 mod cli;
+mod held_by;
 mod lifecycle;
 mod support;

@@ -117,15 +117,22 @@ pub struct Control {
     pub data: PathBuf,
     pub api: String,
     dataplane_socket: Option<PathBuf>,
+    lease_ttl: String,
 }
 
 impl Control {
     pub fn start(data: &Path, dataplane_socket: Option<&Path>) -> Self {
+        Self::start_with_lease(data, dataplane_socket, "3s")
+    }
+
+    /// Control whose agent leases last `lease_ttl` (`1s`, `60s`...).
+    pub fn start_with_lease(data: &Path, dataplane_socket: Option<&Path>, lease_ttl: &str) -> Self {
         let mut control = Control {
             child: KillOnDrop(None),
             data: data.to_path_buf(),
             api: String::new(),
             dataplane_socket: dataplane_socket.map(Path::to_path_buf),
+            lease_ttl: lease_ttl.to_string(),
         };
         control.spawn();
         control
@@ -134,14 +141,9 @@ impl Control {
     pub fn spawn(&mut self) {
         let mut command = Command::new(innergate_bin());
         command
-            .args([
-                "serve",
-                "--api",
-                "127.0.0.1:0",
-                "--lease-ttl",
-                "3s",
-                "--data",
-            ])
+            .args(["serve", "--api", "127.0.0.1:0", "--lease-ttl"])
+            .arg(&self.lease_ttl)
+            .arg("--data")
             .arg(&self.data)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped());
@@ -195,6 +197,21 @@ impl Control {
 
     pub fn client(&self, key: &str) -> ApiClient {
         ApiClient::new(&self.api, key)
+    }
+
+    /// The API's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.api.trim_start_matches("http://").parse().unwrap()
+    }
+
+    /// The value of an unlabelled metric of `GET /metrics`, e.g.
+    /// `innergate_control_leases_active`.
+    pub fn metric(&self, name: &str) -> Option<u64> {
+        get(self.addr(), "control", "/metrics")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
     }
 }
 
