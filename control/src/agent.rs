@@ -114,7 +114,7 @@ fn blocking<T: Send + 'static>(
 
 /// SIGINT and SIGTERM, registered once: a signal that arrives while nobody waits is
 /// kept for the next [`StopSignals::recv`].
-struct StopSignals {
+pub(crate) struct StopSignals {
     interrupt: Signal,
     terminate: Signal,
 }
@@ -122,7 +122,7 @@ struct StopSignals {
 impl StopSignals {
     /// Starts listening; from now on neither signal ends the process by itself.
     /// Must run inside the runtime.
-    fn install() -> Result<Self, String> {
+    pub(crate) fn install() -> Result<Self, String> {
         let listen = |kind| signal(kind).map_err(|e| format!("cannot listen for signals: {e}"));
         Ok(StopSignals {
             interrupt: listen(SignalKind::interrupt())?,
@@ -131,7 +131,7 @@ impl StopSignals {
     }
 
     /// Completes on the next SIGINT or SIGTERM (or one that came since the last call).
-    async fn recv(&mut self) {
+    pub(crate) async fn recv(&mut self) {
         tokio::select! {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}

@@ -31,6 +31,7 @@ pub fn router(core: CoreHandle) -> Router {
         .route("/endpoints/{id}/lease", post(renew_lease))
         .route("/authtokens", post(create_authtoken).get(list_authtokens))
         .route("/authtokens/{id}", axum::routing::delete(revoke_authtoken))
+        .route("/tunnel", get(tunnel))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(core.clone(), count_call))
         .fallback(|| async { ApiError::bad_query("no such route; see /endpoints") })
@@ -157,6 +158,28 @@ async fn renew_lease(
         .call(|reply| Command::RenewLease(account, id, reply))
         .await??;
     Ok(Json(lease).into_response())
+}
+
+/// Where agents open tunnel sessions, for agents that know only the API.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct TunnelView {
+    /// The tunnel listener, `host:port`.
+    pub server_addr: String,
+    /// `/tunnel`.
+    pub uri: String,
+}
+
+/// `GET /tunnel`.
+async fn tunnel(State(core): State<CoreHandle>, headers: HeaderMap) -> Result<Response, ApiError> {
+    account(&core, &headers).await?;
+    let Some(addr) = core.tunnel_url.as_deref() else {
+        return Err(ApiError::no_tunnel());
+    };
+    Ok(Json(TunnelView {
+        server_addr: addr.to_string(),
+        uri: "/tunnel".into(),
+    })
+    .into_response())
 }
 
 /// `POST /authtokens`: the body is optional (`{"description": ...}`).

@@ -99,6 +99,11 @@ impl ApiClient {
         Self::expect(self.call("POST", "/authtokens", Some(body))?)
     }
 
+    /// Where this gateway's agents open tunnel sessions.
+    pub fn tunnel(&self) -> Result<crate::api::TunnelView, ApiError> {
+        Self::expect(self.call("GET", "/tunnel", None::<&()>)?)
+    }
+
     pub fn list_authtokens(&self) -> Result<AuthtokenList, ApiError> {
         Self::expect(self.call("GET", "/authtokens", None::<&()>)?)
     }

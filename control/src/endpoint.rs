@@ -49,19 +49,21 @@ impl StoredEndpoint {
             pooling_enabled: self.pooling_enabled,
             traffic_policy: self.traffic_policy.clone(),
             max_request_body: self.max_request_body_bytes,
-            tunnel: false,
+            tunnel: self.held_by == HeldBy::Tunnel,
         }
     }
 
     /// Whether it is an agent endpoint (it has an upstream). Whether it also has a
     /// lease is [`StoredEndpoint::held_by`]'s business.
     pub fn is_agent(&self) -> bool {
-        self.upstream_url.is_some()
+        self.upstream_url.is_some() || self.held_by == HeldBy::Tunnel
     }
 
-    /// Whether it lives on a lease that an agent renews.
+    /// Whether it lives on a lease: renewed by an agent (`agent`), or by the data
+    /// plane while its tunnel sessions hold it (`tunnel`), so that the endpoints of a
+    /// gateway that died without a word do not stay.
     pub fn has_lease(&self) -> bool {
-        self.held_by == HeldBy::Agent
+        matches!(self.held_by, HeldBy::Agent | HeldBy::Tunnel)
     }
 
     /// The API's view, with derived fields.

@@ -40,6 +40,16 @@ impl ApiError {
         Self::new(404, "ERR_IG_7001", format!("endpoint {id} not found"))
     }
 
+    /// This gateway has no tunnel listener.
+    pub fn no_tunnel() -> Self {
+        Self::new(
+            404,
+            "ERR_IG_7007",
+            "this gateway has no tunnel listener: start `innergate serve` with --tunnel-url \
+             (and the data plane with --tunnel), or use --direct",
+        )
+    }
+
     /// No such authtoken in the caller's account.
     pub fn authtoken_not_found(id: &str) -> Self {
         Self::new(404, "ERR_IG_7006", format!("authtoken {id} not found"))

@@ -41,6 +41,10 @@ enum Top {
         /// How long an endpoint an agent holds lives without renewal.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         lease_ttl: Duration,
+        /// The data plane's tunnel listener as agents reach it (host:port), handed to
+        /// agents that ask the API (`GET /tunnel`).
+        #[arg(long)]
+        tunnel_url: Option<String>,
     },
     /// Run control and a data plane together, with the seed quickstart.
     Up {
@@ -62,6 +66,9 @@ enum Top {
         /// How long an endpoint an agent holds lives without renewal.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         lease_ttl: Duration,
+        /// The port of the tunnel listener that agents dial.
+        #[arg(long, default_value_t = 4443)]
+        tunnel_port: u16,
     },
     /// Manage accounts.
     Accounts {
@@ -223,10 +230,20 @@ struct AgentArgs {
     traffic_policy_file: Option<PathBuf>,
     #[arg(long)]
     pooling_enabled: bool,
-    /// The data plane dials UPSTREAM itself (it must be reachable from there).
-    /// Today's only mode; without the flag too, until tunnels replace that path.
+    /// The data plane dials UPSTREAM itself (it must be reachable from there),
+    /// instead of this agent relaying over a tunnel session.
     #[arg(long)]
     direct: bool,
+    /// The gateway's tunnel listener (host:port); default: what the API says.
+    #[arg(long, env = "INNERGATE_SERVER_ADDR")]
+    server_addr: Option<String>,
+    /// The authtoken the session authenticates with; default: the API key.
+    #[arg(long, env = "INNERGATE_AUTHTOKEN", hide_env_values = true)]
+    authtoken: Option<String>,
+    /// A CA certificate (PEM) to trust for the tunnel listener instead of the system
+    /// roots (for a self-signed gateway such as `innergate up`'s).
+    #[arg(long)]
+    tunnel_ca: Option<PathBuf>,
     #[command(flatten)]
     access: ApiAccess,
 }
@@ -239,11 +256,13 @@ fn main() -> ExitCode {
             data,
             dataplane_socket,
             lease_ttl,
+            tunnel_url,
         } => run_serve(ServeOptions {
             api,
             data,
             dataplane_socket,
             lease_ttl,
+            tunnel_url,
         }),
         Top::Up {
             data,
@@ -252,6 +271,7 @@ fn main() -> ExitCode {
             http_port,
             workers,
             lease_ttl,
+            tunnel_port,
         } => up::run(UpOptions {
             data,
             api,
@@ -259,6 +279,7 @@ fn main() -> ExitCode {
             http_port,
             workers,
             lease_ttl,
+            tunnel_port,
         }),
         Top::Accounts {
             command: AccountsCommand::Create { name, data },
@@ -307,6 +328,7 @@ fn create_account(name: &str, data: &std::path::Path) -> Result<(), String> {
                 data: data.to_path_buf(),
                 dataplane_socket: None,
                 lease_ttl: Duration::from_secs(30),
+                tunnel_url: None,
             };
             let core = serve::start_core(&opts)?;
             let result = core
@@ -470,18 +492,15 @@ fn agent(proto: &str, args: AgentArgs) -> Result<(), String> {
     } else {
         format!("{proto}://{}", args.url)
     };
-    // The tunnel mode (SPEC §8: the agent dials out, the upstream's traffic rides
-    // that tunnel) will replace the path without `--direct`. Until it exists, both
-    // paths have the data plane dial the upstream itself.
-    if !args.direct {
-        log::debug!("no tunnel yet: the data plane dials {upstream} itself, as with --direct");
-    }
     let traffic_policy = args
         .traffic_policy_file
         .as_ref()
         .map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())))
         .transpose()?;
     let json = args.access.json;
+    if !args.direct {
+        return tunnel_agent(proto, args, url, upstream, traffic_policy);
+    }
     let body = CreateEndpoint {
         url,
         kind: Some("agent".into()),
@@ -503,4 +522,56 @@ fn agent(proto: &str, args: AgentArgs) -> Result<(), String> {
             println!("{} -> {upstream}  ({})", endpoint.url, endpoint.id);
         }
     })
+}
+
+/// Agent mode over a tunnel (the default): this process dials the gateway and relays
+/// the endpoint's traffic to `upstream`, resolved here.
+fn tunnel_agent(
+    proto: &str,
+    args: AgentArgs,
+    url: String,
+    upstream: String,
+    traffic_policy: Option<String>,
+) -> Result<(), String> {
+    let key = args.access.api_key.clone();
+    let server_addr = match args.server_addr.clone() {
+        Some(addr) => addr,
+        None => client(&args.access)?
+            .tunnel()
+            .map_err(|e| format!("where is the tunnel listener? {e}"))?
+            .server_addr,
+    };
+    let authtoken = args
+        .authtoken
+        .clone()
+        .or(key)
+        .ok_or("no credential: pass --authtoken (or --api-key)")?;
+    let ca = args
+        .tunnel_ca
+        .as_ref()
+        .map(|p| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())))
+        .transpose()?;
+    let agent = innergate::tunnel_agent::TunnelAgent {
+        proto: proto.to_string(),
+        url,
+        binding: args.binding.clone(),
+        pooling_enabled: args.pooling_enabled,
+        traffic_policy,
+        upstream: upstream.clone(),
+        server_addr,
+        authtoken,
+        ca,
+    };
+    let json = args.access.json;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(innergate::tunnel_agent::run(agent, |id, url| {
+        if json {
+            println!("{}", serde_json::json!({"id": id, "url": url, "upstream": upstream}));
+        } else {
+            println!("{url} -> {upstream}  ({id}, over a tunnel)");
+        }
+    }))
 }

@@ -20,6 +20,8 @@ pub struct ServeOptions {
     pub dataplane_socket: Option<PathBuf>,
     /// How long an endpoint an agent holds lives without renewal.
     pub lease_ttl: Duration,
+    /// The data plane's tunnel listener as agents reach it (`host:port`).
+    pub tunnel_url: Option<String>,
 }
 
 /// Opens the store and starts the core and the admin socket.
@@ -35,9 +37,14 @@ pub fn start_core(opts: &ServeOptions) -> Result<CoreHandle, String> {
         DataPlaneLink::new(opts.dataplane_socket.clone()),
         CoreConfig {
             lease_ttl: opts.lease_ttl,
+            tunnel_url: opts.tunnel_url.clone(),
         },
     )
     .map_err(|e| e.to_string())?;
+    if let Some(socket) = &opts.dataplane_socket {
+        crate::tunnel::spawn(socket.clone(), core.clone())
+            .map_err(|e| format!("tunnel calls: {e}"))?;
+    }
     crate::admin::spawn(&opts.data, core.clone()).map_err(|e| format!("admin socket: {e}"))?;
     Ok(core)
 }

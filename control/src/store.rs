@@ -60,6 +60,9 @@ pub trait Store: Send {
     fn create_authtoken(&self, authtoken: &StoredAuthtoken) -> Result<(), StoreError>;
     /// Deletes an authtoken by id; whether it existed.
     fn delete_authtoken(&self, id: &str) -> Result<bool, StoreError>;
+    /// Every API key as (SHA-256 hex, account id): tunnel agents may authenticate
+    /// with one, so their hashes travel with the table like authtokens.
+    fn api_key_hashes(&self) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
@@ -159,6 +162,17 @@ impl Store for RedbStore {
             meta.insert("version", version).map_err(StoreError::from)?;
         }
         txn.commit().map_err(StoreError::from)
+    }
+
+    fn api_key_hashes(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::from)?;
+        let keys = txn.open_table(KEYS).map_err(StoreError::from)?;
+        let mut out = Vec::new();
+        for entry in keys.iter().map_err(StoreError::from)? {
+            let (hash, account) = entry.map_err(StoreError::from)?;
+            out.push((hash.value().to_string(), account.value().to_string()));
+        }
+        Ok(out)
     }
 
     fn authtokens(&self) -> Result<Vec<StoredAuthtoken>, StoreError> {

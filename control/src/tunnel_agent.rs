@@ -60,12 +60,18 @@ async fn dial(
     }
 }
 
-/// Runs the agent until `stop` completes; then closes the session, which takes the
-/// endpoint offline at once.
-pub async fn run(
+/// Runs the agent until SIGINT or SIGTERM (listened for from the start, so that a
+/// signal at any moment counts); then closes the session, which takes the endpoint
+/// offline at once.
+pub async fn run(agent: TunnelAgent, bound: impl FnOnce(&str, &str)) -> Result<(), String> {
+    let mut stop = crate::agent::StopSignals::install()?;
+    serve(agent, bound, &mut stop).await
+}
+
+async fn serve(
     agent: TunnelAgent,
-    stop: impl std::future::Future<Output = ()>,
     bound: impl FnOnce(&str, &str),
+    stop: &mut crate::agent::StopSignals,
 ) -> Result<(), String> {
     let mut builder = ngrok::Session::builder();
     builder
@@ -84,10 +90,11 @@ pub async fn run(
                 .map_err(|e| format!("system certificate roots: {e}"))?;
         }
     }
-    let mut session = builder
-        .connect()
-        .await
-        .map_err(|e| format!("cannot open a tunnel session to {}: {e}", agent.server_addr))?;
+    let connect = builder.connect();
+    let mut session = tokio::select! {
+        s = connect => s.map_err(|e| format!("cannot open a tunnel session to {}: {e}", agent.server_addr))?,
+        () = stop.recv() => return Ok(()),
+    };
     let upstream =
         url::Url::parse(&agent.upstream).map_err(|e| format!("{}: {e}", agent.upstream))?;
     let endpoint = url::Url::parse(&agent.url).map_err(|e| format!("{}: {e}", agent.url))?;
@@ -100,7 +107,8 @@ pub async fn run(
         }
     });
     let policy = agent.traffic_policy.clone().unwrap_or_default();
-    let (id, url, forwarder) = match agent.proto.as_str() {
+    // The forwarder relays streams for as long as it is held.
+    let (id, url, forwarder): (String, String, Box<dyn std::any::Any + Send>) = match agent.proto.as_str() {
         "http" => {
             let mut b = session.http_endpoint();
             let scheme = if endpoint.scheme() == "https" {
@@ -117,7 +125,7 @@ pub async fn run(
                 b.traffic_policy(policy);
             }
             let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
-            (f.id().to_string(), f.url().to_string(), Forwarder::Http(f))
+            (f.id().to_string(), f.url().to_string(), Box::new(f))
         }
         "tcp" => {
             let mut b = session.tcp_endpoint();
@@ -129,7 +137,7 @@ pub async fn run(
                 b.traffic_policy(policy);
             }
             let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
-            (f.id().to_string(), f.url().to_string(), Forwarder::Tcp(f))
+            (f.id().to_string(), f.url().to_string(), Box::new(f))
         }
         "tls" => {
             let mut b = session.tls_endpoint();
@@ -141,22 +149,15 @@ pub async fn run(
                 b.traffic_policy(policy);
             }
             let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
-            (f.id().to_string(), f.url().to_string(), Forwarder::Tls(f))
+            (f.id().to_string(), f.url().to_string(), Box::new(f))
         }
         other => return Err(format!("unknown agent protocol {other}")),
     };
     bound(&id, &url);
-    stop.await;
+    stop.recv().await;
     drop(forwarder);
     let _ = session.close().await;
     Ok(())
-}
-
-/// The bound forwarder, held until the agent stops.
-enum Forwarder {
-    Http(ngrok::forwarder::Forwarder<ngrok::tunnel::HttpTunnel>),
-    Tcp(ngrok::forwarder::Forwarder<ngrok::tunnel::TcpTunnel>),
-    Tls(ngrok::forwarder::Forwarder<ngrok::tunnel::TlsTunnel>),
 }
 
 /// The URL's host, with its port when it has one (the gateway reads both).

@@ -26,6 +26,20 @@ pub struct UpOptions {
     pub workers: Option<usize>,
     /// How long an endpoint an agent holds lives without renewal.
     pub lease_ttl: Duration,
+    /// The port of the tunnel listener agents dial.
+    pub tunnel_port: u16,
+}
+
+impl UpOptions {
+    /// The tunnel listener as local agents reach it.
+    fn tunnel_addr(&self) -> SocketAddr {
+        let host = if self.bind.is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            self.bind
+        };
+        SocketAddr::new(host, self.tunnel_port)
+    }
 }
 
 /// The seed quickstart: an internal endpoint that answers, a public one that forwards.
@@ -55,17 +69,19 @@ pub fn run(opts: UpOptions) -> Result<(), String> {
         data: data.clone(),
         dataplane_socket: Some(socket),
         lease_ttl: opts.lease_ttl,
+        tunnel_url: Some(opts.tunnel_addr().to_string()),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     let http_port = opts.http_port;
+    let tunnel = opts.tunnel_addr();
     let result = runtime.block_on(serve::run(
         serve_opts,
         move |addr, core| {
             std::thread::spawn(move || {
-                if let Err(e) = welcome(&data, addr, http_port, &core) {
+                if let Err(e) = welcome(&data, addr, http_port, tunnel, &core) {
                     eprintln!("innergate up: {e}");
                 }
             });
@@ -99,6 +115,14 @@ fn start_dataplane(opts: &UpOptions, data: &Path, socket: &Path) -> Result<Child
         .arg(cert)
         .arg("--tls-key")
         .arg(key);
+    let (tunnel_cert, tunnel_key) = tunnel_certificate(data, opts.tunnel_addr().ip())?;
+    command
+        .arg("--tunnel")
+        .arg(SocketAddr::new(opts.bind, opts.tunnel_port).to_string())
+        .arg("--tunnel-cert")
+        .arg(tunnel_cert)
+        .arg("--tunnel-key")
+        .arg(tunnel_key);
     if let Some(workers) = opts.workers {
         command.arg("--workers").arg(workers.to_string());
     }
@@ -159,6 +183,47 @@ fn development_certificate(data: &Path) -> Result<(PathBuf, PathBuf), String> {
     Ok((cert, key))
 }
 
+/// A small CA and a tunnel certificate it signed for `ip`, `127.0.0.1` and
+/// `localhost`, made on first start in `DATA/tls/`: agents trust the CA
+/// (`--tunnel-ca`, the SDKs' `ca_cert`/`root_cas`). A CA and a leaf, not one
+/// self-signed certificate: rustls refuses a CA certificate as a server's.
+fn tunnel_certificate(data: &Path, ip: IpAddr) -> Result<(PathBuf, PathBuf), String> {
+    let dir = data.join("tls");
+    let (ca_file, cert, key) = (
+        dir.join("tunnel-ca.crt"),
+        dir.join("tunnel.crt"),
+        dir.join("tunnel.key"),
+    );
+    if ca_file.exists() && cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let err = |e: rcgen::Error| e.to_string();
+    let ca_key = rcgen::KeyPair::generate().map_err(err)?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "innergate tunnel CA");
+    let ca = ca_params.self_signed(&ca_key).map_err(err)?;
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    if !ip.is_unspecified() && !ip.is_loopback() {
+        names.push(ip.to_string());
+    }
+    let leaf_key = rcgen::KeyPair::generate().map_err(err)?;
+    let leaf = rcgen::CertificateParams::new(names)
+        .map_err(err)?
+        .signed_by(&leaf_key, &issuer)
+        .map_err(err)?;
+    std::fs::write(&ca_file, ca.pem()).map_err(|e| e.to_string())?;
+    std::fs::write(&cert, leaf.pem()).map_err(|e| e.to_string())?;
+    std::fs::write(&key, leaf_key.serialize_pem()).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
+    Ok((cert, key))
+}
+
 fn stop(child: &mut Child) {
     // SAFETY: kill(2) with a pid we own; a failure only means it already exited.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -175,7 +240,13 @@ fn stop(child: &mut Child) {
 
 /// On first start: creates the default account (its key kept in `DATA/api-key`, owner
 /// only) and the seed endpoints. Every start: prints how to use them.
-fn welcome(data: &Path, api: SocketAddr, http_port: u16, core: &CoreHandle) -> Result<(), String> {
+fn welcome(
+    data: &Path,
+    api: SocketAddr,
+    http_port: u16,
+    tunnel: SocketAddr,
+    core: &CoreHandle,
+) -> Result<(), String> {
     let key_file = data.join("api-key");
     let key = match std::fs::read_to_string(&key_file) {
         Ok(key) => key.trim().to_string(),
@@ -209,8 +280,9 @@ fn welcome(data: &Path, api: SocketAddr, http_port: u16, core: &CoreHandle) -> R
         }
     };
     println!(
-        "\ninnergate is up.\n\n  API:      http://{api}\n  API key:  {key}   (also in {})\n\nTry the seed quickstart:\n\n  curl http://hello.localhost:{http_port}/\n\nManage endpoints with the CLI:\n\n  export INNERGATE_API_URL=http://{api}\n  export INNERGATE_API_KEY={key}\n  innergate api endpoints list\n\nCtrl-C stops control and the data plane.\n",
-        key_file.display()
+        "\ninnergate is up.\n\n  API:      http://{api}\n  API key:  {key}   (also in {})\n\nTry the seed quickstart:\n\n  curl http://hello.localhost:{http_port}/\n\nManage endpoints with the CLI:\n\n  export INNERGATE_API_URL=http://{api}\n  export INNERGATE_API_KEY={key}\n  innergate api endpoints list\n\nPut a local service behind the gateway over a tunnel:\n\n  innergate http 3000 --url https://app.internal --tunnel-ca {}\n\n  tunnel:   {tunnel}   (agents and the hosted service's SDKs: server_addr, CA above)\n\nCtrl-C stops control and the data plane.\n",
+        key_file.display(),
+        data.join("tls").join("tunnel-ca.crt").display()
     );
     Ok(())
 }

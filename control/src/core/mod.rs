@@ -13,7 +13,8 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use innergate_table::wire::TableMessage;
+use innergate_table::tunnel_calls::{TunnelAnswer, TunnelCall};
+use innergate_table::wire::{AuthtokenRecord, TableMessage};
 use innergate_table::{Binding, EndpointRecord, EndpointTable};
 use tokio::sync::oneshot;
 
@@ -32,6 +33,8 @@ use crate::store::{Account, EndpointChange, Store};
 
 /// How often leases are checked and the data plane's table compared with ours.
 const TICK: Duration = Duration::from_millis(200);
+
+mod tunnel;
 
 type Reply<T> = oneshot::Sender<T>;
 
@@ -75,6 +78,9 @@ pub enum Command {
     RevokeAuthtoken(String, String, Reply<Result<(), ApiError>>),
     /// Every live authtoken of every account, as the tunnel listener checks them.
     AuthtokenHashes(Reply<Vec<AuthtokenHash>>),
+    /// A call from the data plane's tunnel sessions (a Bind, endpoints released or
+    /// still held).
+    Tunnel(TunnelCall, Reply<TunnelAnswer>),
 }
 
 /// Paging of `GET /endpoints`.
@@ -101,6 +107,8 @@ pub struct LeaseView {
 pub struct CoreConfig {
     /// How long an endpoint an agent holds lives without a renewal.
     pub lease_ttl: Duration,
+    /// The tunnel listener's public address (`host:port`), handed to agents.
+    pub tunnel_url: Option<String>,
 }
 
 /// A handle to send commands to the core.
@@ -109,6 +117,8 @@ pub struct CoreHandle {
     tx: mpsc::Sender<Command>,
     /// What `GET /metrics` shows.
     pub metrics: Arc<ControlMetrics>,
+    /// Where agents open tunnel sessions, if this gateway has a tunnel listener.
+    pub tunnel_url: Option<Arc<str>>,
 }
 
 impl CoreHandle {
@@ -143,6 +153,7 @@ pub fn spawn(
 ) -> Result<CoreHandle, ApiError> {
     let (version, stored) = store.load().map_err(ApiError::internal)?;
     let authtokens = store.authtokens().map_err(ApiError::internal)?;
+    let api_keys = store.api_key_hashes().map_err(ApiError::internal)?;
     let now = Instant::now();
     // Agents get a fresh lease after a control restart: renewals lived in memory.
     // Static endpoints get none: they live until deleted.
@@ -152,11 +163,13 @@ pub fn spawn(
         .map(|e| (e.id.clone(), now + config.lease_ttl))
         .collect();
     let metrics = Arc::new(ControlMetrics::default());
+    let tunnel_url = config.tunnel_url.as_deref().map(Arc::from);
     let core = Core {
         metrics: metrics.clone(),
         store,
         endpoints: stored.into_iter().map(|e| (e.id.clone(), e)).collect(),
         authtokens: authtokens.into_iter().map(|t| (t.id.clone(), t)).collect(),
+        api_keys,
         version,
         link,
         in_sync: false,
@@ -169,7 +182,11 @@ pub fn spawn(
         .name("ig-control-core".into())
         .spawn(move || core.run(rx))
         .map_err(ApiError::internal)?;
-    Ok(CoreHandle { tx, metrics })
+    Ok(CoreHandle {
+        tx,
+        metrics,
+        tunnel_url,
+    })
 }
 
 struct Core {
@@ -178,6 +195,8 @@ struct Core {
     endpoints: BTreeMap<String, StoredEndpoint>,
     /// Every live authtoken of every account, by id (ids sort by creation).
     authtokens: BTreeMap<String, StoredAuthtoken>,
+    /// Every API key as (SHA-256 hex, account): agents may authenticate with one.
+    api_keys: Vec<(String, String)>,
     version: u64,
     link: DataPlaneLink,
     /// Whether the data plane is known to serve `version`.
@@ -261,6 +280,9 @@ impl Core {
             Command::AuthtokenHashes(reply) => {
                 let _ = reply.send(self.authtoken_hashes());
             }
+            Command::Tunnel(call, reply) => {
+                let _ = reply.send(self.tunnel_call(call));
+            }
         }
     }
 
@@ -299,6 +321,9 @@ impl Core {
             .create_account(&account, &hash_key(&key))
             .map_err(ApiError::internal)?;
         log::info!("created account {} ({})", account.id, account.name);
+        // The key also opens tunnel sessions: the data plane learns its hash.
+        self.api_keys.push((hash_key(&key), account.id.clone()));
+        self.tokens_changed();
         Ok((account, key))
     }
 
@@ -374,6 +399,11 @@ impl Core {
         body: UpdateEndpoint,
     ) -> Result<EndpointView, ApiError> {
         let mut endpoint = self.owned(account, id)?.clone();
+        if body.upstream_url.is_some() && endpoint.held_by == HeldBy::Tunnel {
+            return Err(ApiError::type_mismatch(
+                "a tunnelled endpoint's upstream is its agent's to choose",
+            ));
+        }
         if body.upstream_url.is_some() && !endpoint.is_agent() {
             return Err(ApiError::type_mismatch(
                 "a cloud endpoint has no upstream_url; create an agent endpoint instead",
@@ -451,7 +481,8 @@ impl Core {
 
     fn renew(&mut self, account: &str, id: &str) -> Result<LeaseView, ApiError> {
         let endpoint = self.owned(account, id)?;
-        if !endpoint.has_lease() {
+        // Tunnel sessions renew their endpoints through the data plane, not the API.
+        if endpoint.held_by != HeldBy::Agent {
             return Err(ApiError::no_lease(id, endpoint.held_by));
         }
         self.leases
@@ -533,6 +564,22 @@ impl Core {
             .collect()
     }
 
+    /// What tunnel sessions may authenticate with, as the data plane receives it:
+    /// every authtoken and every API key, by hash only.
+    fn credential_records(&self) -> Vec<AuthtokenRecord> {
+        let tokens = self.authtoken_hashes().into_iter().map(|t| AuthtokenRecord {
+            id: t.id,
+            account: t.account,
+            sha256: t.sha256,
+        });
+        let keys = self.api_keys.iter().map(|(hash, account)| AuthtokenRecord {
+            id: format!("apikey_{account}"),
+            account: account.clone(),
+            sha256: hash.clone(),
+        });
+        tokens.chain(keys).collect()
+    }
+
     /// The set of live authtokens changed: the data plane gets a new table version at
     /// once (through the same path as a reconnect), so that a revoked token stops
     /// working with the next table rather than with an unrelated endpoint change.
@@ -566,7 +613,7 @@ impl Core {
         EndpointTable::from_records(self.version + 1, &records)?;
         let version = self.version + 1;
         let pushed = self.link.push(TableMessage {
-            authtokens: Vec::new(),
+            authtokens: self.credential_records(),
             version,
             endpoints: records,
         });
@@ -646,7 +693,7 @@ impl Core {
             .map(StoredEndpoint::record)
             .collect();
         let pushed = self.link.push(TableMessage {
-            authtokens: Vec::new(),
+            authtokens: self.credential_records(),
             version,
             endpoints: records,
         });
@@ -707,6 +754,7 @@ mod tests {
         let store = RedbStore::open(dir).unwrap();
         let config = CoreConfig {
             lease_ttl: Duration::from_secs(30),
+            tunnel_url: None,
         };
         spawn(Box::new(store), DataPlaneLink::new(None), config).unwrap()
     }
@@ -760,6 +808,7 @@ mod tests {
             Box::new(reopened),
             DataPlaneLink::new(None),
             CoreConfig {
+                tunnel_url: None,
                 lease_ttl: Duration::from_secs(30),
             },
         )
