@@ -7,14 +7,18 @@
 //! - [`http`]: a small blocking HTTP/1.1 client ([`HttpConn`], [`get`], [`raw`])
 //!   that reads exactly what a server sent, so tests can assert on framing.
 //! - [`tls`]: a rustls client (ring provider) trusting only a test CA.
+//! - [`netns`]: a network namespace of the test's own ([`Netns`]), linked to the root
+//!   namespace by a veth pair, for services only a tunnel agent can reach.
 //!
 //! Each suite's `support.rs` re-exports these next to its own fixtures.
 
 pub mod http;
+pub mod netns;
 pub mod process;
 pub mod tls;
 
 pub use http::{get, raw, read_chunked, read_head, HttpConn, Response};
+pub use netns::Netns;
 pub use process::{
     eventually, eventually_some, eventually_within, signal, KillOnDrop, StopOnDrop, POLL, TIMEOUT,
 };
