@@ -476,7 +476,6 @@ fn authtokens(command: AuthtokensCommand, access: &ApiAccess) -> Result<(), Stri
 /// Agent mode: an endpoint held by this process in front of `args.upstream`
 /// ([`innergate::agent`]).
 fn agent(proto: &str, args: AgentArgs) -> Result<(), String> {
-    let api = client(&args.access)?;
     let upstream = if args.upstream.contains("://") {
         args.upstream.clone()
     } else {
@@ -501,6 +500,7 @@ fn agent(proto: &str, args: AgentArgs) -> Result<(), String> {
     if !args.direct {
         return tunnel_agent(proto, args, url, upstream, traffic_policy);
     }
+    let api = client(&args.access)?;
     let body = CreateEndpoint {
         url,
         kind: Some("agent".into()),
@@ -536,10 +536,12 @@ fn tunnel_agent(
     let key = args.access.api_key.clone();
     let server_addr = match args.server_addr.clone() {
         Some(addr) => addr,
-        None => client(&args.access)?
-            .tunnel()
-            .map_err(|e| format!("where is the tunnel listener? {e}"))?
-            .server_addr,
+        None => {
+            client(&args.access)?
+                .tunnel()
+                .map_err(|e| format!("where is the tunnel listener? {e}"))?
+                .server_addr
+        }
     };
     let authtoken = args
         .authtoken
@@ -569,7 +571,10 @@ fn tunnel_agent(
         .map_err(|e| e.to_string())?;
     runtime.block_on(innergate::tunnel_agent::run(agent, |id, url| {
         if json {
-            println!("{}", serde_json::json!({"id": id, "url": url, "upstream": upstream}));
+            println!(
+                "{}",
+                serde_json::json!({"id": id, "url": url, "upstream": upstream})
+            );
         } else {
             println!("{url} -> {upstream}  ({id}, over a tunnel)");
         }

@@ -38,7 +38,10 @@ pub fn spawn(socket: PathBuf, core: CoreHandle) -> std::io::Result<()> {
             loop {
                 let id = file_id(&socket);
                 let alive = current.as_ref().is_some_and(|(_, done)| {
-                    !matches!(done.try_recv(), Err(std::sync::mpsc::TryRecvError::Disconnected))
+                    !matches!(
+                        done.try_recv(),
+                        Err(std::sync::mpsc::TryRecvError::Disconnected)
+                    )
                 });
                 let same = current.as_ref().map(|(i, _)| Some(*i)) == Some(id);
                 if id.is_some() && !(alive && same) {

@@ -92,7 +92,9 @@ async fn serve(
     }
     let connect = builder.connect();
     let mut session = tokio::select! {
-        s = connect => s.map_err(|e| format!("cannot open a tunnel session to {}: {e}", agent.server_addr))?,
+        s = connect => s.map_err(|e| {
+            format!("cannot open a tunnel session to {}: {}", agent.server_addr, chain(&e))
+        })?,
         () = stop.recv() => return Ok(()),
     };
     let upstream =
@@ -108,51 +110,52 @@ async fn serve(
     });
     let policy = agent.traffic_policy.clone().unwrap_or_default();
     // The forwarder relays streams for as long as it is held.
-    let (id, url, forwarder): (String, String, Box<dyn std::any::Any + Send>) = match agent.proto.as_str() {
-        "http" => {
-            let mut b = session.http_endpoint();
-            let scheme = if endpoint.scheme() == "https" {
-                ngrok::config::Scheme::HTTPS
-            } else {
-                ngrok::config::Scheme::HTTP
-            };
-            b.scheme(scheme)
-                .domain(host_port(&endpoint))
-                .binding(binding)
-                .pooling_enabled(agent.pooling_enabled)
-                .forwards_to(agent.upstream.clone());
-            if !policy.is_empty() {
-                b.traffic_policy(policy);
+    let (id, url, forwarder): (String, String, Box<dyn std::any::Any + Send>) =
+        match agent.proto.as_str() {
+            "http" => {
+                let mut b = session.http_endpoint();
+                let scheme = if endpoint.scheme() == "https" {
+                    ngrok::config::Scheme::HTTPS
+                } else {
+                    ngrok::config::Scheme::HTTP
+                };
+                b.scheme(scheme)
+                    .domain(host_port(&endpoint))
+                    .binding(binding)
+                    .pooling_enabled(agent.pooling_enabled)
+                    .forwards_to(agent.upstream.clone());
+                if !policy.is_empty() {
+                    b.traffic_policy(policy);
+                }
+                let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
+                (f.id().to_string(), f.url().to_string(), Box::new(f))
             }
-            let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
-            (f.id().to_string(), f.url().to_string(), Box::new(f))
-        }
-        "tcp" => {
-            let mut b = session.tcp_endpoint();
-            b.remote_addr(host_port(&endpoint))
-                .binding(binding)
-                .pooling_enabled(agent.pooling_enabled)
-                .forwards_to(agent.upstream.clone());
-            if !policy.is_empty() {
-                b.traffic_policy(policy);
+            "tcp" => {
+                let mut b = session.tcp_endpoint();
+                b.remote_addr(host_port(&endpoint))
+                    .binding(binding)
+                    .pooling_enabled(agent.pooling_enabled)
+                    .forwards_to(agent.upstream.clone());
+                if !policy.is_empty() {
+                    b.traffic_policy(policy);
+                }
+                let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
+                (f.id().to_string(), f.url().to_string(), Box::new(f))
             }
-            let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
-            (f.id().to_string(), f.url().to_string(), Box::new(f))
-        }
-        "tls" => {
-            let mut b = session.tls_endpoint();
-            b.domain(host_port(&endpoint))
-                .binding(binding)
-                .pooling_enabled(agent.pooling_enabled)
-                .forwards_to(agent.upstream.clone());
-            if !policy.is_empty() {
-                b.traffic_policy(policy);
+            "tls" => {
+                let mut b = session.tls_endpoint();
+                b.domain(host_port(&endpoint))
+                    .binding(binding)
+                    .pooling_enabled(agent.pooling_enabled)
+                    .forwards_to(agent.upstream.clone());
+                if !policy.is_empty() {
+                    b.traffic_policy(policy);
+                }
+                let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
+                (f.id().to_string(), f.url().to_string(), Box::new(f))
             }
-            let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
-            (f.id().to_string(), f.url().to_string(), Box::new(f))
-        }
-        other => return Err(format!("unknown agent protocol {other}")),
-    };
+            other => return Err(format!("unknown agent protocol {other}")),
+        };
     bound(&id, &url);
     stop.recv().await;
     drop(forwarder);
@@ -167,6 +170,18 @@ fn host_port(url: &url::Url) -> String {
         (Some(h), None) => h.to_string(),
         _ => String::new(),
     }
+}
+
+/// An error and its causes, as one line (the gateway's own words are in the causes).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(c.to_string().trim());
+        cause = c.source();
+    }
+    out
 }
 
 fn bind_error(e: ngrok::session::RpcError) -> String {

@@ -182,7 +182,11 @@ fn tunnel_tls(
     config: &Config,
     certs: &Arc<tls::CertStore>,
 ) -> Result<Arc<rustls::ServerConfig>, StartError> {
-    match config.tunnel_cert.as_deref().zip(config.tunnel_key.as_deref()) {
+    match config
+        .tunnel_cert
+        .as_deref()
+        .zip(config.tunnel_key.as_deref())
+    {
         Some((cert, key)) => {
             let pair = tls::certs::load_pair(cert, key)?;
             Ok(Arc::new(tls::CertStore::single(pair)).server_config())

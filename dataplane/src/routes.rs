@@ -18,8 +18,8 @@ use innergate_table::{
 use smallvec::SmallVec;
 
 use crate::fast_map::FastMap;
-use innergate_table::wire::AuthtokenRecord;
 use crate::upstream::{Upstream, UpstreamAddr};
+use innergate_table::wire::AuthtokenRecord;
 
 use crate::ratelimit::{EndpointLimits, RateCounters, RateRegistry};
 use crate::stats::{SlotPlan, StatsSlots};

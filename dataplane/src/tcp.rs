@@ -9,10 +9,10 @@ use std::rc::Rc;
 use monoio::net::TcpStream;
 
 use crate::config::Forwarding;
+use crate::error::ProxyError;
 use crate::policy::{self, ConnInfo, ConnectOutcome, RequestState};
 use crate::relay::{pipe, splice_pipe};
 use crate::routes::Target;
-use crate::error::ProxyError;
 use crate::upstream::{self, Upstream, UpstreamStream};
 use crate::worker::Worker;
 

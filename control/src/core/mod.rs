@@ -567,11 +567,14 @@ impl Core {
     /// What tunnel sessions may authenticate with, as the data plane receives it:
     /// every authtoken and every API key, by hash only.
     fn credential_records(&self) -> Vec<AuthtokenRecord> {
-        let tokens = self.authtoken_hashes().into_iter().map(|t| AuthtokenRecord {
-            id: t.id,
-            account: t.account,
-            sha256: t.sha256,
-        });
+        let tokens = self
+            .authtoken_hashes()
+            .into_iter()
+            .map(|t| AuthtokenRecord {
+                id: t.id,
+                account: t.account,
+                sha256: t.sha256,
+            });
         let keys = self.api_keys.iter().map(|(hash, account)| AuthtokenRecord {
             id: format!("apikey_{account}"),
             account: account.clone(),

@@ -83,8 +83,8 @@ impl Core {
             if let Some(existing) = self.endpoints.get(&bind.endpoint_id) {
                 // A rebind (the agent reconnected, or opened another session): the
                 // endpoint must be this account's tunnel endpoint with the same URL.
-                let same_url = crate::endpoint::canonical_url(&bind.url)
-                    .is_ok_and(|(_, u)| u == existing.url);
+                let same_url =
+                    crate::endpoint::canonical_url(&bind.url).is_ok_and(|(_, u)| u == existing.url);
                 if existing.account != bind.account || existing.held_by != HeldBy::Tunnel {
                     return Err(format!("endpoint {} not found", bind.endpoint_id));
                 }

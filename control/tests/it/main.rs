@@ -7,3 +7,4 @@ mod cli;
 mod held_by;
 mod lifecycle;
 mod support;
+mod tunnel;

@@ -98,6 +98,14 @@ impl DataPlane {
         self.child.kill();
     }
 
+    /// Replaces the value of `flag` among the extra arguments (for the next spawn).
+    pub fn set_extra_arg(&mut self, flag: &str, value: &str) {
+        match self.extra.iter().position(|a| a == flag) {
+            Some(i) => self.extra[i + 1] = value.to_string(),
+            None => self.extra.extend([flag.to_string(), value.to_string()]),
+        }
+    }
+
     pub fn version(&self) -> u64 {
         ControlClient::connect(&self.socket, TIMEOUT)
             .and_then(|mut c| c.status().map_err(std::io::Error::other))
@@ -118,6 +126,7 @@ pub struct Control {
     pub api: String,
     dataplane_socket: Option<PathBuf>,
     lease_ttl: String,
+    extra: Vec<String>,
 }
 
 impl Control {
@@ -127,12 +136,23 @@ impl Control {
 
     /// Control whose agent leases last `lease_ttl` (`1s`, `60s`...).
     pub fn start_with_lease(data: &Path, dataplane_socket: Option<&Path>, lease_ttl: &str) -> Self {
+        Self::start_with_args(data, dataplane_socket, lease_ttl, &[])
+    }
+
+    /// Control with more `serve` arguments.
+    pub fn start_with_args(
+        data: &Path,
+        dataplane_socket: Option<&Path>,
+        lease_ttl: &str,
+        extra: &[&str],
+    ) -> Self {
         let mut control = Control {
             child: KillOnDrop(None),
             data: data.to_path_buf(),
             api: String::new(),
             dataplane_socket: dataplane_socket.map(Path::to_path_buf),
             lease_ttl: lease_ttl.to_string(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         control.spawn();
         control
@@ -145,6 +165,7 @@ impl Control {
             .arg(&self.lease_ttl)
             .arg("--data")
             .arg(&self.data)
+            .args(&self.extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped());
         if let Some(socket) = &self.dataplane_socket {

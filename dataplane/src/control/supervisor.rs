@@ -277,7 +277,10 @@ impl Supervisor {
 
 /// Binds `count` listening sockets with SO_REUSEPORT on one address. When the port is
 /// 0, the first socket picks it and the others join that port.
-pub(crate) fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<(SocketAddr, Vec<TcpListener>)> {
+pub(crate) fn bind_reuseport(
+    addr: SocketAddr,
+    count: usize,
+) -> io::Result<(SocketAddr, Vec<TcpListener>)> {
     let mut addr = addr;
     let mut sockets = Vec::with_capacity(count);
     for _ in 0..count {

@@ -262,8 +262,12 @@ async fn open<S: ClientStream>(
 ) -> Result<UpstreamConn, ProxyError> {
     match upstream {
         Upstream::Dial(addr) => {
-            UpstreamPool::connect(addr, worker.config.upstream_connect_timeout, &worker.upstream_tls)
-                .await
+            UpstreamPool::connect(
+                addr,
+                worker.config.upstream_connect_timeout,
+                &worker.upstream_tls,
+            )
+            .await
         }
         Upstream::Tunnel(endpoint) => {
             let peer = client.peer.to_string();

@@ -33,7 +33,6 @@ pub(crate) struct ChannelStream {
 // SAFETY: reads touch `from_agent` and `pending`, writes `to_agent`: disjoint.
 unsafe impl Split for ChannelStream {}
 
-
 /// A new pair: the asking worker's stream, and the owning worker's ends (what goes to
 /// the agent, what comes from it).
 pub(crate) fn pair() -> (ChannelStream, flume::Receiver<Chunk>, flume::Sender<Chunk>) {

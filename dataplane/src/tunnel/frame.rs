@@ -36,10 +36,24 @@ pub(crate) enum ErrorCode {
 /// A decoded frame, borrowing its body from the read buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Frame<'a> {
-    Rst { stream: u32, code: u32 },
-    Data { stream: u32, flags: u8, body: &'a [u8] },
-    WndInc { stream: u32, increment: u32 },
-    GoAway { last_stream: u32, code: u32, message: &'a [u8] },
+    Rst {
+        stream: u32,
+        code: u32,
+    },
+    Data {
+        stream: u32,
+        flags: u8,
+        body: &'a [u8],
+    },
+    WndInc {
+        stream: u32,
+        increment: u32,
+    },
+    GoAway {
+        last_stream: u32,
+        code: u32,
+        message: &'a [u8],
+    },
 }
 
 /// Why bytes are not a frame: the session ends with a protocol error.

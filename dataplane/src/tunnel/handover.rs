@@ -80,4 +80,3 @@ pub(crate) async fn serve(worker: Rc<Worker>, req: Handover) {
     };
     monoio::join!(up, down);
 }
-

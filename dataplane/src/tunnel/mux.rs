@@ -462,7 +462,8 @@ impl MuxStream {
                 // SAFETY: the caller gives `len` writable bytes at `dst`.
                 unsafe {
                     dst.copy_from_nonoverlapping(a.as_ptr(), from_a);
-                    dst.add(from_a).copy_from_nonoverlapping(b.as_ptr(), n - from_a);
+                    dst.add(from_a)
+                        .copy_from_nonoverlapping(b.as_ptr(), n - from_a);
                 }
                 st.inbound.drain(..n);
                 st.consumed += n as u32;

@@ -152,7 +152,11 @@ pub(crate) fn parse_bind(v: &Value) -> Result<BindRequest, String> {
         "tcp" => TCP_OPTS,
         "tls" => TLS_OPTS,
         "" => return Err("a Bind needs a Proto (http, https, tcp or tls)".into()),
-        other => return Err(format!("unsupported protocol `{other}`: use http, https, tcp or tls")),
+        other => {
+            return Err(format!(
+                "unsupported protocol `{other}`: use http, https, tcp or tls"
+            ))
+        }
     };
     for (key, value) in opts {
         if !known.contains(&key.as_str()) && !is_unset(value) {
@@ -335,8 +339,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("OAuth"), "{e}");
-        let e = bind(r#"{"Proto":"tcp","Opts":{"Addr":"x:1","ProxyProto":2},"Extra":{}}"#)
-            .unwrap_err();
+        let e =
+            bind(r#"{"Proto":"tcp","Opts":{"Addr":"x:1","ProxyProto":2},"Extra":{}}"#).unwrap_err();
         assert!(e.contains("PROXY"), "{e}");
     }
 

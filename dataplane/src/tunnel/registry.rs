@@ -133,11 +133,7 @@ impl Directory {
 
     /// Drops a hold; returns the new copy and whether no session holds the endpoint
     /// any more.
-    pub(crate) fn release(
-        &self,
-        endpoint: &str,
-        session: u64,
-    ) -> (Arc<DirectoryCopy>, bool) {
+    pub(crate) fn release(&self, endpoint: &str, session: u64) -> (Arc<DirectoryCopy>, bool) {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let mut gone = false;
         if let Some(list) = held.get_mut(endpoint) {

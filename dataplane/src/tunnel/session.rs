@@ -60,16 +60,23 @@ pub(crate) async fn serve(
         bound: RefCell::new(Vec::new()),
     });
     worker.tunnels.add_session(info.clone());
-    log::debug!("tunnel session {} from {peer} on worker {}", info.id, worker.id);
-    super::spawn("tunnel heartbeats", keep_alive(worker.clone(), info.clone()));
+    log::debug!(
+        "tunnel session {} from {peer} on worker {}",
+        info.id,
+        worker.id
+    );
+    super::spawn(
+        "tunnel heartbeats",
+        keep_alive(worker.clone(), info.clone()),
+    );
     while let Some(stream) = mux.accept().await {
-        super::spawn("a tunnel stream", serve_stream(worker.clone(), info.clone(), stream));
+        super::spawn(
+            "a tunnel stream",
+            serve_stream(worker.clone(), info.clone(), stream),
+        );
     }
     let reason = mux.closed().unwrap_or_else(|| "ended".into());
-    log::info!(
-        "tunnel session {} from {peer} ended: {reason}",
-        info.id
-    );
+    log::info!("tunnel session {} from {peer} ended: {reason}", info.id);
     end(&worker, &info);
 }
 
@@ -113,7 +120,11 @@ async fn keep_alive(worker: Rc<Worker>, info: Rc<SessionInfo>) {
         Ok(s) => Rc::new(s),
         Err(_) => return,
     };
-    if beat.send_all(&proto::HEARTBEAT.to_be_bytes()).await.is_err() {
+    if beat
+        .send_all(&proto::HEARTBEAT.to_be_bytes())
+        .await
+        .is_err()
+    {
         return;
     }
     // The agent echoes each beat; reading the echoes keeps the stream's window open
@@ -212,7 +223,10 @@ async fn read_exact(stream: &MuxStream, n: usize) -> Option<Vec<u8>> {
         }
         Some(out)
     };
-    monoio::time::timeout(REQUEST_DEADLINE, read).await.ok().flatten()
+    monoio::time::timeout(REQUEST_DEADLINE, read)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Reads one JSON request (the SDKs write it and wait, without closing their side).
@@ -238,7 +252,10 @@ async fn read_request(stream: &MuxStream) -> Option<Value> {
             }
         }
     };
-    let got = monoio::time::timeout(REQUEST_DEADLINE, read).await.ok().flatten();
+    let got = monoio::time::timeout(REQUEST_DEADLINE, read)
+        .await
+        .ok()
+        .flatten();
     if got.is_none() {
         stream.reset(ErrorCode::Protocol);
     }
@@ -363,10 +380,7 @@ async fn bind(worker: &Rc<Worker>, info: &SessionInfo, req: &Value) -> Result<Va
     info.bound.borrow_mut().push(endpoint.clone());
     let copy = worker.directory.hold(&endpoint, worker.id, info.id);
     worker.publish_directory(copy);
-    log::info!(
-        "tunnel session {} bound {url} ({endpoint_id})",
-        info.id
-    );
+    log::info!("tunnel session {} bound {url} ({endpoint_id})", info.id);
     let resp = BindResp {
         id: endpoint_id,
         url,

@@ -66,4 +66,3 @@ impl AsyncWriteRent for TunnelStream {
         }
     }
 }
-

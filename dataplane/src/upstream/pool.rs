@@ -104,6 +104,8 @@ impl UpstreamPool {
         timeout: Duration,
         tls: &UpstreamTls,
     ) -> Result<UpstreamConn, ProxyError> {
-        Ok(UpstreamConn::new(connect(target, timeout, tls, true).await?))
+        Ok(UpstreamConn::new(
+            connect(target, timeout, tls, true).await?,
+        ))
     }
 }

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::access_log::WorkerLog;
-use crate::control::calls::ControlCalls;
-use crate::tunnel::registry::{Directory, DirectoryCopy, Tunnels};
 use crate::config::Config;
+use crate::control::calls::ControlCalls;
 use crate::drain::Drain;
 use crate::routes::RouteTable;
 use crate::stats::WorkerStats;
+use crate::tunnel::registry::{Directory, DirectoryCopy, Tunnels};
 use crate::upstream::{UpstreamPool, UpstreamTls};
 
 /// A worker's handle on a shared table. Workers clone an `Rc` of this per request:

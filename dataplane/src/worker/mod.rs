@@ -20,10 +20,10 @@ use monoio::net::TcpListener;
 
 use crate::access_log::WorkerLog;
 use crate::config::{Config, RingTaskRun};
+use crate::control::calls::ControlCalls;
 use crate::drain::Drain;
 use crate::routes::RouteTable;
 use crate::stats::WorkerStats;
-use crate::control::calls::ControlCalls;
 use crate::tunnel::handover::Handover;
 use crate::tunnel::registry::{Directory, DirectoryCopy};
 use crate::upstream::{UpstreamPool, UpstreamTls};
@@ -277,9 +277,10 @@ async fn run(
                 drop(tunnel_accepting.take());
                 worker.drain.start();
                 for session in worker.tunnels.sessions() {
-                    session
-                        .mux
-                        .close(crate::tunnel::frame::ErrorCode::None, "the gateway restarts");
+                    session.mux.close(
+                        crate::tunnel::frame::ErrorCode::None,
+                        "the gateway restarts",
+                    );
                 }
                 let until = Instant::now() + deadline;
                 while worker.connections.get() > 0 && Instant::now() < until {

@@ -98,13 +98,7 @@ impl TunnelCall {
         match self {
             TunnelCall::Bind(b) => {
                 out.push(CALL_BIND);
-                for s in [
-                    &b.account,
-                    &b.authtoken,
-                    &b.endpoint_id,
-                    &b.url,
-                    &b.binding,
-                ] {
+                for s in [&b.account, &b.authtoken, &b.endpoint_id, &b.url, &b.binding] {
                     put_str(out, s);
                 }
                 out.push(b.pooling_enabled as u8);

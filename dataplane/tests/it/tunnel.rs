@@ -328,7 +328,10 @@ fn the_rust_sdk_serves_an_internal_endpoint_through_a_public_one() {
     let backend = Backend::text("from behind the tunnel");
     let dp = pki.start(&[]);
     let tunnel = dp.ack.tunnel_addr.clone();
-    assert!(!tunnel.is_empty(), "the data plane reports its tunnel address");
+    assert!(
+        !tunnel.is_empty(),
+        "the data plane reports its tunnel address"
+    );
     let control = FakeControl::start(
         &dp,
         vec![cloud(
@@ -357,7 +360,11 @@ fn the_rust_sdk_serves_an_internal_endpoint_through_a_public_one() {
         assert_eq!(r.text(), "from behind the tunnel");
     }
     let seen = backend.requests();
-    assert!(seen.iter().any(|r| r.target == "/hello"), "{} requests", seen.len());
+    assert!(
+        seen.iter().any(|r| r.target == "/hello"),
+        "{} requests",
+        seen.len()
+    );
     agent.close();
     eventually("the endpoint to go offline after the SDK closed", || {
         let r = get(addr, "app.example.com", "/hello");
