@@ -14,8 +14,10 @@ use innergate_test_support::netns::Netns;
 
 use crate::support::*;
 
-const TCP_PORT: u16 = 15432;
-const TLS_PORT: u16 = 18443;
+mod sdks;
+
+pub(super) const TCP_PORT: u16 = 15432;
+pub(super) const TLS_PORT: u16 = 18443;
 
 /// A tiny service for the namespace: `http PORT BODY`, `echo PORT` (tcp, answers
 /// `echo:` + each line) or `https PORT CERT KEY BODY`. Prints `ready` once it listens.
@@ -50,7 +52,7 @@ srv.serve_forever()
 "#;
 
 /// Kills a child when dropped.
-struct Proc(Child);
+pub(super) struct Proc(pub(super) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -60,7 +62,7 @@ impl Drop for Proc {
 }
 
 /// Runs `cmd` with stdout piped until a line satisfies `ready`; the lines read.
-fn start_until(mut cmd: Command, what: &str, ready: impl Fn(&str) -> bool) -> (Proc, String) {
+pub(super) fn start_until(mut cmd: Command, what: &str, ready: impl Fn(&str) -> bool) -> (Proc, String) {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -99,18 +101,18 @@ fn start_until(mut cmd: Command, what: &str, ready: impl Fn(&str) -> bool) -> (P
 
 /// The gateway (data plane with a tunnel listener on the namespace's veth, and
 /// control), one account, and the namespace. Fields drop in order: the namespace last.
-struct Gateway {
-    dp: DataPlane,
-    control: Control,
-    key: String,
+pub(super) struct Gateway {
+    pub(super) dp: DataPlane,
+    pub(super) control: Control,
+    pub(super) key: String,
     /// The tunnel listener, as agents in the namespace dial it.
-    tunnel: String,
+    pub(super) tunnel: String,
     dir: tempfile::TempDir,
-    ns: Netns,
+    pub(super) ns: Netns,
 }
 
 impl Gateway {
-    fn start() -> Gateway {
+    pub(super) fn start() -> Gateway {
         let ns = Netns::create("tunnel").unwrap_or_else(|e| {
             panic!("the tunnel tests need a network namespace of their own: {e}")
         });
@@ -164,12 +166,12 @@ impl Gateway {
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(super) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// Starts a service inside the namespace.
-    fn service(&self, args: &[&str]) -> Proc {
+    pub(super) fn service(&self, args: &[&str]) -> Proc {
         let mut cmd = self.ns.command("python3");
         cmd.arg("-c").arg(SERVICE).args(args);
         start_until(cmd, "a namespace service", |l| l == "ready").0
@@ -220,7 +222,7 @@ impl Gateway {
         Err(format!("the agent did not bind {url}: {line}{err}"))
     }
 
-    fn create(&self, url: &str, policy: &str) {
+    pub(super) fn create(&self, url: &str, policy: &str) {
         self.control
             .client(&self.key)
             .create(&cloud(url, policy))
@@ -254,12 +256,12 @@ fn write_pki(dir: &Path, ip: &str) {
     }
 }
 
-fn tcp_forward(url: &str) -> String {
+pub(super) fn tcp_forward(url: &str) -> String {
     format!("on_tcp_connect:\n  - actions:\n      - type: forward-internal\n        config: {{url: '{url}'}}\n")
 }
 
 /// One line through a tcp endpoint: what comes back.
-fn tcp_round_trip(addr: SocketAddr, line: &str) -> String {
+pub(super) fn tcp_round_trip(addr: SocketAddr, line: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
     s.write_all(line.as_bytes()).unwrap();
@@ -275,9 +277,9 @@ fn tcp_round_trip(addr: SocketAddr, line: &str) -> String {
 }
 
 /// The service's ports inside the namespace.
-const WEB: &str = "18001";
-const DB: &str = "18002";
-const SECURE: &str = "18003";
+pub(super) const WEB: &str = "18001";
+pub(super) const DB: &str = "18002";
+pub(super) const SECURE: &str = "18003";
 
 #[test]
 fn an_agent_behind_a_namespace_serves_http_tcp_and_tls_over_one_outbound_session() {
