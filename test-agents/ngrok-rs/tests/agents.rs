@@ -40,6 +40,16 @@ fn python_agent_binds_forwards_and_closes_on_stdin_eof() {
 }
 
 #[test]
+fn rust_agent_closes_on_stdin_eof() {
+    exercise(rust_agent(), Stop::StdinEof, Bindings::Explicit);
+}
+
+#[test]
+fn python_agent_closes_on_sigint() {
+    exercise(python_agent(), Stop::Sigint, Bindings::FromHost);
+}
+
+#[test]
 fn refused_auth_and_bind_exit_2_with_the_servers_message() {
     let mock = Mock::start(Ipv4Addr::LOCALHOST.into());
     for (name, agent) in [("rust", rust_agent()), ("python", python_agent())] {
@@ -96,6 +106,7 @@ fn agent_command(agent: &Command) -> Command {
 #[derive(Debug, Clone, Copy)]
 enum Stop {
     Sigterm,
+    Sigint,
     StdinEof,
 }
 
@@ -205,6 +216,7 @@ fn exercise(agent: Command, stop: Stop, bindings: Bindings) {
 
     match stop {
         Stop::Sigterm => agent.signal(libc::SIGTERM),
+        Stop::Sigint => agent.signal(libc::SIGINT),
         Stop::StdinEof => drop(stdin.take()),
     }
     let mut line = String::new();
