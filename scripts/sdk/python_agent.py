@@ -249,5 +249,14 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def exit_now(code: int) -> None:
+    """Exits without the interpreter's finalization: once a session ran, the SDK's
+    own threads crash it there (`Fatal Python error: PyGILState_Release ...`,
+    SIGBUS or SIGABRT instead of the exit status)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))

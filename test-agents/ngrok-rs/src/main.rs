@@ -268,7 +268,7 @@ async fn wait_for_stop(bound: &mut [Box<dyn Bound>], ignore_stdin: bool) -> Resu
     }
 }
 
-/// `context: error: cause: cause`, since the SDK's errors keep the interesting
+/// `context: error: cause: cause` on one line, since the SDK's errors keep the interesting
 /// part (the server's message, the OS error) in their sources.
 fn chain(context: &str, error: &(dyn StdError + 'static)) -> String {
     let mut message = format!("{context}: {error}");
@@ -277,5 +277,7 @@ fn chain(context: &str, error: &(dyn StdError + 'static)) -> String {
         let _ = write!(message, ": {cause}");
         source = cause.source();
     }
-    message
+    // The SDK's rpc errors put the server's message on a line of its own; keep the
+    // report on one line.
+    message.replace('\n', " ")
 }
