@@ -8,6 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The tunnel tests run the hosted service's SDKs as agents: the Python SDK in a venv
+# (installed here, with iproute2 for their network namespaces) and the Rust SDK agent.
+INNERGATE_SDK_PYTHON="$(scripts/sdk/install.sh)"
+export INNERGATE_SDK_PYTHON
+cargo build --locked -p innergate-ngrok-rs-agent
 cargo test --workspace --locked
 scripts/test-tls-clients.sh
 # Every bench scenario for about a second against innergate, failing on any error

@@ -98,6 +98,39 @@ impl DataPlane {
         self.child.kill();
     }
 
+    /// Starts a second data plane on the same socket and state with `--takeover` (an
+    /// upgrade) and the flags in `replace` changed, and returns once it owns the
+    /// socket.
+    pub fn takeover(&self, replace: &[(&str, &str)]) -> DataPlane {
+        let inode = |p: &Path| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(p).map(|m| m.ino()).ok()
+        };
+        let before = inode(&self.socket);
+        let mut new = DataPlane {
+            child: KillOnDrop(None),
+            socket: self.socket.clone(),
+            state: self.state.clone(),
+            extra: self.extra.clone(),
+        };
+        for (flag, value) in replace {
+            new.set_extra_arg(flag, value);
+        }
+        new.extra.push("--takeover".into());
+        new.spawn();
+        let socket = new.socket.clone();
+        new.child
+            .eventually("the new data plane to own the socket", || {
+                inode(&socket) != before && ControlClient::connect(&socket, TIMEOUT).is_ok()
+            });
+        new
+    }
+
+    /// Sends SIGTERM (a drain).
+    pub fn terminate(&self) {
+        self.child.signal(libc::SIGTERM);
+    }
+
     /// Replaces the value of `flag` among the extra arguments (for the next spawn).
     pub fn set_extra_arg(&mut self, flag: &str, value: &str) {
         match self.extra.iter().position(|a| a == flag) {

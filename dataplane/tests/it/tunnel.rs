@@ -79,7 +79,9 @@ impl TunnelPki {
             "3s",
         ];
         args.extend_from_slice(extra);
-        DataPlane::start_with(&args)
+        let mut dp = DataPlane::start_with(&args);
+        dp.ack = dp.control().status().unwrap();
+        dp
     }
 }
 
@@ -137,24 +139,28 @@ impl FakeControl {
         let st = self.state.lock().unwrap();
         st.endpoints.iter().map(|e| e.id.clone()).collect()
     }
-
-    fn revoke_all(&self) {
-        let mut st = self.state.lock().unwrap();
-        st.authtokens.clear();
-        push(&self.socket, &mut st);
-    }
 }
 
+/// Pushes the table; a data plane that went away (the test is over) is no error.
 fn push(socket: &Path, st: &mut ControlState) {
     st.version += 1;
-    ControlClient::connect(socket, TIMEOUT)
-        .unwrap()
-        .apply(TableMessage {
+    let applied = ControlClient::connect(socket, TIMEOUT).map(|mut c| {
+        c.apply(TableMessage {
             version: st.version,
             endpoints: st.endpoints.clone(),
             authtokens: st.authtokens.clone(),
         })
-        .expect("table applied");
+    });
+    if let Ok(Err(e)) = applied {
+        panic!("table refused: {e}");
+    }
+}
+
+/// Where URL port 80 is served now.
+fn http_listener(dp: &DataPlane) -> std::net::SocketAddr {
+    let ack = dp.control().status().unwrap();
+    let l = ack.listeners.iter().find(|l| l.url_port == 80).unwrap();
+    l.local_addr.parse().unwrap()
 }
 
 fn answer(socket: &Path, st: &mut ControlState, call: TunnelCall) -> TunnelAnswer {
@@ -211,8 +217,9 @@ fn sdk_agent_binary() -> PathBuf {
     let agent = dp.with_file_name("ngrok-sdk-agent");
     assert!(
         agent.exists(),
-        "the Rust SDK test agent is not built at {}: run `cargo build -p ngrok-sdk-agent` \
-         (scripts/test.sh does) or set INNERGATE_NGROK_RS_AGENT",
+        "the Rust SDK test agent is not built at {}: run \
+         `cargo build -p innergate-ngrok-rs-agent` (scripts/test.sh does) or set \
+         INNERGATE_NGROK_RS_AGENT",
         agent.display()
     );
     agent
@@ -223,7 +230,6 @@ struct SdkAgent {
     child: Child,
     /// (id, url) of each endpoint it bound.
     bound: Vec<(String, String)>,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl SdkAgent {
@@ -291,11 +297,7 @@ impl SdkAgent {
                 }
             }
         }
-        Ok(SdkAgent {
-            child,
-            bound,
-            stderr,
-        })
+        Ok(SdkAgent { child, bound })
     }
 
     /// Closes the session cleanly (stdin EOF) and waits for the exit.
@@ -352,7 +354,7 @@ fn the_rust_sdk_serves_an_internal_endpoint_through_a_public_one() {
     assert_eq!(agent.bound.len(), 1, "{:?}", agent.bound);
     assert_eq!(agent.bound[0].1, "https://svc.internal");
     assert_eq!(control.binds(), vec!["https://svc.internal".to_string()]);
-    let addr = dp.http_addr();
+    let addr = http_listener(&dp);
     // Requests land on both workers; each reaches the agent's single session.
     for _ in 0..20 {
         let r = get(addr, "app.example.com", "/hello");
@@ -387,4 +389,107 @@ fn a_wrong_authtoken_is_refused() {
     .err()
     .expect("refused");
     assert!(err.contains("authtoken"), "{err}");
+}
+
+/// A muxado frame, as a hostile agent would write it.
+fn frame(typ: u8, flags: u8, stream: u32, body: &[u8]) -> Vec<u8> {
+    let word = ((body.len() as u32) << 8) | (u32::from(typ) << 4) | u32::from(flags);
+    let mut out = word.to_be_bytes().to_vec();
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Whether the server ended the connection (EOF or an error) before the read timeout.
+fn ends(read: &mut impl Read) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match read.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_input_on_the_tunnel_listener_is_bounded_and_slows_nothing_else() {
+    let pki = TunnelPki::new();
+    let dp = pki.start(&["--tls-handshake-timeout", "500ms"]);
+    let tunnel: std::net::SocketAddr = dp.ack.tunnel_addr.parse().unwrap();
+    let hello = "on_http_request:\n  - actions:\n      - type: custom-response\n        config: {body: still here}\n";
+    let _control = FakeControl::start(
+        &dp,
+        vec![cloud("ep_hello", "acme", "http://hello.example.com", hello)],
+    );
+    let http = http_listener(&dp);
+
+    // Not TLS at all: an alert and a close.
+    let mut garbage = std::net::TcpStream::connect(tunnel).unwrap();
+    garbage.set_read_timeout(Some(TIMEOUT)).unwrap();
+    use std::io::Write as _;
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(ends(&mut garbage), "garbage is answered with a close");
+
+    // A handshake that never comes: closed after the handshake timeout.
+    let mut silent = std::net::TcpStream::connect(tunnel).unwrap();
+    silent.set_read_timeout(Some(TIMEOUT)).unwrap();
+    assert!(ends(&mut silent), "a silent client is closed");
+
+    // TLS, then a frame of an unknown type: the session ends (a GOAWAY, then EOF).
+    let ca = std::fs::read(pki.path("ca.pem")).unwrap();
+    let config = tls_client_config_pem(&ca);
+    let mut bad = tls_connect(&config, tunnel, "127.0.0.1");
+    bad.write_all(&frame(9, 0, 1, b"")).unwrap();
+    assert!(ends(&mut bad), "a bad frame ends the session");
+
+    // A flood of streams that are never served: beyond the bound they are refused,
+    // the session lives, and the rest of the data plane does not notice.
+    let mut flood = tls_connect(&config, tunnel, "127.0.0.1");
+    let mut burst = Vec::new();
+    for i in 0..2000u32 {
+        // Heartbeat streams stay open (they are echoed until closed).
+        burst.extend(frame(1, 0x2, 2 * i + 1, &0xFFFF_FFFFu32.to_be_bytes()));
+    }
+    flood.write_all(&burst).unwrap();
+    // More data than the window allows on one stream: that stream is reset.
+    flood
+        .write_all(&frame(1, 0x2, 5001, &vec![0u8; 300 * 1024][..]))
+        .unwrap_or(());
+    for _ in 0..20 {
+        assert_eq!(get(http, "hello.example.com", "/").text(), "still here");
+    }
+    // The session answered the streams beyond its bound with RST StreamsExhausted.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 16384];
+    let refused = loop {
+        let n = flood.read(&mut buf).expect("the flooding session stays up");
+        assert!(n > 0, "the flooding session stays up");
+        seen.extend_from_slice(&buf[..n]);
+        let mut at = 0;
+        let mut found = false;
+        while seen.len() >= at + 8 {
+            let word = u32::from_be_bytes(seen[at..at + 4].try_into().unwrap());
+            let (len, typ) = ((word >> 8) as usize, (word >> 4) & 0xF);
+            if seen.len() < at + 8 + len {
+                break;
+            }
+            if typ == 0 && len == 4 {
+                let code = u32::from_be_bytes(seen[at + 8..at + 12].try_into().unwrap());
+                found |= code == 0x0C;
+            }
+            at += 8 + len;
+        }
+        if found {
+            break true;
+        }
+    };
+    assert!(refused);
 }

@@ -62,7 +62,11 @@ impl Drop for Proc {
 }
 
 /// Runs `cmd` with stdout piped until a line satisfies `ready`; the lines read.
-pub(super) fn start_until(mut cmd: Command, what: &str, ready: impl Fn(&str) -> bool) -> (Proc, String) {
+pub(super) fn start_until(
+    mut cmd: Command,
+    what: &str,
+    ready: impl Fn(&str) -> bool,
+) -> (Proc, String) {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -459,4 +463,78 @@ fn the_agent_reconnects_after_the_data_plane_restarts() {
     eventually("the agent to reconnect and serve again", || {
         http_get(http, "app.example.com") == (200, "still here".to_string())
     });
+}
+
+#[test]
+fn an_agent_whose_packets_are_dropped_is_noticed_within_the_liveness_bound() {
+    let gw = Gateway::start();
+    let _web = gw.service(&["http", WEB, "reachable"]);
+    gw.create("http://app.example.com", &forward("https://web.internal"));
+    let _agent = gw.agent("http", WEB, "https://web.internal", &[]);
+    let http = gw.dp.http_addr();
+    assert_eq!(http_get(http, "app.example.com").0, 200);
+    // Pull the cable: the namespace's side of the veth goes down, so the agent's
+    // packets vanish without a reset; only the missing heartbeats tell.
+    let down = gw
+        .ns
+        .command("sh")
+        .args([
+            "-c",
+            "for i in $(ls /sys/class/net); do [ $i = lo ] || ip link set dev $i down; done",
+        ])
+        .status()
+        .unwrap();
+    assert!(down.success());
+    eventually(
+        "the silent session to be ended by the liveness bound",
+        || http_get(http, "app.example.com").0 == 404,
+    );
+}
+
+#[test]
+fn an_upgrade_with_takeover_under_load_keeps_the_agent_serving() {
+    let gw = Gateway::start();
+    let _web = gw.service(&["http", WEB, "before and after"]);
+    gw.create("http://app.example.com", &forward("https://web.internal"));
+    let _agent = gw.agent("http", WEB, "https://web.internal", &[]);
+    let old_http = gw.dp.http_addr();
+    assert_eq!(http_get(old_http, "app.example.com").0, 200);
+    // Load on the old process while the new one takes over.
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let served = std::sync::Arc::new(AtomicU32::new(0));
+    let load = {
+        let (stop, served) = (stop.clone(), served.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                // The old listener closes during the drain: refused connects are part
+                // of the upgrade, not of this test's claims.
+                if TcpStream::connect(old_http).is_ok()
+                    && http_get(old_http, "app.example.com").0 == 200
+                {
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    eventually("the load to reach the old process", || {
+        served.load(Ordering::Relaxed) > 0
+    });
+    // The new process binds the same tunnel port (SO_REUSEPORT) and the control
+    // socket (--takeover); the old one drains, its sessions end, and the agent
+    // reconnects to the new one by itself.
+    // The new process binds the same tunnel port, where the agent dials back.
+    let tunnel = gw.tunnel.clone();
+    let mut new = gw.dp.takeover(&[("--tunnel", &tunnel)]);
+    gw.dp.terminate();
+    let new_http = new.http_addr();
+    eventually("the agent to serve through the new process", || {
+        http_get(new_http, "app.example.com") == (200, "before and after".to_string())
+    });
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    for _ in 0..20 {
+        assert_eq!(http_get(new_http, "app.example.com").0, 200);
+    }
+    new.kill();
 }
