@@ -310,9 +310,8 @@ impl Mux {
         };
         let overflow = {
             let mut st = shared.state.borrow_mut();
-            if st.fin_in && !body.is_empty() {
-                true
-            } else if body.len() as u64 > u64::from(st.recv_left) {
+            let after_fin = st.fin_in && !body.is_empty();
+            if after_fin || body.len() as u64 > u64::from(st.recv_left) {
                 true
             } else {
                 st.recv_left -= body.len() as u32;
@@ -560,7 +559,7 @@ impl MuxStream {
     pub(crate) fn reset(&self, code: ErrorCode) {
         let send = {
             let mut st = self.shared.state.borrow_mut();
-            let open = !st.reset && !(st.fin_in && st.fin_out);
+            let open = !(st.reset || st.fin_in && st.fin_out);
             st.reset = true;
             open
         };
@@ -600,7 +599,7 @@ impl Drop for MuxStream {
             let st = self.shared.state.borrow();
             (st.fin_in, st.fin_out, st.reset)
         };
-        if !reset && !(fin_in && fin_out) {
+        if !(reset || fin_in && fin_out) {
             if fin_in && !fin_out {
                 // The peer is done and so are we: a clean end.
                 self.finish();

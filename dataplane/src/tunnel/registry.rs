@@ -34,10 +34,15 @@ pub(crate) struct SessionInfo {
     pub(crate) bound: RefCell<Vec<Rc<str>>>,
 }
 
+/// The sessions of one worker that hold each endpoint.
+type LocalHolds = FastMap<Rc<str>, SmallVec<[Rc<Held>; 1]>>;
+/// endpoint → (worker, session) holding it.
+type Holds = HashMap<Box<str>, Vec<(usize, u64)>>;
+
 /// One worker's tunnel state. Owned by the worker's thread.
 #[derive(Debug, Default)]
 pub(crate) struct Tunnels {
-    local: RefCell<FastMap<Rc<str>, SmallVec<[Rc<Held>; 1]>>>,
+    local: RefCell<LocalHolds>,
     sessions: RefCell<FastMap<u64, Rc<SessionInfo>>>,
     next: Cell<usize>,
 }
@@ -117,8 +122,7 @@ impl Tunnels {
 /// only when sessions bind, unbind or end (the control path).
 #[derive(Debug, Default)]
 pub(crate) struct Directory {
-    /// endpoint → (worker, session) holding it.
-    held: Mutex<HashMap<Box<str>, Vec<(usize, u64)>>>,
+    held: Mutex<Holds>,
 }
 
 impl Directory {
@@ -153,7 +157,7 @@ impl Directory {
     }
 }
 
-fn copy(held: &HashMap<Box<str>, Vec<(usize, u64)>>) -> Arc<DirectoryCopy> {
+fn copy(held: &Holds) -> Arc<DirectoryCopy> {
     let mut out = DirectoryCopy::default();
     for (endpoint, list) in held {
         let mut workers: SmallVec<[usize; 4]> = list.iter().map(|(w, _)| *w).collect();

@@ -279,8 +279,11 @@ impl SdkAgent {
             match rx.recv_timeout(TIMEOUT) {
                 Ok(line) if line == "READY" => break,
                 Ok(line) => {
-                    let v: serde_json::Value =
-                        serde_json::from_str(&line).map_err(|e| format!("{line}: {e}"))?;
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(format!("the agent printed {line:?}"));
+                    };
                     bound.push((
                         v["id"].as_str().unwrap_or_default().to_string(),
                         v["url"].as_str().unwrap_or_default().to_string(),

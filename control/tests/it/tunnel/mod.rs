@@ -97,6 +97,7 @@ pub(super) fn start_until(
             }
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("{what} did not get ready; it printed:\n{seen}");
             }
         }
