@@ -27,6 +27,8 @@ mode, port = sys.argv[1], int(sys.argv[2])
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
+        if mode == "slow":
+            import time; time.sleep(30)
         body = BODY.encode()
         self.send_response(200)
         self.send_header("content-length", str(len(body)))
@@ -43,6 +45,7 @@ if mode == "echo":
 else:
     BODY = sys.argv[-1]
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+    srv.daemon_threads = True
     if mode == "https":
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(sys.argv[3], sys.argv[4])
@@ -538,4 +541,29 @@ fn an_upgrade_with_takeover_under_load_keeps_the_agent_serving() {
         assert_eq!(http_get(new_http, "app.example.com").0, 200);
     }
     new.kill();
+}
+
+#[test]
+fn a_request_in_flight_on_a_lost_session_ends_in_502() {
+    let gw = Gateway::start();
+    let _slow = gw.service(&["slow", WEB, "too late"]);
+    gw.create("http://app.example.com", &forward("https://web.internal"));
+    let mut agent = gw.agent("http", WEB, "https://web.internal", &[]);
+    let http = gw.dp.http_addr();
+    let pending = std::thread::spawn(move || http_get(http, "app.example.com"));
+    // The request waits at the service; then its session goes away under it.
+    eventually("the request to reach the service", || {
+        gw.ns
+            .command("sh")
+            .args([
+                "-c",
+                &format!("ss -Htn state established '( sport = :{WEB} )' | wc -l"),
+            ])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() != "0")
+    });
+    let _ = agent.0.kill();
+    let _ = agent.0.wait();
+    let (status, _) = pending.join().unwrap();
+    assert_eq!(status, 502, "a lost session is a bad gateway, not a hang");
 }
