@@ -25,10 +25,13 @@ fn start_agent_as(control: &Control, key: &str, args: &[&str], says: &str) -> Ki
     agent
 }
 
-/// Starts `innergate ARGS` against the API at `api_url`, its stdout piped.
+/// Starts `innergate ARGS --direct` (the mode where the data plane dials the upstream
+/// and the agent holds a lease; tunnels are tests/it/tunnel) against the API at
+/// `api_url`, its stdout piped.
 fn spawn_agent(api_url: &str, key: &str, args: &[&str]) -> KillOnDrop {
     let child = Command::new(innergate_bin())
         .args(args)
+        .arg("--direct")
         .env("INNERGATE_API_URL", api_url)
         .env("INNERGATE_API_KEY", key)
         .env("RUST_LOG", "warn")
@@ -154,18 +157,10 @@ fn tcp_and_tls_agents_work_end_to_end_through_the_cli() {
         &["tcp", &port, "--url", "tcp://db.example.com:15432"],
         "tcp://db.example.com:15432 -> tcp://127.0.0.1:",
     );
-    // `--direct`: the data plane dials the upstream itself, as without the flag (for
-    // now).
     let _tls = start_agent_as(
         &control,
         &key,
-        &[
-            "tls",
-            &port,
-            "--url",
-            "tls://secure.example.com:9443",
-            "--direct",
-        ],
+        &["tls", &port, "--url", "tls://secure.example.com:9443"],
         "tls://secure.example.com:9443 -> tcp://127.0.0.1:",
     );
     // tcp: bytes both ways.

@@ -234,9 +234,10 @@ fn metrics_count_calls_pushes_and_leases() {
         1,
         "{body}"
     );
-    // The two creates, and a first sync when the link came up before them.
+    // The two creates, a first sync when the link came up before them, and the
+    // table that told the data plane the new account's key (it opens tunnels).
     let applied = count("innergate_control_pushes_total{result=\"applied\"} ");
-    assert!((2..=3).contains(&applied), "{body}");
+    assert!((2..=4).contains(&applied), "{body}");
     assert_eq!(
         count("innergate_control_pushes_total{result=\"refused\"} "),
         1,
@@ -248,7 +249,8 @@ fn metrics_count_calls_pushes_and_leases() {
         "{body}"
     );
     assert_eq!(count("innergate_control_leases_active "), 1, "{body}");
-    assert_eq!(count("innergate_control_table_version "), 2, "{body}");
+    // Two creates and the account's key (which opens tunnel sessions too).
+    assert_eq!(count("innergate_control_table_version "), 3, "{body}");
     assert_eq!(count("innergate_control_data_plane_in_sync "), 1, "{body}");
 }
 
