@@ -90,13 +90,112 @@ async fn serve(
                 .map_err(|e| format!("system certificate roots: {e}"))?;
         }
     }
-    let connect = builder.connect();
-    let mut session = tokio::select! {
-        s = connect => s.map_err(|e| {
-            format!("cannot open a tunnel session to {}: {}", agent.server_addr, chain(&e))
-        })?,
+    let connect = connect_session(&builder, &agent.server_addr);
+    let first = tokio::select! {
+        s = connect => s?,
         () = stop.recv() => return Ok(()),
     };
+    // One group per agent run: the endpoint its sessions bind is one endpoint.
+    let group = format!("{AGENT_GROUP}{:016x}", rand_u64());
+    let (id, url, forwarder) = bind(&first, &agent, &group).await?;
+    bound(&id, &url);
+    let mut sessions = vec![(first, forwarder)];
+    // A session per data plane worker, so that no request of this endpoint crosses
+    // threads there: the session id says which worker took it, of how many.
+    if let Some((worker, workers)) = placement(&sessions[0].0.id()) {
+        let mut covered = std::collections::BTreeSet::from([worker]);
+        for _ in 0..workers * 4 {
+            if covered.len() >= workers {
+                break;
+            }
+            let session = tokio::select! {
+                s = connect_session(&builder, &agent.server_addr) => match s {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::warn!("{e}; continuing with {} sessions", sessions.len());
+                        break;
+                    }
+                },
+                () = stop.recv() => return close(sessions).await,
+            };
+            let Some((w, _)) = placement(&session.id()) else {
+                break;
+            };
+            if !covered.insert(w) {
+                // A worker that already has one: the kernel spreads connections by
+                // their addresses, so another connection will land elsewhere.
+                let mut session = session;
+                let _ = session.close().await;
+                continue;
+            }
+            match bind(&session, &agent, &group).await {
+                Ok((same, _, f)) if same == id => sessions.push((session, f)),
+                Ok(_) | Err(_) => {
+                    let mut session = session;
+                    let _ = session.close().await;
+                    break;
+                }
+            }
+        }
+        log::info!(
+            "{} tunnel sessions for {} data plane workers",
+            sessions.len(),
+            workers
+        );
+    }
+    stop.recv().await;
+    close(sessions).await
+}
+
+/// Closes every session, which takes the endpoint offline at once.
+async fn close(
+    sessions: Vec<(ngrok::Session, Box<dyn std::any::Any + Send>)>,
+) -> Result<(), String> {
+    for (mut session, forwarder) in sessions {
+        drop(forwarder);
+        let _ = session.close().await;
+    }
+    Ok(())
+}
+
+/// The metadata prefix that marks the sessions of one innergate agent: control binds
+/// them to one endpoint.
+pub const AGENT_GROUP: &str = "innergate-agent-group=";
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+/// The worker a session landed on and how many the data plane runs, from the session
+/// id innergate's data plane gives (`ses_N_wW_ofK`); `None` from another server.
+fn placement(session_id: &str) -> Option<(usize, usize)> {
+    let rest = session_id.strip_prefix("ses_")?;
+    let (_, rest) = rest.split_once("_w")?;
+    let (w, n) = rest.split_once("_of")?;
+    Some((w.parse().ok()?, n.parse().ok()?))
+}
+
+async fn connect_session(
+    builder: &ngrok::session::SessionBuilder,
+    server_addr: &str,
+) -> Result<ngrok::Session, String> {
+    builder.connect().await.map_err(|e| {
+        format!(
+            "cannot open a tunnel session to {server_addr}: {}",
+            chain(&e)
+        )
+    })
+}
+
+/// Binds the agent's endpoint on `session`; its id, URL, and the forwarder that
+/// relays its streams for as long as it is held.
+async fn bind(
+    session: &ngrok::Session,
+    agent: &TunnelAgent,
+    group: &str,
+) -> Result<(String, String, Box<dyn std::any::Any + Send>), String> {
     let upstream =
         url::Url::parse(&agent.upstream).map_err(|e| format!("{}: {e}", agent.upstream))?;
     let endpoint = url::Url::parse(&agent.url).map_err(|e| format!("{}: {e}", agent.url))?;
@@ -109,58 +208,54 @@ async fn serve(
         }
     });
     let policy = agent.traffic_policy.clone().unwrap_or_default();
-    // The forwarder relays streams for as long as it is held.
-    let (id, url, forwarder): (String, String, Box<dyn std::any::Any + Send>) =
-        match agent.proto.as_str() {
-            "http" => {
-                let mut b = session.http_endpoint();
-                let scheme = if endpoint.scheme() == "https" {
-                    ngrok::config::Scheme::HTTPS
-                } else {
-                    ngrok::config::Scheme::HTTP
-                };
-                b.scheme(scheme)
-                    .domain(host_port(&endpoint))
-                    .binding(binding)
-                    .pooling_enabled(agent.pooling_enabled)
-                    .forwards_to(agent.upstream.clone());
-                if !policy.is_empty() {
-                    b.traffic_policy(policy);
-                }
-                let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
-                (f.id().to_string(), f.url().to_string(), Box::new(f))
+    Ok(match agent.proto.as_str() {
+        "http" => {
+            let mut b = session.http_endpoint();
+            let scheme = if endpoint.scheme() == "https" {
+                ngrok::config::Scheme::HTTPS
+            } else {
+                ngrok::config::Scheme::HTTP
+            };
+            b.scheme(scheme)
+                .domain(host_port(&endpoint))
+                .binding(binding)
+                .pooling_enabled(agent.pooling_enabled)
+                .metadata(group)
+                .forwards_to(agent.upstream.clone());
+            if !policy.is_empty() {
+                b.traffic_policy(policy);
             }
-            "tcp" => {
-                let mut b = session.tcp_endpoint();
-                b.remote_addr(host_port(&endpoint))
-                    .binding(binding)
-                    .pooling_enabled(agent.pooling_enabled)
-                    .forwards_to(agent.upstream.clone());
-                if !policy.is_empty() {
-                    b.traffic_policy(policy);
-                }
-                let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
-                (f.id().to_string(), f.url().to_string(), Box::new(f))
+            let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
+            (f.id().to_string(), f.url().to_string(), Box::new(f))
+        }
+        "tcp" => {
+            let mut b = session.tcp_endpoint();
+            b.remote_addr(host_port(&endpoint))
+                .binding(binding)
+                .pooling_enabled(agent.pooling_enabled)
+                .metadata(group)
+                .forwards_to(agent.upstream.clone());
+            if !policy.is_empty() {
+                b.traffic_policy(policy);
             }
-            "tls" => {
-                let mut b = session.tls_endpoint();
-                b.domain(host_port(&endpoint))
-                    .binding(binding)
-                    .pooling_enabled(agent.pooling_enabled)
-                    .forwards_to(agent.upstream.clone());
-                if !policy.is_empty() {
-                    b.traffic_policy(policy);
-                }
-                let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
-                (f.id().to_string(), f.url().to_string(), Box::new(f))
+            let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
+            (f.id().to_string(), f.url().to_string(), Box::new(f))
+        }
+        "tls" => {
+            let mut b = session.tls_endpoint();
+            b.domain(host_port(&endpoint))
+                .binding(binding)
+                .pooling_enabled(agent.pooling_enabled)
+                .metadata(group)
+                .forwards_to(agent.upstream.clone());
+            if !policy.is_empty() {
+                b.traffic_policy(policy);
             }
-            other => return Err(format!("unknown agent protocol {other}")),
-        };
-    bound(&id, &url);
-    stop.recv().await;
-    drop(forwarder);
-    let _ = session.close().await;
-    Ok(())
+            let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
+            (f.id().to_string(), f.url().to_string(), Box::new(f))
+        }
+        other => return Err(format!("unknown agent protocol {other}")),
+    })
 }
 
 /// The URL's host, with its port when it has one (the gateway reads both).

@@ -162,6 +162,13 @@ pub fn spawn(
         .filter(|e| e.has_lease())
         .map(|e| (e.id.clone(), now + config.lease_ttl))
         .collect();
+    // A restarted control counts its tunnel endpoints as claimed now: their sessions'
+    // renewals arrive within seconds if they are alive.
+    let tunnel_held = stored
+        .iter()
+        .filter(|e| e.held_by == HeldBy::Tunnel)
+        .map(|e| (e.id.clone(), now))
+        .collect();
     let metrics = Arc::new(ControlMetrics::default());
     let tunnel_url = config.tunnel_url.as_deref().map(Arc::from);
     let core = Core {
@@ -174,6 +181,7 @@ pub fn spawn(
         link,
         in_sync: false,
         leases,
+        tunnel_held,
         config,
         ids: IdGen::default(),
     };
@@ -204,6 +212,9 @@ struct Core {
     /// Id of an endpoint held by an agent → when it expires. Only those live on a
     /// lease (SPEC §1).
     leases: HashMap<String, Instant>,
+    /// Id of an endpoint tunnel sessions hold → when a session last said so (a Bind, or
+    /// the data plane's renewal).
+    tunnel_held: HashMap<String, Instant>,
     config: CoreConfig,
     ids: IdGen,
     metrics: Arc<ControlMetrics>,
@@ -650,6 +661,7 @@ impl Core {
             Change::Delete(id) => {
                 self.endpoints.remove(&id);
                 self.leases.remove(&id);
+                self.tunnel_held.remove(&id);
             }
         }
         Ok(())

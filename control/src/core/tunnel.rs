@@ -10,6 +10,7 @@ use innergate_table::tunnel_calls::{BindCall, TunnelAnswer, TunnelCall};
 
 use super::{normalize, Change, Core};
 use crate::endpoint::{now, HeldBy, StoredEndpoint};
+use crate::tunnel_agent::AGENT_GROUP;
 
 impl Core {
     pub(super) fn tunnel_call(&mut self, call: TunnelCall) -> TunnelAnswer {
@@ -38,10 +39,11 @@ impl Core {
                 TunnelAnswer::Done
             }
             TunnelCall::Held { endpoint_ids } => {
-                let until = Instant::now() + self.config.lease_ttl;
+                let now = Instant::now();
                 for id in endpoint_ids {
                     if self.tunnel_held(&id) {
-                        self.leases.insert(id, until);
+                        self.leases.insert(id.clone(), now + self.config.lease_ttl);
+                        self.tunnel_held.insert(id, now);
                     }
                 }
                 TunnelAnswer::Done
@@ -95,10 +97,15 @@ impl Core {
                     ));
                 }
                 let (id, url) = (existing.id.clone(), existing.url.clone());
-                self.leases
-                    .insert(id.clone(), Instant::now() + self.config.lease_ttl);
+                self.hold(&id);
                 return Ok((id, url));
             }
+        }
+        self.drop_orphan(&bind);
+        if let Some(existing) = self.same_agent(&bind) {
+            let (id, url) = (existing.id.clone(), existing.url.clone());
+            self.hold(&id);
+            return Ok((id, url));
         }
         let id = if valid_id(&bind.endpoint_id) {
             bind.endpoint_id.clone()
@@ -131,10 +138,66 @@ impl Core {
         let url = endpoint.url.clone();
         self.apply(Change::Put(Box::new(endpoint)))
             .map_err(|e| e.to_string())?;
-        self.leases
-            .insert(id.clone(), Instant::now() + self.config.lease_ttl);
+        self.hold(&id);
         log::info!("tunnel endpoint {id} bound at {url}");
         Ok((id, url))
+    }
+}
+
+/// How long a tunnel endpoint may go unclaimed (no Bind, no renewal from the data
+/// plane, which renews every 5 s) before a new agent of its account may take its URL.
+const ORPHANED: std::time::Duration = std::time::Duration::from_secs(12);
+
+impl Core {
+    /// Notes that a session holds `id`: its lease starts again.
+    fn hold(&mut self, id: &str) {
+        let now = Instant::now();
+        self.leases
+            .insert(id.to_string(), now + self.config.lease_ttl);
+        self.tunnel_held.insert(id.to_string(), now);
+    }
+
+    /// Removes this account's tunnel endpoint at the Bind's URL that no session has
+    /// claimed for a while (its gateway restarted, its agent is gone for good): a new
+    /// agent takes the URL over instead of waiting for the lease to run out.
+    fn drop_orphan(&mut self, bind: &BindCall) {
+        let Ok((_, url)) = crate::endpoint::canonical_url(&bind.url) else {
+            return;
+        };
+        let orphan = self
+            .endpoints
+            .values()
+            .find(|e| {
+                e.account == bind.account
+                    && e.held_by == HeldBy::Tunnel
+                    && e.url == url
+                    && !e.pooling_enabled
+                    && self
+                        .tunnel_held
+                        .get(&e.id)
+                        .is_some_and(|t| t.elapsed() > ORPHANED)
+            })
+            .map(|e| e.id.clone());
+        if let Some(id) = orphan {
+            log::info!("tunnel endpoint {id}: unclaimed, replaced by a new agent's Bind");
+            self.release(&id);
+        }
+    }
+
+    /// The endpoint another session of the same innergate agent already bound: that
+    /// agent opens a session per data plane worker and binds its endpoint on each,
+    /// marking them with one group in the metadata.
+    fn same_agent(&self, bind: &BindCall) -> Option<&StoredEndpoint> {
+        if !bind.metadata.starts_with(AGENT_GROUP) {
+            return None;
+        }
+        let url = crate::endpoint::canonical_url(&bind.url).ok()?.1;
+        self.endpoints.values().find(|e| {
+            e.account == bind.account
+                && e.held_by == HeldBy::Tunnel
+                && e.metadata == bind.metadata
+                && e.url == url
+        })
     }
 }
 

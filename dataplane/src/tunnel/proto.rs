@@ -338,7 +338,10 @@ mod tests {
                "OAuth":{"provider":"google"}},"Extra":{}}"#,
         )
         .unwrap_err();
-        assert!(e.contains("OAuth"), "{e}");
+        assert!(e.contains("`BasicAuth`"), "{e}");
+        let e = bind(r#"{"Proto":"http","Opts":{"Domain":"a.example","OAuth":{"provider":"google"}},"Extra":{}}"#)
+            .unwrap_err();
+        assert!(e.contains("`OAuth`"), "{e}");
         let e =
             bind(r#"{"Proto":"tcp","Opts":{"Addr":"x:1","ProxyProto":2},"Extra":{}}"#).unwrap_err();
         assert!(e.contains("PROXY"), "{e}");

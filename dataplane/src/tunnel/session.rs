@@ -309,7 +309,14 @@ fn auth(worker: &Worker, info: &SessionInfo, req: Value) -> Result<Value, String
     );
     let resp = proto::AuthResp {
         version,
-        client_id: format!("ses_{}", info.id),
+        // Which worker took the session, and of how many: innergate's agent reads it
+        // back (the SDKs keep it as the session id) to open one session per worker.
+        client_id: format!(
+            "ses_{}_w{}_of{}",
+            info.id,
+            worker.id,
+            worker.config.workers.max(1)
+        ),
         extra: proto::AuthRespExtra {
             version: env!("CARGO_PKG_VERSION").into(),
             region: "innergate".into(),
