@@ -104,7 +104,7 @@ async fn serve(
     // threads there: the session id says which worker took it, of how many.
     if let Some((worker, workers)) = placement(&sessions[0].0.id()) {
         let mut covered = std::collections::BTreeSet::from([worker]);
-        for _ in 0..workers * 4 {
+        for _ in 0..workers * 8 {
             if covered.len() >= workers {
                 break;
             }

@@ -331,7 +331,8 @@ fn forwarding_to(url: &str) -> String {
 fn the_rust_sdk_serves_an_internal_endpoint_through_a_public_one() {
     let pki = TunnelPki::new();
     let backend = Backend::text("from behind the tunnel");
-    let dp = pki.start(&[]);
+    let admin = crate::admin::free_addr();
+    let dp = pki.start(&["--admin", &admin.to_string()]);
     let tunnel = dp.ack.tunnel_addr.clone();
     assert!(
         !tunnel.is_empty(),
@@ -375,7 +376,9 @@ fn the_rust_sdk_serves_an_internal_endpoint_through_a_public_one() {
         let r = get(addr, "app.example.com", "/hello");
         r.status == 404
     });
-    assert!(control.endpoint_ids().iter().all(|id| id == "ep_public"));
+    eventually("the data plane to release the endpoint to control", || {
+        control.endpoint_ids().iter().all(|id| id == "ep_public")
+    });
 }
 
 #[test]

@@ -115,6 +115,8 @@ pub(super) struct Gateway {
     pub(super) key: String,
     /// The tunnel listener, as agents in the namespace dial it.
     pub(super) tunnel: String,
+    /// The data plane's admin listener (health, metrics).
+    admin: SocketAddr,
     dir: tempfile::TempDir,
     pub(super) ns: Netns,
 }
@@ -127,6 +129,10 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         write_pki(dir.path(), &ns.host_addr().to_string());
         let tunnel_bind = format!("{}:0", ns.host_addr());
+        let admin = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let cert = dir.path().join("tunnel.crt");
         let key = dir.path().join("tunnel.key");
         let dp = DataPlane::start_with(
@@ -146,6 +152,8 @@ impl Gateway {
                 "300ms",
                 "--tunnel-timeout",
                 "3s",
+                "--admin",
+                &admin.to_string(),
             ],
         );
         let tunnel = ControlClient::connect(&dp.socket, TIMEOUT)
@@ -169,9 +177,19 @@ impl Gateway {
             control,
             key,
             tunnel,
+            admin,
             dir,
             ns,
         }
+    }
+
+    /// A data plane metric without labels.
+    fn dp_metric(&self, name: &str) -> u64 {
+        get(self.admin, "admin", "/metrics")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     pub(super) fn path(&self, name: &str) -> PathBuf {
@@ -566,4 +584,48 @@ fn a_request_in_flight_on_a_lost_session_ends_in_502() {
     let _ = agent.0.wait();
     let (status, _) = pending.join().unwrap();
     assert_eq!(status, 502, "a lost session is a bad gateway, not a hang");
+}
+
+#[test]
+fn innergate_s_agent_opens_a_session_per_worker_so_no_request_crosses_threads() {
+    let gw = Gateway::start();
+    let _web = gw.service(&["http", WEB, "local"]);
+    gw.create("http://app.example.com", &forward("https://web.internal"));
+    let _agent = gw.agent("http", WEB, "https://web.internal", &[]);
+    // The data plane runs 2 workers: the agent holds one session on each.
+    eventually("a session on every worker", || {
+        gw.dp_metric("innergate_tunnel_sessions") == 2
+    });
+    let http = gw.dp.http_addr();
+    let batch = || {
+        for _ in 0..10 {
+            assert_eq!(
+                http_get(http, "app.example.com"),
+                (200, "local".to_string())
+            );
+        }
+    };
+    // Until the second session's Bind is done, its worker hands requests over.
+    eventually("both sessions to carry the endpoint", || {
+        let before = gw.dp_metric("innergate_tunnel_handovers_total");
+        batch();
+        gw.dp_metric("innergate_tunnel_handovers_total") == before
+    });
+    let before = gw.dp_metric("innergate_tunnel_handovers_total");
+    for _ in 0..3 {
+        batch();
+    }
+    assert_eq!(
+        gw.dp_metric("innergate_tunnel_handovers_total"),
+        before,
+        "no request crossed threads"
+    );
+    // Both sessions carry one endpoint.
+    let page = gw.control.client(&gw.key).list(None, None).unwrap();
+    let tunnelled = page
+        .endpoints
+        .iter()
+        .filter(|e| e.held_by.to_string() == "tunnel")
+        .count();
+    assert_eq!(tunnelled, 1);
 }
