@@ -83,3 +83,20 @@ pub(crate) fn message(panic: &(dyn Any + Send)) -> &str {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)")
 }
+
+/// Runs a task confined: a panic in it ends that task only (what it served sees its
+/// stream or session end), never the worker. For tasks that are not a connection's
+/// own (those are confined where they are accepted).
+pub(crate) fn spawn<F>(what: &'static str, task: F)
+where
+    F: Future<Output = ()> + 'static,
+{
+    monoio::spawn(async move {
+        if let Err(panic) = confine(Box::pin(task)).await {
+            log::error!(
+                "panic in {what}: {}; ending that task only",
+                message(&*panic)
+            );
+        }
+    });
+}

@@ -14,6 +14,14 @@ const DEPTH: usize = 8;
 /// The largest chunk.
 pub(crate) const CHUNK: usize = 64 * 1024;
 
+/// A request to open a stream on the receiving worker's session.
+#[derive(Debug)]
+pub(crate) struct Handover {
+    pub(crate) endpoint: Box<str>,
+    pub(crate) client_addr: String,
+    pub(crate) reply: flume::Sender<Option<ChannelStream>>,
+}
+
 /// A piece of a handed-over stream.
 #[derive(Debug)]
 pub(crate) enum Chunk {

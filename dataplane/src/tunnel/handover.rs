@@ -7,21 +7,13 @@
 
 use std::rc::Rc;
 
-use super::channel::{self, ChannelStream, Chunk};
+use super::channel::{self, Chunk, Handover};
 use super::mux::WINDOW;
 use crate::worker::Worker;
 
-/// A request to open a stream on the receiving worker's session.
-#[derive(Debug)]
-pub(crate) struct Handover {
-    pub(crate) endpoint: Box<str>,
-    pub(crate) client_addr: String,
-    pub(crate) reply: flume::Sender<Option<ChannelStream>>,
-}
-
 /// On the owning worker: opens a stream for `req` and pumps it.
 pub(crate) async fn serve(worker: Rc<Worker>, req: Handover) {
-    let stream = match super::open_local(&worker, &req.endpoint, &req.client_addr).await {
+    let stream = match super::open::open_local(&worker, &req.endpoint, &req.client_addr).await {
         Ok(s) => Rc::new(s),
         Err(_) => {
             let _ = req.reply.send(None);
@@ -79,4 +71,9 @@ pub(crate) async fn serve(worker: Rc<Worker>, req: Handover) {
         }
     };
     monoio::join!(up, down);
+}
+
+/// Serves a hand-over that another worker asked of this one.
+pub(crate) fn serve_request(worker: Rc<Worker>, req: Handover) {
+    crate::confine::spawn("a tunnel hand-over", serve(worker, req));
 }

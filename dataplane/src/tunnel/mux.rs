@@ -130,8 +130,8 @@ impl Mux {
             fd,
         };
         let (read, write) = io.into_split();
-        super::spawn("a tunnel session's reader", read_loop(mux.clone(), read));
-        super::spawn("a tunnel session's writer", write_loop(mux.clone(), write));
+        crate::confine::spawn("a tunnel session's reader", read_loop(mux.clone(), read));
+        crate::confine::spawn("a tunnel session's writer", write_loop(mux.clone(), write));
         mux
     }
 

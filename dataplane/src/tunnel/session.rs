@@ -65,12 +65,12 @@ pub(crate) async fn serve(
         info.id,
         worker.id
     );
-    super::spawn(
+    crate::confine::spawn(
         "tunnel heartbeats",
         keep_alive(worker.clone(), info.clone()),
     );
     while let Some(stream) = mux.accept().await {
-        super::spawn(
+        crate::confine::spawn(
             "a tunnel stream",
             serve_stream(worker.clone(), info.clone(), stream),
         );
@@ -129,7 +129,7 @@ async fn keep_alive(worker: Rc<Worker>, info: Rc<SessionInfo>) {
     }
     // The agent echoes each beat; reading the echoes keeps the stream's window open
     // (the session's reader notes when anything arrived).
-    super::spawn("heartbeat echoes", {
+    crate::confine::spawn("heartbeat echoes", {
         let beat = beat.clone();
         async move {
             let mut buf = Vec::with_capacity(64);
@@ -450,7 +450,7 @@ pub(crate) fn on_table(worker: &Rc<Worker>) {
         for endpoint in gone {
             info.bound.borrow_mut().retain(|b| *b != endpoint);
             release(worker, &info, &endpoint);
-            super::spawn("a StopTunnel", stop_tunnel(info.mux.clone(), endpoint));
+            crate::confine::spawn("a StopTunnel", stop_tunnel(info.mux.clone(), endpoint));
         }
     }
 }

@@ -57,12 +57,12 @@ pub(crate) struct Worker {
     /// Calls to control (Binds).
     pub(crate) calls: Arc<ControlCalls>,
     /// Every worker's inbox, this one's included, for hand-overs.
-    pub(super) peers: RefCell<Arc<[flume::Sender<super::WorkerMsg>]>>,
+    pub(super) peers: RefCell<Arc<[flume::Sender<super::msg::WorkerMsg>]>>,
 }
 
 impl Worker {
     /// Sends `msg` to worker `id`; whether it could.
-    pub(crate) fn send_to_worker(&self, id: usize, msg: super::WorkerMsg) -> bool {
+    pub(crate) fn send_to_worker(&self, id: usize, msg: super::msg::WorkerMsg) -> bool {
         let peers = self.peers.borrow().clone();
         peers.get(id).is_some_and(|p| p.send(msg).is_ok())
     }
@@ -75,7 +75,7 @@ impl Worker {
             return;
         }
         for p in peers.iter() {
-            let _ = p.send(super::WorkerMsg::Directory(copy.clone()));
+            let _ = p.send(super::msg::WorkerMsg::Directory(copy.clone()));
         }
     }
 

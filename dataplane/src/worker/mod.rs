@@ -5,8 +5,11 @@
 
 mod accept;
 mod context;
+mod msg;
+mod tunnels;
 
 pub(crate) use context::{LocalTable, Worker};
+pub(crate) use msg::{TunnelShared, WorkerMsg};
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -20,52 +23,9 @@ use monoio::net::TcpListener;
 
 use crate::access_log::WorkerLog;
 use crate::config::{Config, RingTaskRun};
-use crate::control::calls::ControlCalls;
 use crate::drain::Drain;
 use crate::routes::RouteTable;
-use crate::stats::WorkerStats;
-use crate::tunnel::handover::Handover;
-use crate::tunnel::registry::{Directory, DirectoryCopy};
 use crate::upstream::{UpstreamPool, UpstreamTls};
-
-/// A message from the supervisor to a worker.
-#[derive(Debug)]
-pub(crate) enum WorkerMsg {
-    /// Get ready to serve `table`, adopting these new listeners (not yet accepting).
-    Prepare {
-        table: Arc<RouteTable>,
-        listeners: Vec<(u16, std::net::TcpListener)>,
-        reply: flume::Sender<Result<(), String>>,
-    },
-    /// Serve the prepared table.
-    Commit,
-    /// Drop the prepared table and listeners.
-    Abort,
-    /// Send a copy of this worker's counters.
-    Snapshot(flume::Sender<WorkerStats>),
-    /// Take what the listeners have queued, close them, and answer once they are
-    /// closed: the first half of a drain, done on every worker before any of them
-    /// tells a client to go elsewhere (a client told so on one worker must not land
-    /// in another worker's queue that is about to close).
-    StopAccepting(flume::Sender<()>),
-    /// Let connections finish, answer whether all did in time.
-    Drain(flume::Sender<bool>, Duration),
-    /// Every worker's inbox (sent once, after all started).
-    Peers(Arc<[flume::Sender<WorkerMsg>]>),
-    /// Accept agent sessions on this listener.
-    TunnelListener(std::net::TcpListener, Arc<rustls::ServerConfig>),
-    /// A new copy of which workers' sessions carry which endpoints.
-    Directory(Arc<DirectoryCopy>),
-    /// Open a stream on one of this worker's sessions for another worker.
-    Handover(Handover),
-}
-
-/// What every worker shares about tunnels.
-#[derive(Clone, Debug)]
-pub(crate) struct TunnelShared {
-    pub(crate) directory: Arc<Directory>,
-    pub(crate) calls: Arc<ControlCalls>,
-}
 
 /// The supervisor's side of a worker.
 #[derive(Debug)]
@@ -253,7 +213,7 @@ async fn run(
                     accepting.insert(port, stop_tx);
                     monoio::spawn(accept::accept_loop(worker.clone(), listener, port, stop_rx));
                 }
-                crate::tunnel::session::on_table(&worker);
+                tunnels::on_table(&worker);
             }
             WorkerMsg::Abort => prepared = None,
             WorkerMsg::StopAccepting(reply) => {
@@ -276,12 +236,7 @@ async fn run(
                 accepting.clear();
                 drop(tunnel_accepting.take());
                 worker.drain.start();
-                for session in worker.tunnels.sessions() {
-                    session.mux.close(
-                        crate::tunnel::frame::ErrorCode::None,
-                        "the gateway restarts",
-                    );
-                }
+                tunnels::end_sessions(&worker);
                 let until = Instant::now() + deadline;
                 while worker.connections.get() > 0 && Instant::now() < until {
                     monoio::time::sleep(Duration::from_millis(20)).await;
@@ -299,28 +254,12 @@ async fn run(
             }
             WorkerMsg::Peers(peers) => *worker.peers.borrow_mut() = peers,
             WorkerMsg::TunnelListener(listener, tls) => {
-                let adopted = if monoio::utils::is_legacy() {
-                    listener.set_nonblocking(true).and(Ok(listener))
-                } else {
-                    Ok(listener)
-                }
-                .and_then(TcpListener::from_std);
-                match adopted {
-                    Ok(listener) => {
-                        let (stop_tx, stop_rx) = flume::bounded(1);
-                        tunnel_accepting.replace(stop_tx);
-                        monoio::spawn(crate::tunnel::listener::accept_loop(
-                            worker.clone(),
-                            listener,
-                            tls,
-                            stop_rx,
-                        ));
-                    }
-                    Err(e) => log::error!("worker {id}: cannot adopt the tunnel listener: {e}"),
+                if let Some(stop) = tunnels::accept(&worker, listener, tls) {
+                    tunnel_accepting.replace(stop);
                 }
             }
             WorkerMsg::Directory(copy) => worker.tunnels.set_directory(copy),
-            WorkerMsg::Handover(req) => crate::tunnel::serve_handover(worker.clone(), req),
+            WorkerMsg::Handover(req) => tunnels::serve_handover(&worker, req),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! A Bind goes through control's validation exactly like an API create; the data plane
 //! never decides on its own which endpoints exist.
 
-use crate::wire::{put_str, put_u32, InvalidMessage, Reader};
+use crate::codec::{put_str, put_u32, InvalidMessage, Reader};
 
 /// A Bind: a session asks for an endpoint held by tunnel sessions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -547,7 +547,14 @@ fn an_upgrade_with_takeover_under_load_keeps_the_agent_serving() {
     // reconnects to the new one by itself.
     // The new process binds the same tunnel port, where the agent dials back.
     let tunnel = gw.tunnel.clone();
-    let mut new = gw.dp.takeover(&[("--tunnel", &tunnel)]);
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut new = gw
+        .dp
+        .takeover(&[("--tunnel", &tunnel), ("--admin", &admin)]);
     gw.dp.terminate();
     let new_http = new.http_addr();
     eventually("the agent to serve through the new process", || {
