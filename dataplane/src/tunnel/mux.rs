@@ -112,6 +112,18 @@ pub(crate) struct Mux {
     state: Rc<RefCell<SessionState>>,
     /// The socket underneath, shut down to end a session whose peer went silent.
     fd: RawFd,
+    /// How many of the reader and writer tasks still hold the connection: while one
+    /// does, `fd` is still this session's socket.
+    io_held: Rc<Cell<u8>>,
+}
+
+/// Counts a task's hold on the connection for as long as it runs.
+struct IoHold(Rc<Cell<u8>>);
+
+impl Drop for IoHold {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 impl Mux {
@@ -128,6 +140,7 @@ impl Mux {
                 ..SessionState::default()
             })),
             fd,
+            io_held: Rc::new(Cell::new(2)),
         };
         let (read, write) = io.into_split();
         crate::confine::spawn("a tunnel session's reader", read_loop(mux.clone(), read));
@@ -177,12 +190,24 @@ impl Mux {
             s.state.borrow_mut().reset = true;
             s.wake();
         }
+        // The GOAWAY gets a moment to leave; a peer that stopped reading (or whose
+        // packets vanish) would otherwise keep the writer, and the socket, for as long
+        // as TCP retransmits.
+        let mux = self.clone();
+        crate::confine::spawn("a tunnel session's close", async move {
+            monoio::time::sleep(std::time::Duration::from_secs(1)).await;
+            mux.shutdown_socket();
+        });
     }
 
-    /// Shuts the socket down after a grace for the GOAWAY to leave.
+    /// Shuts the socket down, which ends both tasks.
     fn shutdown_socket(&self) {
-        // SAFETY: shutdown(2) on the socket this session owns; the fd stays open
-        // (its owner closes it), so it cannot have been reused.
+        if self.io_held.get() == 0 {
+            // Both tasks ended and the socket is closed: its fd may be another's now.
+            return;
+        }
+        // SAFETY: shutdown(2) on the socket this session owns: a task still holds it
+        // open (checked above, on this thread), so the fd cannot have been reused.
         unsafe {
             libc::shutdown(self.fd, libc::SHUT_RDWR);
         }
@@ -347,7 +372,10 @@ impl Mux {
     }
 }
 
-async fn read_loop<R: AsyncReadRent>(mux: Mux, mut read: R) {
+async fn read_loop<R: AsyncReadRent>(mux: Mux, read: R) {
+    // Declared before `read`, so dropped after it: the count falls once the half is gone.
+    let _hold = IoHold(mux.io_held.clone());
+    let mut read = read;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut start = 0usize;
     let reason: (ErrorCode, String) = 'session: loop {
@@ -390,7 +418,9 @@ async fn read_loop<R: AsyncReadRent>(mux: Mux, mut read: R) {
     mux.close(reason.0, &reason.1);
 }
 
-async fn write_loop<W: AsyncWriteRent>(mux: Mux, mut write: W) {
+async fn write_loop<W: AsyncWriteRent>(mux: Mux, write: W) {
+    let _hold = IoHold(mux.io_held.clone());
+    let mut write = write;
     let mut spare: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
         let closing = poll_fn(|cx| {

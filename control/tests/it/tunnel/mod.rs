@@ -350,6 +350,27 @@ fn an_agent_behind_a_namespace_serves_http_tcp_and_tls_over_one_outbound_session
     }
     let tcp = gw.dp.listener(TCP_PORT);
     assert_eq!(tcp_round_trip(tcp, "ping\n"), "echo:ping\n");
+    // Several windows' worth both ways at once: flow control holds up under bulk.
+    let mut bulk = TcpStream::connect(tcp).unwrap();
+    bulk.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let line = format!("{}\n", "x".repeat(1023));
+    let lines = 3 * 1024;
+    let mut writer = bulk.try_clone().unwrap();
+    let sent = std::thread::spawn(move || {
+        for _ in 0..lines {
+            writer.write_all(line.as_bytes()).unwrap();
+        }
+    });
+    let want = lines * (1024 + "echo:".len());
+    let mut got = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    while got < want {
+        let n = bulk.read(&mut buf).expect("the echo keeps coming");
+        assert!(n > 0, "the stream ended after {got} of {want} bytes");
+        got += n;
+    }
+    sent.join().unwrap();
+    assert_eq!(got, want);
     // TLS passes through: the client's handshake reaches the service in the
     // namespace, which proves itself with its own certificate.
     let tls = gw.dp.listener(TLS_PORT);
