@@ -166,7 +166,7 @@ impl Mux {
     /// Ends the session: a GOAWAY if the connection still works, every stream reset,
     /// the socket shut down so that both tasks end.
     pub(crate) fn close(&self, code: ErrorCode, reason: &str) {
-        let streams = {
+        let (streams, pending) = {
             let mut st = self.state.borrow_mut();
             if st.closed.is_some() {
                 return;
@@ -183,9 +183,14 @@ impl Mux {
             for w in st.space_wakers.drain(..) {
                 w.wake();
             }
-            st.pending.clear();
-            std::mem::take(&mut st.streams)
+            // Taken out, not cleared in place: dropping a stream handle resets it,
+            // which borrows the session state again.
+            (
+                std::mem::take(&mut st.streams),
+                std::mem::take(&mut st.pending),
+            )
         };
+        drop(pending);
         for (_, s) in streams {
             s.state.borrow_mut().reset = true;
             s.wake();
