@@ -39,18 +39,22 @@ pub struct TunnelAgent {
 /// The longest wait between two attempts to reach the gateway.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Dials the gateway until it answers (TCP and TLS), with a bounded backoff.
+/// Dials the gateway until it answers (TCP and TLS), with a bounded backoff. The first
+/// connect gives up on a TLS error (a certificate the agent does not trust will not
+/// get better by waiting); a reconnect (`lost` is the reason) retries anything, since
+/// a gateway handing its port over in an upgrade can reset a handshake, and the SDK's
+/// own backoff between failed reconnects grows far beyond the liveness bound.
 async fn dial(
     host: String,
     port: u16,
     tls: Arc<rustls::ClientConfig>,
+    lost: bool,
 ) -> Result<Box<dyn ngrok::session::IoStream>, ConnectError> {
     let mut wait = Duration::from_millis(50);
     loop {
         match ngrok::session::default_connect(host.clone(), port, tls.clone(), None).await {
             Ok(io) => return Ok(io),
-            // A certificate the agent does not trust will not get better by waiting.
-            Err(e @ ConnectError::Tls(_)) => return Err(e),
+            Err(e @ ConnectError::Tls(_)) if !lost => return Err(e),
             Err(e) => {
                 log::warn!("cannot reach the gateway at {host}:{port}: {e}; retrying");
                 tokio::time::sleep(wait).await;
@@ -79,7 +83,9 @@ async fn serve(
         .server_addr(agent.server_addr.clone())
         .map_err(|e| format!("--server-addr {}: {e}", agent.server_addr))?
         .client_info("innergate", env!("CARGO_PKG_VERSION"), None::<String>)
-        .connector(|host: String, port: u16, tls, _err| dial(host, port, tls));
+        .connector(|host: String, port: u16, tls, err: Option<_>| {
+            dial(host, port, tls, err.is_some())
+        });
     match &agent.ca {
         Some(pem) => {
             builder.ca_cert(bytes::Bytes::from(pem.clone()));

@@ -15,11 +15,18 @@ use crate::tunnel::registry::Directory;
 /// How often the endpoints that sessions hold are reported (control's lease on them).
 const HELD_EVERY: Duration = Duration::from_secs(5);
 
+/// Calls kept while no control process is subscribed (a restart, an upgrade's
+/// hand-over of the socket); more than this and the oldest are dropped.
+const QUEUED_MAX: usize = 1024;
+
 #[derive(Debug, Default)]
 struct State {
     next_id: u64,
     /// Where calls go: the subscribed connection's writer.
     outbox: Option<flume::Sender<Message>>,
+    /// Calls made while no control was subscribed, sent when one subscribes (their
+    /// callers wait with their own deadline).
+    queued: std::collections::VecDeque<Message>,
     /// Calls waiting for their answer.
     waiting: HashMap<u64, flume::Sender<TunnelAnswer>>,
 }
@@ -35,24 +42,28 @@ impl ControlCalls {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends a call; its answer arrives on the receiver (a failure at once when no
-    /// control process is subscribed).
+    /// Sends a call; its answer arrives on the receiver. Without a subscribed control
+    /// process the call waits for one (the caller's deadline bounds the wait).
     pub(crate) fn call(&self, call: TunnelCall) -> flume::Receiver<TunnelAnswer> {
         let (tx, rx) = flume::bounded(1);
         let mut st = self.state();
         st.next_id += 1;
         let id = st.next_id;
-        let sent = st
-            .outbox
-            .as_ref()
-            .is_some_and(|out| out.send(Message::TunnelCall { id, call }).is_ok());
-        if sent {
-            st.waiting.insert(id, tx);
-        } else {
-            let _ = tx.send(TunnelAnswer::Failed(
-                "the gateway's control process is not connected; try again".into(),
-            ));
+        let msg = Message::TunnelCall { id, call };
+        let unsent = match &st.outbox {
+            Some(out) => out.send(msg).err().map(|e| e.into_inner()),
+            None => Some(msg),
+        };
+        if let Some(msg) = unsent {
+            st.outbox = None;
+            if st.queued.len() >= QUEUED_MAX {
+                if let Some(Message::TunnelCall { id, .. }) = st.queued.pop_front() {
+                    st.waiting.remove(&id);
+                }
+            }
+            st.queued.push_back(msg);
         }
+        st.waiting.insert(id, tx);
         rx
     }
 
@@ -65,16 +76,45 @@ impl ControlCalls {
     /// previous one fail.
     pub(crate) fn subscribe(&self, outbox: flume::Sender<Message>) {
         let mut st = self.state();
+        // Calls sent on a previous subscription will get no answer from it.
+        let queued: std::collections::HashSet<u64> = st
+            .queued
+            .iter()
+            .filter_map(|m| match m {
+                Message::TunnelCall { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let lost: Vec<u64> = st
+            .waiting
+            .keys()
+            .filter(|id| !queued.contains(id))
+            .copied()
+            .collect();
+        for id in lost {
+            if let Some(tx) = st.waiting.remove(&id) {
+                let _ = tx.send(TunnelAnswer::Failed(
+                    "the control link was lost during the call".into(),
+                ));
+            }
+        }
+        for msg in std::mem::take(&mut st.queued) {
+            let _ = outbox.send(msg);
+        }
         st.outbox = Some(outbox);
-        fail_waiting(&mut st);
     }
 
-    /// The subscribed connection ended.
+    /// The subscribed connection ended: calls waiting on it fail; new ones wait for
+    /// the next subscription.
     pub(crate) fn unsubscribe(&self, outbox: &flume::Sender<Message>) {
         let mut st = self.state();
         if st.outbox.as_ref().is_some_and(|o| o.same_channel(outbox)) {
             st.outbox = None;
-            fail_waiting(&mut st);
+            for (_, tx) in st.waiting.drain() {
+                let _ = tx.send(TunnelAnswer::Failed(
+                    "the control link was lost during the call".into(),
+                ));
+            }
         }
     }
 
@@ -82,14 +122,6 @@ impl ControlCalls {
         if let Some(tx) = self.state().waiting.remove(&id) {
             let _ = tx.send(answer);
         }
-    }
-}
-
-fn fail_waiting(st: &mut State) {
-    for (_, tx) in st.waiting.drain() {
-        let _ = tx.send(TunnelAnswer::Failed(
-            "the control link was lost during the call".into(),
-        ));
     }
 }
 
