@@ -244,6 +244,10 @@ struct AgentArgs {
     /// roots (for a self-signed gateway such as `innergate up`'s).
     #[arg(long)]
     tunnel_ca: Option<PathBuf>,
+    /// Tunnel sessions to open at most (default: one per data plane worker, so that
+    /// no request crosses threads there; 1 behaves like the hosted service's SDKs).
+    #[arg(long)]
+    sessions: Option<usize>,
     #[command(flatten)]
     access: ApiAccess,
 }
@@ -563,6 +567,7 @@ fn tunnel_agent(
         server_addr,
         authtoken,
         ca,
+        sessions: args.sessions,
     };
     let json = args.access.json;
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -34,7 +34,12 @@ pub struct TunnelAgent {
     pub authtoken: String,
     /// A CA (PEM) to trust for the tunnel listener instead of the system roots.
     pub ca: Option<Vec<u8>>,
+    /// At most this many sessions (default: one per data plane worker).
+    pub sessions: Option<usize>,
 }
+
+/// How often the agent sends its heartbeats.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// The longest wait between two attempts to reach the gateway.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -83,6 +88,11 @@ async fn serve(
         .server_addr(agent.server_addr.clone())
         .map_err(|e| format!("--server-addr {}: {e}", agent.server_addr))?
         .client_info("innergate", env!("CARGO_PKG_VERSION"), None::<String>)
+        // The SDK accepts the gateway's own heartbeat stream only between reconnects:
+        // while it rebinds after one, its own beats are what tells the gateway it is
+        // alive, so they come often, well inside the gateway's liveness bound.
+        .heartbeat_interval(HEARTBEAT)
+        .map_err(|e| e.to_string())?
         .connector(|host: String, port: u16, tls, err: Option<_>| {
             dial(host, port, tls, err.is_some())
         });
@@ -108,7 +118,9 @@ async fn serve(
     let mut sessions = vec![(first, forwarder)];
     // A session per data plane worker, so that no request of this endpoint crosses
     // threads there: the session id says which worker took it, of how many.
-    if let Some((worker, workers)) = placement(&sessions[0].0.id()) {
+    let placed = placement(&sessions[0].0.id());
+    if let Some((worker, workers)) = placed.filter(|_| agent.sessions != Some(1)) {
+        let workers = agent.sessions.map_or(workers, |n| n.min(workers));
         let mut covered = std::collections::BTreeSet::from([worker]);
         for _ in 0..workers * 8 {
             if covered.len() >= workers {

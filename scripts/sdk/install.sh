@@ -54,8 +54,15 @@ if [ -x "$venv/bin/python" ] && new_enough "$venv/bin/python" && [ "$(installed_
     log "ngrok $version already in $venv"
 else
     if ! python=$(find_python); then
-        log "no Python >= 3.12 found (ngrok $version needs one); set NGROK_SDK_PYTHON"
-        exit 1
+        # No 3.12: the last release that supports an older Python speaks the same
+        # protocol (built on an older ngrok crate).
+        python=$(command -v python3 || true)
+        version=1.4.0
+        if [ -z "$python" ]; then
+            log "no Python found; set NGROK_SDK_PYTHON"
+            exit 1
+        fi
+        log "no Python >= 3.12 found: using ngrok $version on $("$python" --version 2>&1)"
     fi
     log "creating $venv from $python ($("$python" --version 2>&1))"
     rm -rf "$venv"

@@ -240,6 +240,16 @@ impl Gateway {
                 let mut sink = String::new();
                 while out.read_line(&mut sink).unwrap_or(0) > 0 {}
             });
+            // Its log goes on to the test's stderr (a pipe nobody reads would fill and
+            // stop the agent).
+            let mut err = BufReader::new(child.stderr.take().unwrap());
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                while err.read_line(&mut line).unwrap_or(0) > 0 {
+                    eprint!("agent: {line}");
+                    line.clear();
+                }
+            });
             return Ok(Proc(child));
         }
         let mut err = String::new();
