@@ -57,7 +57,7 @@ async fn dial(
 ) -> Result<Box<dyn ngrok::session::IoStream>, ConnectError> {
     let mut wait = Duration::from_millis(50);
     loop {
-        match ngrok::session::default_connect(host.clone(), port, tls.clone(), None).await {
+        match dial_once(&host, port, tls.clone()).await {
             Ok(io) => return Ok(io),
             Err(e @ ConnectError::Tls(_)) if !lost => return Err(e),
             Err(e) => {
@@ -67,6 +67,28 @@ async fn dial(
             }
         }
     }
+}
+
+/// One connection to the gateway: TCP with Nagle off (the SDK's muxado writes a
+/// frame in pieces; with Nagle, the gateway's delayed ACK would hold each small
+/// response for 40 ms), then TLS.
+async fn dial_once(
+    host: &str,
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Box<dyn ngrok::session::IoStream>, ConnectError> {
+    let tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(ConnectError::Tcp)?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
+        ConnectError::Tcp(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    })?;
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .map_err(ConnectError::Tls)?;
+    Ok(Box::new(stream))
 }
 
 /// Runs the agent until SIGINT or SIGTERM (listened for from the start, so that a

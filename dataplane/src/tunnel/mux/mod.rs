@@ -400,7 +400,7 @@ async fn read_loop<R: AsyncReadRent>(mux: Mux, read: R) {
         buf = slice.into_inner();
         match res {
             Ok(0) => break (ErrorCode::None, "the agent closed the connection".into()),
-            Ok(_) => {}
+            Ok(_) => quick_ack(mux.fd),
             Err(e) => break (ErrorCode::None, format!("connection: {e}")),
         }
         if mux.closed().is_some() {
@@ -424,6 +424,25 @@ async fn read_loop<R: AsyncReadRent>(mux: Mux, read: R) {
         }
     };
     mux.close(reason.0, &reason.1);
+}
+
+/// Acknowledges what arrived at once. An agent that leaves Nagle on (the SDKs do)
+/// sends the second piece of a response only once the first is acknowledged, and
+/// Linux delays ACKs by up to 40 ms: the flag is reset by the kernel, so it is set
+/// again after every read.
+fn quick_ack(fd: RawFd) {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt(2) with a pointer to a live c_int on the socket this task
+    // reads from (held open by it).
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 async fn write_loop<W: AsyncWriteRent>(mux: Mux, write: W) {
