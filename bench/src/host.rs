@@ -240,6 +240,19 @@ impl Process {
     }
 }
 
+/// What the bench reads CPU time from: one process tree, or every process of a
+/// system that runs as several (a tunnel's server and client).
+pub trait CpuTime: std::fmt::Debug {
+    /// CPU time (user + system) so far, in seconds.
+    fn cpu_seconds(&self) -> f64;
+}
+
+impl CpuTime for Process {
+    fn cpu_seconds(&self) -> f64 {
+        Process::cpu_seconds(self)
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let pid = self.child.id() as i32;
