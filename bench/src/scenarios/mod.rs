@@ -8,6 +8,7 @@ mod policy;
 mod proxy;
 mod table_scale;
 mod tcp;
+mod tunnel;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ use crate::systems::Context;
 pub type Scenario = (&'static str, fn(&Bench) -> Result<ScenarioResult>);
 
 /// Every scenario, in BENCH.md's order.
-pub const ALL: [Scenario; 7] = [
+pub const ALL: [Scenario; 8] = [
     ("http-proxy", proxy::run),
     ("forward-internal", forward_internal::run),
     ("policy", policy::run),
@@ -39,6 +40,7 @@ pub const ALL: [Scenario; 7] = [
     ("tcp", tcp::run),
     ("connections", connections::run),
     ("table-scale", table_scale::run),
+    ("tunnel", tunnel::run),
 ];
 
 /// How a run measures.
