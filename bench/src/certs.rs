@@ -1,6 +1,7 @@
 //! One self-signed certificate (ECDSA P-256) for `bench.test` and `*.bench.test`,
 //! written as PEM files that innergate, nginx and HAProxy all load, and the rustls
-//! configurations of the bench's own TLS clients and sink.
+//! configurations of the bench's own TLS clients and sink; and, for tunnel
+//! listeners, a CA with a certificate for 127.0.0.1 signed by it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,5 +60,45 @@ impl Certs {
             client: Arc::new(client),
             server: Arc::new(server),
         })
+    }
+}
+
+/// A CA and a certificate for 127.0.0.1 and `localhost` signed by it, for the tunnel
+/// listeners (innergate's, rathole's TLS transport) that agents verify: rustls takes
+/// no self-signed CA certificate as a server's, so the server's is a leaf.
+#[derive(Debug)]
+pub struct TunnelCerts {
+    /// The CA certificate (PEM), what agents trust.
+    pub ca: PathBuf,
+    /// The server's certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+}
+
+impl TunnelCerts {
+    /// Makes the CA and the server certificate and writes their files into `dir`.
+    pub fn create(dir: &Path) -> Result<TunnelCerts> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "innergate-bench tunnel CA");
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::from_params(&ca_params, &ca_key);
+        let key = KeyPair::generate()?;
+        let cert = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])?
+            .signed_by(&key, &issuer)?;
+        let files = TunnelCerts {
+            ca: dir.join("tunnel-ca.crt"),
+            cert: dir.join("tunnel.crt"),
+            key: dir.join("tunnel.key"),
+        };
+        std::fs::write(&files.ca, ca_cert.pem())?;
+        std::fs::write(&files.cert, cert.pem())?;
+        std::fs::write(&files.key, key.serialize_pem())?;
+        Ok(files)
     }
 }

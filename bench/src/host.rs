@@ -227,6 +227,23 @@ impl Process {
         }
     }
 
+    /// Waits until a line of the process's output satisfies `ready` (or the process
+    /// exits); returns that line.
+    pub fn wait_for_line(&mut self, what: &str, ready: impl Fn(&str) -> bool) -> Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(line) = log.lines().find(|l| ready(l)) {
+                return Ok(line.to_string());
+            }
+            self.check_running()?;
+            if Instant::now() > deadline {
+                bail!("{} did not print {what}:\n{log}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Resident memory of the process and its children, in KiB.
     pub fn rss_kib(&self) -> u64 {
         tree(self.pid()).iter().map(|&p| rss_kib(p)).sum()
@@ -237,6 +254,19 @@ impl Process {
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         tree(self.pid()).iter().map(|&p| cpu_ticks(p)).sum::<u64>() as f64 / hz
+    }
+}
+
+/// What the bench reads CPU time from: one process tree, or every process of a
+/// system that runs as several (a tunnel's server and client).
+pub trait CpuTime: std::fmt::Debug {
+    /// CPU time (user + system) so far, in seconds.
+    fn cpu_seconds(&self) -> f64;
+}
+
+impl CpuTime for Process {
+    fn cpu_seconds(&self) -> f64 {
+        Process::cpu_seconds(self)
     }
 }
 
@@ -328,6 +358,29 @@ pub fn free_port() -> Result<u16> {
 pub fn have(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// Where `program` is: on PATH, or where `cargo install` puts it (`$CARGO_HOME/bin`,
+/// `~/.cargo/bin`), which a shell without rustup's profile may not have on PATH.
+pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    std::env::split_paths(&path)
+        .chain(cargo_home.map(|c| c.join("bin")))
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// What `program ARGS` prints on stdout (empty when it cannot run), such as its
+/// version for the results.
+pub fn program_output(program: &Path, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 // === the machine ===

@@ -1,5 +1,5 @@
 //! `innergate-bench`: every scenario of BENCH.md, innergate beside nginx, HAProxy and
-//! a direct connection in the same run.
+//! a direct connection in the same run (and, for tunnels, beside rathole and bore).
 //!
 //!     cargo run --release -p innergate-bench -- all --pin proxy=1,load=0
 //!     cargo run --release -p innergate-bench -- http-proxy tcp --duration 5
@@ -36,7 +36,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(version)]
 struct Args {
     /// Scenarios to run: http-proxy, forward-internal, policy, https, tcp,
-    /// connections, table-scale, or all.
+    /// connections, table-scale, tunnel, or all.
     #[arg(required = true)]
     scenarios: Vec<String>,
     /// Seconds per HTTP load.
@@ -324,7 +324,7 @@ mod tests {
             names(&["tcp", "http-proxy"]).unwrap(),
             ["http-proxy", "tcp"]
         );
-        assert_eq!(names(&["all"]).unwrap().len(), 7);
+        assert_eq!(names(&["all"]).unwrap().len(), 8);
         assert!(names(&["nope"]).is_err());
     }
 

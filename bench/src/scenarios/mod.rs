@@ -8,6 +8,7 @@ mod policy;
 mod proxy;
 mod table_scale;
 mod tcp;
+mod tunnel;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use anyhow::Result;
 
 use crate::backend::Backend;
 use crate::certs::Certs;
-use crate::host::Pinning;
+use crate::host::{CpuTime, Pinning};
 use crate::load::client::Load;
 use crate::load::wrk::Wrk;
 use crate::load::HttpResult;
@@ -31,7 +32,7 @@ use crate::systems::Context;
 pub type Scenario = (&'static str, fn(&Bench) -> Result<ScenarioResult>);
 
 /// Every scenario, in BENCH.md's order.
-pub const ALL: [Scenario; 7] = [
+pub const ALL: [Scenario; 8] = [
     ("http-proxy", proxy::run),
     ("forward-internal", forward_internal::run),
     ("policy", policy::run),
@@ -39,6 +40,7 @@ pub const ALL: [Scenario; 7] = [
     ("tcp", tcp::run),
     ("connections", connections::run),
     ("table-scale", table_scale::run),
+    ("tunnel", tunnel::run),
 ];
 
 /// How a run measures.
@@ -98,8 +100,8 @@ pub struct HttpTarget<'a> {
     pub host: &'a str,
     /// Whether it speaks TLS.
     pub tls: bool,
-    /// The system's process, whose CPU time is counted (none for direct).
-    pub process: Option<&'a crate::host::Process>,
+    /// The system's processes, whose CPU time is counted (none for direct).
+    pub process: Option<&'a dyn CpuTime>,
 }
 
 /// The systems of one scenario; peers only in full runs.
@@ -246,7 +248,7 @@ impl Bench {
         for rep in 0..self.repetitions() {
             for &(case, path, close) in cases {
                 for t in targets {
-                    let cpu_before = t.process.map(crate::host::Process::cpu_seconds);
+                    let cpu_before = t.process.map(CpuTime::cpu_seconds);
                     let r = self.saturate(t, path, close)?;
                     self.progress(&result.name, case, t.name, rep, &describe(&r));
                     let mut sample = crate::report::Sample::http(&r);

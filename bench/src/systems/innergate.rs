@@ -26,6 +26,18 @@ pub struct DataPlane {
 /// The data plane binary beside the bench's own, built first when cargo is at hand
 /// (so that `cargo run -p innergate-bench` measures the current source).
 pub fn binary() -> Result<PathBuf> {
+    built("innergate-dataplane")
+}
+
+/// Control's binary (`innergate`: serve, accounts, agents), found and built as
+/// [`binary`] is.
+pub fn control_binary() -> Result<PathBuf> {
+    built("innergate")
+}
+
+/// The binary of workspace package `package` (named as the package) beside the
+/// bench's own, built first when cargo is at hand.
+fn built(package: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("the bench binary has no directory")?;
     let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
@@ -35,17 +47,17 @@ pub fn binary() -> Result<PathBuf> {
         let mut build = std::process::Command::new(cargo);
         build
             .current_dir(&workspace)
-            .args(["build", "--quiet", "-p", "innergate-dataplane"]);
+            .args(["build", "--quiet", "-p", package]);
         if profile != "debug" {
             build.args(["--profile", profile]);
         }
         // A failed build (no cargo here) falls back to the binary already built.
         let _ = build.status();
     }
-    let binary = dir.join("innergate-dataplane");
+    let binary = dir.join(package);
     if !binary.exists() {
         bail!(
-            "{} is missing: cargo build --release -p innergate-dataplane",
+            "{} is missing: cargo build --release -p {package}",
             binary.display()
         );
     }
@@ -115,6 +127,19 @@ impl DataPlane {
             endpoints,
         })?;
         Ok(start.elapsed())
+    }
+
+    /// The control socket, for a control process to drive this data plane.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Asks the data plane what it serves now (the table control pushed, its
+    /// listeners, its tunnel listener).
+    pub fn refresh(&mut self) -> Result<&Ack> {
+        let mut link = ControlClient::connect(&self.socket, Duration::from_secs(5))?;
+        self.ack = link.status()?;
+        Ok(&self.ack)
     }
 
     /// Where URL port `url_port` is served.

@@ -1,11 +1,15 @@
 //! The systems under test, each started with the same worker count on the proxy
 //! CPUs and pointed at the same backend: innergate's data plane (tables pushed over
 //! its control socket), nginx and HAProxy (configured equivalently: upstream
-//! keep-alive on, logging off).
+//! keep-alive on, logging off); for the tunnel scenario, innergate as a whole
+//! gateway with control and agents, rathole and bore.
 
+pub mod bore;
+pub mod gateway;
 pub mod haproxy;
 pub mod innergate;
 pub mod nginx;
+pub mod rathole;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -26,6 +30,10 @@ pub mod hosts {
     pub const POLICY: &str = "policy.bench.test";
     /// The tls passthrough endpoint's SNI.
     pub const BULK: &str = "bulk.bench.test";
+    /// A public endpoint an agent serves over a tunnel session.
+    pub const TUNNEL: &str = "tunnel.bench.test";
+    /// A public endpoint an agent registered with `--direct`.
+    pub const DIRECT: &str = "direct.bench.test";
 }
 
 /// The tcp endpoint's URL port (mapped to a local port chosen by the OS).
@@ -33,6 +41,10 @@ pub const TCP_URL_PORT: u16 = 15432;
 
 /// The tls passthrough endpoint's URL port (https keeps 443).
 pub const TLS_URL_PORT: u16 = 8443;
+
+/// The URL port of the tunnel scenario's `--direct` tcp endpoint (its tunnelled one
+/// takes [`TCP_URL_PORT`]).
+pub const DIRECT_TCP_URL_PORT: u16 = 15433;
 
 /// What every system is started with.
 #[derive(Debug)]
