@@ -81,9 +81,8 @@ async fn dial_once(
         .await
         .map_err(ConnectError::Tcp)?;
     let _ = tcp.set_nodelay(true);
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
-        ConnectError::Tcp(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
-    })?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| ConnectError::Tcp(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await
