@@ -132,6 +132,12 @@ fn up_serves_the_seed_quickstart_and_stops_on_sigint() {
         .local_addr()
         .unwrap()
         .port();
+    // The tunnel listener too (its default, 4443, may be taken on a test machine).
+    let tunnel_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     dataplane_bin();
     let up = Command::new(innergate_bin())
         .args([
@@ -142,6 +148,8 @@ fn up_serves_the_seed_quickstart_and_stops_on_sigint() {
             "2",
             "--http-port",
             &http_port.to_string(),
+            "--tunnel-port",
+            &tunnel_port.to_string(),
             "--data",
         ])
         .arg(dir.path().join("data"))
@@ -152,8 +160,12 @@ fn up_serves_the_seed_quickstart_and_stops_on_sigint() {
     let mut up = KillOnDrop::new(up);
     let mut reader = BufReader::new(up.child().stdout.take().unwrap());
     let (mut api_url, mut key) = (String::new(), String::new());
+    let mut tunnel = String::new();
     let mut line = String::new();
     while reader.read_line(&mut line).unwrap() > 0 {
+        if let Some(v) = line.trim().strip_prefix("tunnel:") {
+            tunnel = v.split_whitespace().next().unwrap_or_default().to_string();
+        }
         if let Some(v) = line.trim().strip_prefix("API:") {
             api_url = v.trim().to_string();
         }
@@ -168,6 +180,11 @@ fn up_serves_the_seed_quickstart_and_stops_on_sigint() {
     assert!(
         api_url.starts_with("http://127.0.0.1:") && key.starts_with("ig_"),
         "{api_url} {key}"
+    );
+    assert_eq!(
+        tunnel,
+        format!("127.0.0.1:{tunnel_port}"),
+        "up prints its tunnel"
     );
     let addr: std::net::SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
     eventually("the seed quickstart", || {
