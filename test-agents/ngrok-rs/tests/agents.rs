@@ -84,12 +84,20 @@ fn rust_agent() -> Command {
 /// The Python agent, run by the venv's python that scripts/sdk/install.sh prints.
 fn python_agent() -> Command {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new(root.join("scripts/sdk/install.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/sdk/install.sh");
-    assert!(out.status.success(), "scripts/sdk/install.sh failed");
-    let python = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    // scripts/test.sh installs it first and says where; otherwise install it once for
+    // every test of this binary (two installs at once would race on the venv).
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let python = PYTHON.get_or_init(|| {
+        if let Ok(p) = std::env::var("INNERGATE_SDK_PYTHON") {
+            return p;
+        }
+        let out = Command::new(root.join("scripts/sdk/install.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/sdk/install.sh");
+        assert!(out.status.success(), "scripts/sdk/install.sh failed");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    });
     let mut command = Command::new(python);
     command.arg(root.join("scripts/sdk/python_agent.py"));
     command
