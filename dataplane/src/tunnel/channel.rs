@@ -5,9 +5,7 @@
 use std::cell::RefCell;
 use std::io;
 
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
-use monoio::BufResult;
+use monoio::io::Split;
 
 /// Chunks in flight per direction: with 64 KiB reads, a few windows' worth.
 const DEPTH: usize = 8;
@@ -80,10 +78,12 @@ impl ChannelStream {
         }
     }
 
-    async fn write_from(&self, src: &[u8]) -> io::Result<usize> {
-        if src.is_empty() {
+    async fn write_from(&self, src: *const u8, len: usize) -> io::Result<usize> {
+        if len == 0 {
             return Ok(0);
         }
+        // SAFETY: the caller gives `len` readable bytes at `src`.
+        let src = unsafe { std::slice::from_raw_parts(src, len) };
         let n = src.len().min(CHUNK);
         self.to_agent
             .send_async(Chunk::Data(src[..n].to_vec()))
@@ -91,63 +91,10 @@ impl ChannelStream {
             .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
         Ok(n)
     }
-}
 
-impl AsyncReadRent for ChannelStream {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        let len = buf.bytes_total();
-        match self.read_into(buf.write_ptr(), len).await {
-            Ok(n) => {
-                // SAFETY: `read_into` initialised `n` bytes.
-                unsafe { buf.set_init(n) };
-                (Ok(n), buf)
-            }
-            Err(e) => (Err(e), buf),
-        }
-    }
-
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the raw view of the first iovec lives only for this call.
-        let Some(mut raw) = (unsafe { RawBuf::new_from_iovec_mut(&mut buf) }) else {
-            return (Ok(0), buf);
-        };
-        let len = raw.bytes_total();
-        match self.read_into(raw.write_ptr(), len).await {
-            Ok(n) => {
-                // SAFETY: `read_into` initialised `n` bytes of the first iovec.
-                unsafe { buf.set_init(n) };
-                (Ok(n), buf)
-            }
-            Err(e) => (Err(e), buf),
-        }
-    }
-}
-
-impl AsyncWriteRent for ChannelStream {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: `buf` holds `bytes_init` readable bytes for this call.
-        let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let res = self.write_from(src).await;
-        (res, buf)
-    }
-
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: the raw view of the first iovec lives only for this call.
-        let Some(raw) = (unsafe { RawBuf::new_from_iovec(&buf) }) else {
-            return (Ok(0), buf);
-        };
-        // SAFETY: as in `write`.
-        let src = unsafe { std::slice::from_raw_parts(raw.read_ptr(), raw.bytes_init()) };
-        let res = self.write_from(src).await;
-        (res, buf)
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    async fn shutdown(&mut self) -> io::Result<()> {
+    async fn end_writes(&self) {
         let _ = self.to_agent.send_async(Chunk::Fin).await;
-        Ok(())
     }
 }
+
+super::rent::rent_io!(ChannelStream);

@@ -18,6 +18,7 @@ pub(crate) mod online;
 pub(crate) mod open;
 pub(crate) mod proto;
 pub(crate) mod registry;
+mod rent;
 pub(crate) mod session;
 pub(crate) mod stream;
 

@@ -9,9 +9,7 @@ use std::io;
 use std::rc::Rc;
 use std::task::Poll;
 
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
-use monoio::BufResult;
+use monoio::io::Split;
 
 use super::{Mux, StreamShared, MAX_FRAME_BODY, OUT_HIGH, WINDOW};
 use crate::tunnel::frame::{self, ErrorCode, FLAG_FIN, FLAG_SYN};
@@ -181,6 +179,13 @@ impl MuxStream {
     }
 }
 
+impl MuxStream {
+    /// Ends this side (the traits' `shutdown`).
+    async fn end_writes(&self) {
+        self.finish();
+    }
+}
+
 impl Drop for MuxStream {
     fn drop(&mut self) {
         let (fin_in, fin_out, reset) = {
@@ -198,57 +203,4 @@ impl Drop for MuxStream {
     }
 }
 
-impl AsyncReadRent for MuxStream {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        let len = buf.bytes_total();
-        match self.read_into(buf.write_ptr(), len).await {
-            Ok(n) => {
-                // SAFETY: `read_into` initialised `n` bytes.
-                unsafe { buf.set_init(n) };
-                (Ok(n), buf)
-            }
-            Err(e) => (Err(e), buf),
-        }
-    }
-
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the raw view of the first iovec lives only for this call.
-        let Some(mut raw) = (unsafe { RawBuf::new_from_iovec_mut(&mut buf) }) else {
-            return (Ok(0), buf);
-        };
-        let len = raw.bytes_total();
-        match self.read_into(raw.write_ptr(), len).await {
-            Ok(n) => {
-                // SAFETY: `read_into` initialised `n` bytes of the first iovec.
-                unsafe { buf.set_init(n) };
-                (Ok(n), buf)
-            }
-            Err(e) => (Err(e), buf),
-        }
-    }
-}
-
-impl AsyncWriteRent for MuxStream {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        let res = self.write_from(buf.read_ptr(), buf.bytes_init()).await;
-        (res, buf)
-    }
-
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: the raw view of the first iovec lives only for this call.
-        let Some(raw) = (unsafe { RawBuf::new_from_iovec(&buf) }) else {
-            return (Ok(0), buf);
-        };
-        let res = self.write_from(raw.read_ptr(), raw.bytes_init()).await;
-        (res, buf)
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    async fn shutdown(&mut self) -> io::Result<()> {
-        self.finish();
-        Ok(())
-    }
-}
+crate::tunnel::rent::rent_io!(MuxStream);
