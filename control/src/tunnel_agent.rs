@@ -247,51 +247,45 @@ async fn bind(
         }
     });
     let policy = agent.traffic_policy.clone().unwrap_or_default();
+    // What every kind of endpoint takes alike, then the bind: the SDK's builders are
+    // distinct types with the same methods.
+    macro_rules! bind_with {
+        ($builder:expr) => {{
+            let mut b = $builder;
+            b.binding(binding)
+                .pooling_enabled(agent.pooling_enabled)
+                .metadata(group)
+                .forwards_to(agent.upstream.clone());
+            if !policy.is_empty() {
+                b.traffic_policy(policy);
+            }
+            let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
+            let bound: (String, String, Box<dyn std::any::Any + Send>) =
+                (f.id().to_string(), f.url().to_string(), Box::new(f));
+            bound
+        }};
+    }
+    let address = host_port(&endpoint);
     Ok(match agent.proto.as_str() {
         "http" => {
-            let mut b = session.http_endpoint();
             let scheme = if endpoint.scheme() == "https" {
                 ngrok::config::Scheme::HTTPS
             } else {
                 ngrok::config::Scheme::HTTP
             };
-            b.scheme(scheme)
-                .domain(host_port(&endpoint))
-                .binding(binding)
-                .pooling_enabled(agent.pooling_enabled)
-                .metadata(group)
-                .forwards_to(agent.upstream.clone());
-            if !policy.is_empty() {
-                b.traffic_policy(policy);
-            }
-            let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
-            (f.id().to_string(), f.url().to_string(), Box::new(f))
+            let mut b = session.http_endpoint();
+            b.scheme(scheme).domain(address);
+            bind_with!(b)
         }
         "tcp" => {
             let mut b = session.tcp_endpoint();
-            b.remote_addr(host_port(&endpoint))
-                .binding(binding)
-                .pooling_enabled(agent.pooling_enabled)
-                .metadata(group)
-                .forwards_to(agent.upstream.clone());
-            if !policy.is_empty() {
-                b.traffic_policy(policy);
-            }
-            let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
-            (f.id().to_string(), f.url().to_string(), Box::new(f))
+            b.remote_addr(address);
+            bind_with!(b)
         }
         "tls" => {
             let mut b = session.tls_endpoint();
-            b.domain(host_port(&endpoint))
-                .binding(binding)
-                .pooling_enabled(agent.pooling_enabled)
-                .metadata(group)
-                .forwards_to(agent.upstream.clone());
-            if !policy.is_empty() {
-                b.traffic_policy(policy);
-            }
-            let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
-            (f.id().to_string(), f.url().to_string(), Box::new(f))
+            b.domain(address);
+            bind_with!(b)
         }
         other => return Err(format!("unknown agent protocol {other}")),
     })
