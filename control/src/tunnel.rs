@@ -6,11 +6,11 @@
 //! exits; the new one gets its own as soon as its socket appears, so that agents
 //! reconnecting to it can bind at once.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
-use innergate_table::link::CallsClient;
+use innergate_table::link::{socket_identity as file_id, CallsClient};
 use innergate_table::tunnel_calls::TunnelAnswer;
 
 use crate::core::{Command, CoreHandle};
@@ -19,14 +19,6 @@ use crate::core::{Command, CoreHandle};
 const RECHECK: Duration = Duration::from_millis(250);
 /// How long writing an answer may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The identity of the file at `path`, to notice a data plane that replaced another.
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|m| (m.dev(), m.ino()))
-}
 
 /// Keeps a subscription to the data plane at `socket` for as long as control runs.
 pub fn spawn(socket: PathBuf, core: CoreHandle) -> std::io::Result<()> {

@@ -587,7 +587,7 @@ impl Core {
                 sha256: t.sha256,
             });
         let keys = self.api_keys.iter().map(|(hash, account)| AuthtokenRecord {
-            id: format!("apikey_{account}"),
+            id: api_key_credential(account),
             account: account.clone(),
             sha256: hash.clone(),
         });
@@ -730,6 +730,12 @@ impl Core {
             Pushed::Unavailable(_) => self.in_sync = false,
         }
     }
+}
+
+/// The credential id an account's API key has on the data plane (tunnel sessions may
+/// authenticate with it).
+fn api_key_credential(account: &str) -> String {
+    format!("apikey_{account}")
 }
 
 /// Canonicalises the URL and settles the binding; the full check follows in

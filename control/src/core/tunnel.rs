@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use innergate_table::tunnel_calls::{BindCall, TunnelAnswer, TunnelCall};
 
-use super::{normalize, Change, Core};
+use super::{api_key_credential, normalize, Change, Core};
 use crate::endpoint::{now, HeldBy, StoredEndpoint};
 use crate::tunnel_agent::AGENT_GROUP;
 
@@ -77,7 +77,7 @@ impl Core {
             || self
                 .api_keys
                 .iter()
-                .any(|(_, a)| format!("apikey_{a}") == bind.authtoken && *a == bind.account);
+                .any(|(_, a)| *a == bind.account && api_key_credential(a) == bind.authtoken);
         if !token_live {
             return Err("the session's authtoken was revoked (ERR_IG_4018)".into());
         }

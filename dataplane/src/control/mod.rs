@@ -39,14 +39,7 @@ pub(crate) fn bind(path: &Path, takeover: bool) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// The identity of the file at `path` (device, inode), to tell our socket from one a
-/// newer process put there.
-pub(crate) fn file_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|m| (m.dev(), m.ino()))
-}
+pub(crate) use innergate_table::link::socket_identity as file_id;
 
 /// Serves control connections until the process ends.
 pub(crate) fn spawn(

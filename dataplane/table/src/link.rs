@@ -8,6 +8,15 @@ use std::time::Duration;
 use crate::tunnel_calls::{TunnelAnswer, TunnelCall};
 use crate::wire::{read_frame, write_frame, Ack, Message, TableMessage};
 
+/// The identity of the file at `path` (device, inode): tells a control socket from
+/// the one a newer data plane put in its place (an upgrade).
+pub fn socket_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
 /// Why talking to the data plane failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
