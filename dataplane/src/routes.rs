@@ -38,12 +38,10 @@ pub(crate) type PoolIdx = u32;
 pub(crate) enum Target {
     /// A cloud endpoint: nowhere; its policy must end the request.
     None,
-    /// An agent endpoint's upstream.
-    Upstream(UpstreamAddr),
+    /// An agent endpoint's upstream: dialled, or behind its tunnel sessions.
+    Upstream(Upstream),
     /// An agent endpoint whose upstream host did not resolve.
     Unresolved,
-    /// An endpoint whose upstream is behind tunnel sessions (its id names them).
-    Tunnel(Arc<str>),
 }
 
 /// One endpoint, ready to serve.
@@ -212,7 +210,7 @@ impl RouteTable {
             routes.ids.insert(ep.id.as_str().into());
             let target = match &ep.kind {
                 EndpointKind::Cloud => Target::None,
-                EndpointKind::Tunnel => Target::Tunnel(ep.id.as_str().into()),
+                EndpointKind::Tunnel => Target::Upstream(Upstream::Tunnel(ep.id.as_str().into())),
                 EndpointKind::Agent { upstream } => {
                     // The upstream speaks the endpoint's family: http(s) behind
                     // http/https, tcp or tls behind tcp/tls.
@@ -259,7 +257,7 @@ impl RouteTable {
                             tls: server_name,
                         };
                         routes.upstreams.insert(upstream.clone());
-                        Target::Upstream(upstream)
+                        Target::Upstream(Upstream::Dial(upstream))
                     })
                 }
             };
@@ -418,14 +416,14 @@ impl RouteTable {
     /// member without a session is skipped while another member can take the traffic.
     pub(crate) fn pick(&self, pool: PoolIdx) -> EndpointIdx {
         let members = &self.pools[pool as usize];
-        let start = fastrand::usize(..members.len());
         if members.len() == 1 {
             return members[0];
         }
+        let start = fastrand::usize(..members.len());
         (0..members.len())
             .map(|i| members[(start + i) % members.len()])
             .find(|&m| match &self.route(m).target {
-                Target::Tunnel(id) => crate::tunnel::online::online(id),
+                Target::Upstream(Upstream::Tunnel(id)) => crate::tunnel::online::online(id),
                 _ => true,
             })
             .unwrap_or(members[start])

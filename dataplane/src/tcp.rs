@@ -34,13 +34,9 @@ pub(crate) async fn serve(worker: Rc<Worker>, client: TcpStream, peer: SocketAdd
     let slot = table.route(entry).stats_slot;
     let target = match policy::run_connect(&table, entry, &conn, &mut state) {
         ConnectOutcome::Proceed {
-            target: Target::Upstream(addr),
+            target: Target::Upstream(upstream),
             ..
-        } => Upstream::Dial(addr),
-        ConnectOutcome::Proceed {
-            target: Target::Tunnel(id),
-            ..
-        } => Upstream::Tunnel(id),
+        } => upstream,
         ConnectOutcome::Proceed {
             target: Target::None,
             ..

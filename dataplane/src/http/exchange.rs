@@ -180,7 +180,7 @@ async fn route_and_serve<S: ClientStream>(
         RequestOutcome::Fail(error) => {
             local::answer(worker, client, s, table, Err(error), facts).await
         }
-        RequestOutcome::Upstream(addr) => {
+        RequestOutcome::Upstream(upstream) => {
             facts.body_limit = s
                 .state
                 .chain
@@ -192,7 +192,7 @@ async fn route_and_serve<S: ClientStream>(
                 let e = ProxyError::BodyTooLarge;
                 return local::answer_error_keep(worker, client, s, e, facts).await;
             }
-            super::proxy::proxy(worker, client, s, table, &addr, facts).await
+            super::proxy::proxy(worker, client, s, table, upstream, facts).await
         }
     }
 }

@@ -41,8 +41,9 @@ pub(crate) struct RequestInfo<'a> {
 /// How a request leaves the request phases.
 #[derive(Debug)]
 pub(crate) enum RequestOutcome<'t> {
-    /// Send it to the upstream of the chain's last endpoint.
-    Upstream(Upstream),
+    /// Send it to the upstream of the chain's last endpoint (borrowed from the table:
+    /// nothing is cloned per request).
+    Upstream(&'t Upstream),
     /// Answer with what an action made; the response phases of the chain run over it.
     Respond(LocalResponse<'t>),
     /// Answer with the data plane's own error (no response phase runs over it).
@@ -103,8 +104,7 @@ pub(crate) fn run_request<'t>(
             }
         }
         return match current.target {
-            Target::Upstream(ref addr) => RequestOutcome::Upstream(Upstream::Dial(addr.clone())),
-            Target::Tunnel(ref id) => RequestOutcome::Upstream(Upstream::Tunnel(id.clone())),
+            Target::Upstream(ref upstream) => RequestOutcome::Upstream(upstream),
             Target::None => {
                 log::warn!("endpoint {}: its policy did not end a request", current.id);
                 RequestOutcome::Fail(ProxyError::PolicyFellThrough)

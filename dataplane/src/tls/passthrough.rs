@@ -61,13 +61,9 @@ pub(crate) async fn serve_tls(
     let slot = table.route(entry).stats_slot;
     let (target, terminate) = match policy::run_connect(&table, entry, &conn, &mut state) {
         ConnectOutcome::Proceed {
-            target: Target::Upstream(addr),
+            target: Target::Upstream(upstream),
             terminate,
-        } => (Upstream::Dial(addr), terminate),
-        ConnectOutcome::Proceed {
-            target: Target::Tunnel(id),
-            terminate,
-        } => (Upstream::Tunnel(id), terminate),
+        } => (upstream, terminate),
         _ => return,
     };
     let termination = terminate.and_then(|(idx, action)| table.route(idx).termination(action));
