@@ -223,10 +223,8 @@ fn failure(what: &str, out: &Output) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::KillOnDrop;
-    use std::io::{BufRead, BufReader, ErrorKind, Read};
+    use std::io::{ErrorKind, Read};
     use std::net::{SocketAddr, TcpStream};
-    use std::process::Stdio;
     use std::time::Duration;
 
     /// Listens on the namespace's loopback, prints its port, and greets each
@@ -263,17 +261,9 @@ print(c.recv(64).decode(), end='')
             "{addrs}"
         );
 
-        let mut listener = KillOnDrop::new(
-            ns.command("python3")
-                .args(["-c", LISTENER])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let mut line = String::new();
-        BufReader::new(listener.child().stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut cmd = ns.command("python3");
+        cmd.args(["-c", LISTENER]);
+        let (listener, line) = crate::start_until(cmd, "the listener", |_| true);
         let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("{line:?}"));
 
         // The listener is up: a client inside the namespace gets the marker.

@@ -178,3 +178,49 @@ impl Drop for KillOnDrop {
         self.kill();
     }
 }
+
+/// Starts `cmd` with stdin and stdout piped (stdin held open: closing it is how some
+/// test agents are told to stop) and reads its stdout until a line satisfies `ready`;
+/// the guarded child and the lines read. Panics, naming `what`, when no such line comes
+/// within [`TIMEOUT`]. The rest of stdout is drained so the child never blocks on it.
+#[track_caller]
+pub fn start_until(
+    mut cmd: Command,
+    what: &str,
+    ready: impl Fn(&str) -> bool,
+) -> (KillOnDrop, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    loop {
+        match rx.recv_timeout(TIMEOUT) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if ready(&line) {
+                    // Keep draining so the child never blocks on a full pipe.
+                    std::thread::spawn(move || while rx.recv().is_ok() {});
+                    return (KillOnDrop::new(child), seen);
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} did not get ready; it printed:\n{seen}");
+            }
+        }
+    }
+}

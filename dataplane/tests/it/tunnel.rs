@@ -16,7 +16,6 @@ use innergate_table::link::{CallsClient, ControlClient};
 use innergate_table::tunnel_calls::{TunnelAnswer, TunnelCall};
 use innergate_table::wire::{AuthtokenRecord, TableMessage};
 use innergate_table::EndpointRecord;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 use crate::support::*;
 
@@ -39,22 +38,9 @@ struct TunnelPki {
 impl TunnelPki {
     fn new() -> TunnelPki {
         let dir = tempfile::tempdir().unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "innergate tunnel test CA");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::from_params(&ca_params, &ca_key);
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        std::fs::write(dir.path().join("tunnel.crt"), cert.pem()).unwrap();
-        std::fs::write(dir.path().join("tunnel.key"), key.serialize_pem()).unwrap();
+        let ca = TestCa::new("innergate tunnel test CA");
+        ca.write(dir.path());
+        ca.write_leaf(dir.path(), "tunnel", &["127.0.0.1", "localhost"]);
         TunnelPki { dir }
     }
 

@@ -16,9 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use innergate_test_support::{eventually, KillOnDrop, Netns};
+use innergate_test_support::{eventually, start_until, KillOnDrop, Netns, TestCa};
 use muxado::typed::{StreamType, TypedAccept, TypedOpenClose, TypedSession, TypedStream};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -271,29 +270,19 @@ struct Bound {
 impl Mock {
     fn start(ip: IpAddr) -> Mock {
         let dir = tempfile::tempdir().unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "mock ingress CA");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let ca = TestCa::new("mock ingress CA");
+        ca.write(dir.path());
         let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca.pem()).unwrap();
-        let issuer = Issuer::from_params(&ca_params, &ca_key);
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec![ip.to_string()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
+        let (cert, key) = ca.issue(&[&ip.to_string()]);
+        use rustls::pki_types::pem::PemObject;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(
-                vec![cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+                vec![rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
             )
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
@@ -480,17 +469,9 @@ while True:
     c, _ = s.accept()
     threading.Thread(target=echo, args=(c,), daemon=True).start()
 ";
-        let mut process = KillOnDrop::new(
-            ns.command("python3")
-                .args(["-c", ECHO])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let mut line = String::new();
-        BufReader::new(process.child().stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut cmd = ns.command("python3");
+        cmd.args(["-c", ECHO]);
+        let (process, line) = start_until(cmd, "the echo upstream", |_| true);
         let port = line.trim().parse().unwrap_or_else(|_| panic!("{line:?}"));
         Echo {
             port,

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use innergate_table::link::ControlClient;
@@ -53,59 +53,6 @@ else:
 print("ready", flush=True)
 srv.serve_forever()
 "#;
-
-/// Kills a child when dropped.
-pub(super) struct Proc(pub(super) Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Runs `cmd` with stdout piped until a line satisfies `ready`; the lines read.
-pub(super) fn start_until(
-    mut cmd: Command,
-    what: &str,
-    ready: impl Fn(&str) -> bool,
-) -> (Proc, String) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
-    loop {
-        match rx.recv_timeout(TIMEOUT) {
-            Ok(line) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if ready(&line) {
-                    // Keep draining so the child never blocks on a full pipe.
-                    std::thread::spawn(move || while rx.recv().is_ok() {});
-                    return (Proc(child), seen);
-                }
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{what} did not get ready; it printed:\n{seen}");
-            }
-        }
-    }
-}
 
 /// The gateway (data plane with a tunnel listener on the namespace's veth, and
 /// control), one account, and the namespace. Fields drop in order: the namespace last.
@@ -197,7 +144,7 @@ impl Gateway {
     }
 
     /// Starts a service inside the namespace.
-    pub(super) fn service(&self, args: &[&str]) -> Proc {
+    pub(super) fn service(&self, args: &[&str]) -> KillOnDrop {
         let mut cmd = self.ns.command("python3");
         cmd.arg("-c").arg(SERVICE).args(args);
         start_until(cmd, "a namespace service", |l| l == "ready").0
@@ -205,7 +152,7 @@ impl Gateway {
 
     /// Starts `innergate PROTO UPSTREAM --url URL` inside the namespace, with only the
     /// tunnel address, an authtoken and the CA; returns once it bound.
-    fn agent(&self, proto: &str, upstream: &str, url: &str, extra: &[&str]) -> Proc {
+    fn agent(&self, proto: &str, upstream: &str, url: &str, extra: &[&str]) -> KillOnDrop {
         self.try_agent(proto, upstream, url, &self.key, extra)
             .unwrap_or_else(|e| panic!("{e}"))
     }
@@ -217,7 +164,7 @@ impl Gateway {
         url: &str,
         token: &str,
         extra: &[&str],
-    ) -> Result<Proc, String> {
+    ) -> Result<KillOnDrop, String> {
         let mut cmd = self.ns.command(innergate_bin());
         cmd.args([proto, upstream, "--url", url, "--server-addr", &self.tunnel])
             .args(["--authtoken", token])
@@ -250,7 +197,7 @@ impl Gateway {
                     line.clear();
                 }
             });
-            return Ok(Proc(child));
+            return Ok(KillOnDrop::new(child));
         }
         let mut err = String::new();
         let _ = child.stderr.take().unwrap().read_to_string(&mut err);
@@ -268,28 +215,10 @@ impl Gateway {
 
 /// A CA and a tunnel certificate for `ip`, and a certificate for the https service.
 fn write_pki(dir: &Path, ip: &str) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "tunnel test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::from_params(&ca_params, &ca_key);
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    for (name, names) in [
-        ("tunnel", vec![ip.to_string()]),
-        ("service", vec!["secure.example.com".to_string()]),
-    ] {
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
-        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
-    }
+    let ca = TestCa::new("tunnel test CA");
+    ca.write(dir);
+    ca.write_leaf(dir, "tunnel", &[ip]);
+    ca.write_leaf(dir, "service", &["secure.example.com"]);
 }
 
 pub(super) fn tcp_forward(url: &str) -> String {
@@ -417,8 +346,7 @@ fn a_killed_agent_goes_offline_and_a_restarted_one_serves_again() {
     assert_eq!(http_get(http, "app.example.com").0, 200);
     // SIGKILL: no goodbye; the session's end (or its silence) takes the endpoint
     // offline, and the endpoint-offline code says so.
-    let _ = agent.0.kill();
-    let _ = agent.0.wait();
+    agent.kill();
     eventually(
         "the endpoint to go offline after the agent was killed",
         || http_get(http, "app.example.com").0 == 404,
@@ -434,16 +362,14 @@ fn a_session_with_another_accounts_or_no_valid_credential_is_refused() {
     let _owner = gw.agent("http", WEB, "https://web.internal", &[]);
     let err = gw
         .try_agent("http", WEB, "https://web.internal", "igt_nonsense", &[])
-        .err()
-        .expect("an unknown authtoken is refused");
+        .expect_err("an unknown authtoken is refused");
     assert!(err.contains("authtoken"), "{err}");
     // Another account cannot take acme's public URL.
     gw.create("http://app.example.com", &forward("https://web.internal"));
     let other = gw.control.account("globex");
     let err = gw
         .try_agent("http", WEB, "http://app.example.com", &other, &[])
-        .err()
-        .expect("another account's URL is refused");
+        .expect_err("another account's URL is refused");
     assert!(err.contains("refused"), "{err}");
     assert_eq!(
         http_get(gw.dp.http_addr(), "app.example.com"),
@@ -488,8 +414,7 @@ fn pooled_agents_share_traffic_and_the_survivor_takes_it_all() {
         seen.insert(body);
         seen.len() == 2
     });
-    let _ = agent_a.0.kill();
-    let _ = agent_a.0.wait();
+    agent_a.kill();
     // After the liveness bound, every request reaches the survivor without an error.
     eventually("the killed member to leave the pool", || {
         (0..10).all(|_| http_get(http, "app.example.com") == (200, "b".to_string()))
@@ -618,8 +543,7 @@ fn a_request_in_flight_on_a_lost_session_ends_in_502() {
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() != "0")
     });
-    let _ = agent.0.kill();
-    let _ = agent.0.wait();
+    agent.kill();
     let (status, _) = pending.join().unwrap();
     assert_eq!(status, 502, "a lost session is a bad gateway, not a hang");
 }

@@ -49,12 +49,13 @@ fn python_agent() -> Command {
 }
 
 /// Starts an SDK agent (`program` and its script, if any) inside the namespace.
-fn sdk(gw: &Gateway, program: Command, endpoints: &[String]) -> Proc {
+fn sdk(gw: &Gateway, program: Command, endpoints: &[String]) -> KillOnDrop {
     let mut cmd = gw.ns.command(program.get_program());
     cmd.args(program.get_args())
         .args(["--server-addr", &gw.tunnel, "--authtoken", &gw.key])
         .arg("--ca-cert")
-        .arg(gw.path("ca.pem"));
+        .arg(gw.path("ca.pem"))
+        .env("RUST_LOG", "warn");
     for e in endpoints {
         cmd.args(["--endpoint", e]);
     }
@@ -118,8 +119,8 @@ fn serves_every_kind_and_goes_offline_on_close(agent: fn() -> Command) {
     );
     assert_eq!((response.status, response.text()), (200, "secure".into()));
     // Closing the SDK's session (EOF on its stdin) takes every endpoint offline.
-    drop(session.0.stdin.take());
-    let _ = session.0.wait();
+    drop(session.child().stdin.take());
+    let _ = session.take().wait();
     eventually("the SDK's endpoints to go offline", || {
         http_get(http, "app.example.com").0 == 404 && http_get(http, "pool.example.com").0 == 404
     });
