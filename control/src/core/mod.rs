@@ -575,6 +575,17 @@ impl Core {
             .collect()
     }
 
+    /// Pushes a table of `endpoints` (with the credentials) at `version`, counted.
+    fn push(&mut self, version: u64, endpoints: Vec<EndpointRecord>) -> Pushed {
+        let pushed = self.link.push(TableMessage {
+            authtokens: self.credential_records(),
+            version,
+            endpoints,
+        });
+        self.count_push(&pushed);
+        pushed
+    }
+
     /// What tunnel sessions may authenticate with, as the data plane receives it:
     /// every authtoken and every API key, by hash only.
     fn credential_records(&self) -> Vec<AuthtokenRecord> {
@@ -626,12 +637,7 @@ impl Core {
         }
         EndpointTable::from_records(self.version + 1, &records)?;
         let version = self.version + 1;
-        let pushed = self.link.push(TableMessage {
-            authtokens: self.credential_records(),
-            version,
-            endpoints: records,
-        });
-        self.count_push(&pushed);
+        let pushed = self.push(version, records);
         match pushed {
             Pushed::Applied => self.in_sync = true,
             Pushed::Refused(reason) => {
@@ -707,12 +713,7 @@ impl Core {
             .values()
             .map(StoredEndpoint::record)
             .collect();
-        let pushed = self.link.push(TableMessage {
-            authtokens: self.credential_records(),
-            version,
-            endpoints: records,
-        });
-        self.count_push(&pushed);
+        let pushed = self.push(version, records);
         match pushed {
             Pushed::Applied => {
                 if version != self.version {
