@@ -11,9 +11,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ngrok::config::ForwarderBuilder;
+use ngrok::config::{ForwarderBuilder, TunnelBuilder};
 use ngrok::session::ConnectError;
 use ngrok::tunnel::{EndpointInfo, TunnelInfo};
+
+mod coalesce;
+mod relay;
 
 /// What the agent binds and where it forwards.
 #[derive(Debug, Clone)]
@@ -69,9 +72,9 @@ async fn dial(
     }
 }
 
-/// One connection to the gateway: TCP with Nagle off (the SDK's muxado writes a
-/// frame in pieces; with Nagle, the gateway's delayed ACK would hold each small
-/// response for 40 ms), then TLS.
+/// One connection to the gateway: TCP with Nagle off (with Nagle, the gateway's
+/// delayed ACK would hold a small response that leaves in two pieces for 40 ms),
+/// then TLS, then the coalescing of the SDK's frames into few writes.
 async fn dial_once(
     host: &str,
     port: u16,
@@ -87,109 +90,208 @@ async fn dial_once(
         .connect(name, tcp)
         .await
         .map_err(ConnectError::Tls)?;
-    Ok(Box::new(stream))
+    Ok(Box::new(coalesce::Coalesced::new(stream)))
 }
 
 /// Runs the agent until SIGINT or SIGTERM (listened for from the start, so that a
-/// signal at any moment counts); then closes the session, which takes the endpoint
-/// offline at once.
-pub async fn run(agent: TunnelAgent, bound: impl FnOnce(&str, &str)) -> Result<(), String> {
+/// signal at any moment counts), or until the gateway's API tells it to stop; then
+/// closes the session, which takes the endpoint offline at once. A restart command
+/// starts it over: new sessions, the endpoint bound again. `bound` hears of every bind.
+pub async fn run(agent: TunnelAgent, mut bound: impl FnMut(&str, &str)) -> Result<(), String> {
     let mut stop = crate::agent::StopSignals::install()?;
-    serve(agent, bound, &mut stop).await
-}
-
-async fn serve(
-    agent: TunnelAgent,
-    bound: impl FnOnce(&str, &str),
-    stop: &mut crate::agent::StopSignals,
-) -> Result<(), String> {
-    let mut builder = ngrok::Session::builder();
-    builder
-        .authtoken(agent.authtoken.clone())
-        .server_addr(agent.server_addr.clone())
-        .map_err(|e| format!("--server-addr {}: {e}", agent.server_addr))?
-        .client_info("innergate", env!("CARGO_PKG_VERSION"), None::<String>)
-        // The SDK accepts the gateway's own heartbeat stream only between reconnects:
-        // while it rebinds after one, its own beats are what tells the gateway it is
-        // alive, so they come often, well inside the gateway's liveness bound.
-        .heartbeat_interval(HEARTBEAT)
-        .map_err(|e| e.to_string())?
-        .connector(|host: String, port: u16, tls, err: Option<_>| {
-            dial(host, port, tls, err.is_some())
-        });
-    match &agent.ca {
-        Some(pem) => {
-            builder.ca_cert(bytes::Bytes::from(pem.clone()));
-        }
-        None => {
-            builder
-                .root_cas("host")
-                .map_err(|e| format!("system certificate roots: {e}"))?;
+    // One group for the agent's life: the endpoint its sessions bind is one endpoint,
+    // across restarts too.
+    let group = format!("{AGENT_GROUP}{:016x}", rand_u64());
+    let mut previous = Vec::new();
+    loop {
+        let run = Run {
+            agent: &agent,
+            group: &group,
+            previous,
+        };
+        match run.serve(&mut bound, &mut stop).await? {
+            (Ended::Stopped, sessions) => return close(sessions).await,
+            (Ended::Restart, sessions) => {
+                log::info!("restarting, as the gateway asked");
+                previous = sessions;
+            }
         }
     }
-    let connect = connect_session(&builder, &agent.server_addr);
-    let first = tokio::select! {
-        s = connect => s?,
-        () = stop.recv() => return Ok(()),
-    };
-    // One group per agent run: the endpoint its sessions bind is one endpoint.
-    let group = format!("{AGENT_GROUP}{:016x}", rand_u64());
-    let (id, url, forwarder) = bind(&first, &agent, &group).await?;
-    bound(&id, &url);
-    let mut sessions = vec![(first, forwarder)];
-    // A session per data plane worker, so that no request of this endpoint crosses
-    // threads there: the session id says which worker took it, of how many.
-    let placed = placement(&sessions[0].0.id());
-    if let Some((worker, workers)) = placed.filter(|_| agent.sessions != Some(1)) {
-        let workers = agent.sessions.map_or(workers, |n| n.min(workers));
-        let mut covered = std::collections::BTreeSet::from([worker]);
-        for _ in 0..workers * 8 {
-            if covered.len() >= workers {
-                break;
+}
+
+/// The agent's sessions, each with what relays its endpoint's streams.
+type Sessions = Vec<(ngrok::Session, Box<dyn std::any::Any + Send>)>;
+
+/// One run of the agent, from its first session to a stop or a restart.
+struct Run<'a> {
+    agent: &'a TunnelAgent,
+    /// The metadata that makes every session of this agent bind one endpoint.
+    group: &'a str,
+    /// The sessions of the run before a restart: closed once this run's first session
+    /// holds the endpoint (make before break, so that it never goes offline).
+    previous: Sessions,
+}
+
+/// How one run of the agent ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// A signal, or a stop command: the agent exits.
+    Stopped,
+    /// A restart command.
+    Restart,
+}
+
+/// How long a command's answer gets to leave before the sessions close: the SDK
+/// writes it once the handler returned.
+const ANSWER_GRACE: Duration = Duration::from_millis(250);
+
+/// What ends a run: a signal, or a command from the gateway (the SDK's handlers send
+/// it here).
+struct Stops<'a> {
+    signals: &'a mut crate::agent::StopSignals,
+    commands: tokio::sync::mpsc::UnboundedReceiver<Ended>,
+}
+
+impl Stops<'_> {
+    async fn next(&mut self) -> Ended {
+        tokio::select! {
+            () = self.signals.recv() => Ended::Stopped,
+            Some(command) = self.commands.recv() => {
+                tokio::time::sleep(ANSWER_GRACE).await;
+                command
             }
-            let session = tokio::select! {
-                s = connect_session(&builder, &agent.server_addr) => match s {
-                    Ok(s) => s,
-                    Err(e) => {
-                        log::warn!("{e}; continuing with {} sessions", sessions.len());
-                        break;
-                    }
-                },
-                () = stop.recv() => return close(sessions).await,
+        }
+    }
+}
+
+impl Run<'_> {
+    /// Runs until a signal or a command; returns how it ended and the sessions, still
+    /// open.
+    async fn serve(
+        self,
+        bound: &mut impl FnMut(&str, &str),
+        signals: &mut crate::agent::StopSignals,
+    ) -> Result<(Ended, Sessions), String> {
+        let Run {
+            agent,
+            group,
+            previous,
+        } = self;
+        let (commands_tx, commands) = tokio::sync::mpsc::unbounded_channel();
+        let mut stop = Stops { signals, commands };
+        let mut builder = ngrok::Session::builder();
+        builder
+            .authtoken(agent.authtoken.clone())
+            .server_addr(agent.server_addr.clone())
+            .map_err(|e| format!("--server-addr {}: {e}", agent.server_addr))?
+            .client_info("innergate", env!("CARGO_PKG_VERSION"), None::<String>)
+            // The SDK accepts the gateway's own heartbeat stream only between reconnects:
+            // while it rebinds after one, its own beats are what tells the gateway it is
+            // alive, so they come often, well inside the gateway's liveness bound.
+            .heartbeat_interval(HEARTBEAT)
+            .map_err(|e| e.to_string())?
+            .connector(|host: String, port: u16, tls, err: Option<_>| {
+                dial(host, port, tls, err.is_some())
+            });
+        // The commands of the gateway's tunnel_sessions API.
+        for (command, ended) in [("stop", Ended::Stopped), ("restart", Ended::Restart)] {
+            let tx = commands_tx.clone();
+            let accept = move || {
+                log::info!("the gateway asked this agent to {command}");
+                tx.send(ended)
+                    .map_err(|_| "the agent is stopping already".to_string())
             };
-            let Some((w, _)) = placement(&session.id()) else {
-                break;
-            };
-            if !covered.insert(w) {
-                // A worker that already has one: the kernel spreads connections by
-                // their addresses, so another connection will land elsewhere.
-                let mut session = session;
-                let _ = session.close().await;
-                continue;
+            if ended == Ended::Stopped {
+                builder.handle_stop_command(move |_: ngrok::session::Stop| {
+                    let done = accept();
+                    async move { done }
+                });
+            } else {
+                builder.handle_restart_command(move |_: ngrok::session::Restart| {
+                    let done = accept();
+                    async move { done }
+                });
             }
-            match bind(&session, &agent, &group).await {
-                Ok((same, _, f)) if same == id => sessions.push((session, f)),
-                Ok(_) | Err(_) => {
-                    let mut session = session;
-                    let _ = session.close().await;
+        }
+        builder.handle_update_command(|update: ngrok::session::Update| async move {
+            Err(format!(
+                "innergate's agent does not update itself (asked for version {:?}): install the \
+             new release and restart it",
+                update.version
+            ))
+        });
+        match &agent.ca {
+            Some(pem) => {
+                builder.ca_cert(bytes::Bytes::from(pem.clone()));
+            }
+            None => {
+                builder
+                    .root_cas("host")
+                    .map_err(|e| format!("system certificate roots: {e}"))?;
+            }
+        }
+        let connect = connect_session(&builder, &agent.server_addr);
+        let first = tokio::select! {
+            s = connect => s?,
+            ended = stop.next() => return Ok((ended, previous)),
+        };
+        let (id, url, forwarder) = bind(&first, agent, group).await?;
+        close(previous).await?;
+        bound(&id, &url);
+        let mut sessions = vec![(first, forwarder)];
+        // A session per data plane worker, so that no request of this endpoint crosses
+        // threads there: the session id says which worker took it, of how many.
+        let placed = placement(&sessions[0].0.id());
+        if let Some((worker, workers)) = placed.filter(|_| agent.sessions != Some(1)) {
+            let workers = agent.sessions.map_or(workers, |n| n.min(workers));
+            let mut covered = std::collections::BTreeSet::from([worker]);
+            for _ in 0..workers * 8 {
+                if covered.len() >= workers {
                     break;
                 }
+                let session = tokio::select! {
+                    s = connect_session(&builder, &agent.server_addr) => match s {
+                        Ok(s) => s,
+                        Err(e) => {
+                            log::warn!("{e}; continuing with {} sessions", sessions.len());
+                            break;
+                        }
+                    },
+                    ended = stop.next() => return Ok((ended, sessions)),
+                };
+                let Some((w, _)) = placement(&session.id()) else {
+                    break;
+                };
+                if !covered.insert(w) {
+                    // A worker that already has one: the kernel spreads connections by
+                    // their addresses, so another connection will land elsewhere.
+                    let mut session = session;
+                    let _ = session.close().await;
+                    continue;
+                }
+                match bind(&session, agent, group).await {
+                    Ok((same, _, f)) if same == id => sessions.push((session, f)),
+                    Ok(_) | Err(_) => {
+                        let mut session = session;
+                        let _ = session.close().await;
+                        break;
+                    }
+                }
             }
+            log::info!(
+                "{} tunnel sessions for {} data plane workers",
+                sessions.len(),
+                workers
+            );
         }
-        log::info!(
-            "{} tunnel sessions for {} data plane workers",
-            sessions.len(),
-            workers
-        );
+        let ended = stop.next().await;
+        Ok((ended, sessions))
     }
-    stop.recv().await;
-    close(sessions).await
 }
 
-/// Closes every session, which takes the endpoint offline at once.
-async fn close(
-    sessions: Vec<(ngrok::Session, Box<dyn std::any::Any + Send>)>,
-) -> Result<(), String> {
+/// Closes every session, which takes the endpoint offline at once (unless sessions of
+/// a newer run hold it).
+async fn close(sessions: Sessions) -> Result<(), String> {
     for (mut session, forwarder) in sessions {
         drop(forwarder);
         let _ = session.close().await;
@@ -228,8 +330,8 @@ async fn connect_session(
     })
 }
 
-/// Binds the agent's endpoint on `session`; its id, URL, and the forwarder that
-/// relays its streams for as long as it is held.
+/// Binds the agent's endpoint on `session`; its id, URL, and the relay (or the SDK's
+/// forwarder) that carries its streams for as long as it is held.
 async fn bind(
     session: &ngrok::Session,
     agent: &TunnelAgent,
@@ -259,9 +361,16 @@ async fn bind(
             if !policy.is_empty() {
                 b.traffic_policy(policy);
             }
-            let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
-            let bound: (String, String, Box<dyn std::any::Any + Send>) =
-                (f.id().to_string(), f.url().to_string(), Box::new(f));
+            let bound: (String, String, Box<dyn std::any::Any + Send>) = if relay::serves(&upstream)
+            {
+                let t = b.listen().await.map_err(bind_error)?;
+                let (id, url) = (t.id().to_string(), t.url().to_string());
+                let relay = relay::spawn(t, &upstream).map_err(|e| e.to_string())?;
+                (id, url, Box::new(relay))
+            } else {
+                let f = b.listen_and_forward(upstream).await.map_err(bind_error)?;
+                (f.id().to_string(), f.url().to_string(), Box::new(f))
+            };
             bound
         }};
     }
