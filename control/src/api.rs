@@ -14,6 +14,8 @@ use crate::authtoken::CreateAuthtoken;
 use crate::core::{Command, CoreHandle, ListQuery};
 use crate::endpoint::{CreateEndpoint, UpdateEndpoint};
 use crate::error::ApiError;
+use crate::tunnel_sessions;
+use innergate_table::tunnel_sessions::SessionCommand;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -32,6 +34,9 @@ pub fn router(core: CoreHandle) -> Router {
         .route("/authtokens", post(create_authtoken).get(list_authtokens))
         .route("/authtokens/{id}", axum::routing::delete(revoke_authtoken))
         .route("/tunnel", get(tunnel))
+        .route("/tunnel_sessions", get(list_sessions))
+        .route("/tunnel_sessions/{id}", get(get_session))
+        .route("/tunnel_sessions/{id}/{command}", post(command_session))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(core.clone(), count_call))
         .fallback(|| async { ApiError::bad_query("no such route; see /endpoints") })
@@ -180,6 +185,60 @@ async fn tunnel(State(core): State<CoreHandle>, headers: HeaderMap) -> Result<Re
         uri: "/tunnel".into(),
     })
     .into_response())
+}
+
+/// `GET /tunnel_sessions`: the account's live sessions.
+async fn list_sessions(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let account = account(&core, &headers).await?;
+    let list = tunnel_sessions::list(core.dataplane_socket.as_ref(), &account).await?;
+    Ok(Json(list).into_response())
+}
+
+async fn get_session(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let account = account(&core, &headers).await?;
+    let view = tunnel_sessions::get(core.dataplane_socket.as_ref(), &account, &id).await?;
+    Ok(Json(view).into_response())
+}
+
+/// `POST /tunnel_sessions/{id}/stop|restart|update`: 204 once the agent accepted.
+/// The body is optional (`update` takes `version` and `permit_major_version`).
+async fn command_session(
+    State(core): State<CoreHandle>,
+    headers: HeaderMap,
+    Path((id, command)): Path<(String, String)>,
+    raw: Bytes,
+) -> Result<Response, ApiError> {
+    let account = account(&core, &headers).await?;
+    // No body, `null` and `{}` are alike: every field is optional.
+    let update: Option<tunnel_sessions::UpdateRequest> = if raw.iter().all(u8::is_ascii_whitespace)
+    {
+        None
+    } else {
+        body(Json::from_bytes(&raw))?
+    };
+    let update = update.unwrap_or_default();
+    let command = match command.as_str() {
+        "stop" => SessionCommand::Stop,
+        "restart" => SessionCommand::Restart,
+        "update" => SessionCommand::Update {
+            version: update.version,
+            permit_major_version: update.permit_major_version,
+        },
+        other => {
+            return Err(ApiError::bad_query(format!(
+                "no command {other}: stop, restart or update"
+            )))
+        }
+    };
+    tunnel_sessions::command(core.dataplane_socket.as_ref(), &account, &id, command).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `POST /authtokens`: the body is optional (`{"description": ...}`).

@@ -8,6 +8,7 @@ use crate::authtoken::{AuthtokenList, CreateAuthtoken, CreatedAuthtoken};
 use crate::core::LeaseView;
 use crate::endpoint::{CreateEndpoint, EndpointPage, EndpointView, UpdateEndpoint};
 use crate::error::ApiError;
+use crate::tunnel_sessions::{TunnelSessionList, TunnelSessionView};
 
 /// Where the API is and who calls it.
 #[derive(Clone, Debug)]
@@ -108,6 +109,26 @@ impl ApiClient {
         Self::expect(self.call("GET", "/authtokens", None::<&()>)?)
     }
 
+    pub fn list_tunnel_sessions(&self) -> Result<TunnelSessionList, ApiError> {
+        Self::expect(self.call("GET", "/tunnel_sessions", None::<&()>)?)
+    }
+
+    pub fn get_tunnel_session(&self, id: &str) -> Result<TunnelSessionView, ApiError> {
+        Self::expect(self.call("GET", &format!("/tunnel_sessions/{id}"), None::<&()>)?)
+    }
+
+    /// `stop`, `restart` or `update` (with its body) for a session's agent.
+    pub fn tunnel_session_command(
+        &self,
+        id: &str,
+        command: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let path = format!("/tunnel_sessions/{id}/{command}");
+        self.call::<serde_json::Value>("POST", &path, Some(body))
+            .map(|_| ())
+    }
+
     pub fn revoke_authtoken(&self, id: &str) -> Result<(), ApiError> {
         self.call::<serde_json::Value>("DELETE", &format!("/authtokens/{id}"), None::<&()>)
             .map(|_| ())
@@ -180,6 +201,22 @@ pub fn show_authtokens(list: &AuthtokenList) -> String {
         .iter()
         .map(|t| [t.id.clone(), t.created_at.clone(), t.description.clone()]);
     table(["ID", "CREATED", "DESCRIPTION"], rows)
+}
+
+/// Tunnel sessions as a table for people.
+pub fn show_tunnel_sessions(list: &TunnelSessionList) -> String {
+    let rows = list.tunnel_sessions.iter().map(|s| {
+        let agent = format!("{} {}", s.client_type, s.agent_version);
+        let endpoints: Vec<&str> = s.endpoints.iter().map(|e| e.id.as_str()).collect();
+        [
+            s.id.clone(),
+            agent.trim().to_string(),
+            s.ip.clone(),
+            s.started_at.clone(),
+            endpoints.join(","),
+        ]
+    });
+    table(["ID", "AGENT", "IP", "STARTED", "ENDPOINTS"], rows)
 }
 
 /// Left-aligned columns under `header`, two spaces apart.

@@ -50,6 +50,29 @@ impl ApiError {
         )
     }
 
+    /// No such tunnel session in the caller's account.
+    pub fn session_not_found(id: &str) -> Self {
+        Self::new(404, "ERR_IG_7008", format!("tunnel session {id} not found"))
+    }
+
+    /// The agent refused or failed a command, or could not be reached.
+    pub fn command_failed(command: &str, why: &str) -> Self {
+        Self::new(
+            409,
+            "ERR_IG_7009",
+            format!("the {command} command did not succeed: {why}"),
+        )
+    }
+
+    /// The data plane could not be asked.
+    pub fn data_plane_unavailable(why: impl std::fmt::Display) -> Self {
+        Self::new(
+            503,
+            "ERR_IG_7201",
+            format!("the data plane cannot be reached: {why}"),
+        )
+    }
+
     /// No such authtoken in the caller's account.
     pub fn authtoken_not_found(id: &str) -> Self {
         Self::new(404, "ERR_IG_7006", format!("authtoken {id} not found"))

@@ -6,8 +6,9 @@
 //! [`authtoken`] owns what tunnel agents authenticate with.
 //! [`client`] is the API client the CLI and [`agent`] mode use; [`tunnel_agent`] is the
 //! agent that dials the gateway's tunnel listener, and [`tunnel`] control's side of
-//! the calls the data plane's tunnel sessions make; [`up`] runs control and a data
-//! plane together on one machine.
+//! the calls the data plane's tunnel sessions make, [`tunnel_sessions`] the API's view
+//! of those sessions and the commands it sends their agents; [`up`] runs control and a
+//! data plane together on one machine.
 
 pub mod admin;
 pub mod agent;
@@ -23,4 +24,5 @@ pub mod serve;
 pub mod store;
 pub mod tunnel;
 pub mod tunnel_agent;
+pub mod tunnel_sessions;
 pub mod up;

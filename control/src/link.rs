@@ -36,6 +36,11 @@ impl DataPlaneLink {
         }
     }
 
+    /// The data plane's control socket, if configured.
+    pub fn socket(&self) -> Option<&std::path::Path> {
+        self.socket.as_deref()
+    }
+
     fn client(&mut self) -> Option<&mut ControlClient> {
         if self.client.is_none() {
             let socket = self.socket.as_ref()?;

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use innergate::authtoken::CreateAuthtoken;
-use innergate::client::{policy_arg, show_authtokens, show_endpoint, show_page, ApiClient};
+use innergate::client::{
+    policy_arg, show_authtokens, show_endpoint, show_page, show_tunnel_sessions, ApiClient,
+};
 use innergate::endpoint::{CreateEndpoint, HeldBy, UpdateEndpoint};
 use innergate::serve::{self, ServeOptions};
 use innergate::up::{self, UpOptions};
@@ -151,6 +153,45 @@ enum ApiCommand {
         #[command(flatten)]
         access: ApiAccess,
     },
+    /// Live tunnel sessions of agents, and the commands they take.
+    TunnelSessions {
+        #[command(subcommand)]
+        command: TunnelSessionsCommand,
+        #[command(flatten)]
+        access: ApiAccess,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TunnelSessionsCommand {
+    /// List the account's tunnel sessions.
+    List,
+    /// Show one session.
+    Get {
+        /// The session's id (`ses_…`).
+        id: String,
+    },
+    /// Tell the session's agent to stop (it exits; its endpoints go offline).
+    Stop {
+        /// The session's id.
+        id: String,
+    },
+    /// Tell the session's agent to restart (new sessions, its endpoints bound again).
+    Restart {
+        /// The session's id.
+        id: String,
+    },
+    /// Ask the session's agent to update itself (agents that cannot, say so).
+    Update {
+        /// The session's id.
+        id: String,
+        /// The version to update to (default: the newest).
+        #[arg(long, default_value = "")]
+        version: String,
+        /// Accept a new major version.
+        #[arg(long)]
+        permit_major_version: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,6 +332,9 @@ fn main() -> ExitCode {
         Top::Api {
             command: ApiCommand::Endpoints { command, access },
         } => endpoints(command, &access),
+        Top::Api {
+            command: ApiCommand::TunnelSessions { command, access },
+        } => tunnel_sessions(command, &access),
         Top::Authtokens { command, access } => authtokens(command, &access),
         Top::Http(args) => agent("http", args),
         Top::Tcp(args) => agent("tcp", args),
@@ -442,6 +486,46 @@ fn endpoints(command: EndpointsCommand, access: &ApiAccess) -> Result<(), String
                 println!("deleted {id}");
             }
         }
+    }
+    Ok(())
+}
+
+fn tunnel_sessions(command: TunnelSessionsCommand, access: &ApiAccess) -> Result<(), String> {
+    let api = client(access)?;
+    let (id, command, body) = match command {
+        TunnelSessionsCommand::List => {
+            let list = api.list_tunnel_sessions().map_err(|e| e.to_string())?;
+            print(access.json, &list, show_tunnel_sessions);
+            return Ok(());
+        }
+        TunnelSessionsCommand::Get { id } => {
+            let session = api.get_tunnel_session(&id).map_err(|e| e.to_string())?;
+            print(access.json, &session, |s| {
+                serde_json::to_string_pretty(s).unwrap_or_default() + "\n"
+            });
+            return Ok(());
+        }
+        TunnelSessionsCommand::Stop { id } => (id, "stop", serde_json::json!({})),
+        TunnelSessionsCommand::Restart { id } => (id, "restart", serde_json::json!({})),
+        TunnelSessionsCommand::Update {
+            id,
+            version,
+            permit_major_version,
+        } => (
+            id,
+            "update",
+            serde_json::json!({"version": version, "permit_major_version": permit_major_version}),
+        ),
+    };
+    api.tunnel_session_command(&id, command, &body)
+        .map_err(|e| e.to_string())?;
+    if access.json {
+        println!(
+            "{}",
+            serde_json::json!({ "session": id, "command": command })
+        );
+    } else {
+        println!("{command}: the agent of {id} accepted");
     }
     Ok(())
 }

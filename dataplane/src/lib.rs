@@ -121,6 +121,7 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
     };
     let shared = worker::TunnelShared {
         directory: Arc::default(),
+        index: Arc::default(),
         calls: Arc::default(),
     };
     let workers = (0..config.workers.max(1))
@@ -166,8 +167,11 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
     if let Some(path) = &config.control_socket {
         let listener = control::bind(path, config.takeover).map_err(StartError::ControlSocket)?;
         control_socket = Some((path.clone(), control::file_id(path)));
-        control::spawn(listener, supervisor.clone(), shared.calls.clone())
-            .map_err(StartError::ControlSocket)?;
+        let tunnels = control::Tunnels {
+            calls: shared.calls.clone(),
+            index: shared.index.clone(),
+        };
+        control::spawn(listener, supervisor.clone(), tunnels).map_err(StartError::ControlSocket)?;
         log::info!("control socket at {}", path.display());
     }
     Ok(DataPlane {

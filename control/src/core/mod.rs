@@ -119,6 +119,9 @@ pub struct CoreHandle {
     pub metrics: Arc<ControlMetrics>,
     /// Where agents open tunnel sessions, if this gateway has a tunnel listener.
     pub tunnel_url: Option<Arc<str>>,
+    /// The data plane's control socket, for the tunnel sessions API (which asks the
+    /// data plane directly: an agent's answer must not hold up the core).
+    pub dataplane_socket: Option<Arc<std::path::Path>>,
 }
 
 impl CoreHandle {
@@ -171,6 +174,7 @@ pub fn spawn(
         .collect();
     let metrics = Arc::new(ControlMetrics::default());
     let tunnel_url = config.tunnel_url.as_deref().map(Arc::from);
+    let dataplane_socket = link.socket().map(Arc::from);
     let core = Core {
         metrics: metrics.clone(),
         store,
@@ -194,6 +198,7 @@ pub fn spawn(
         tx,
         metrics,
         tunnel_url,
+        dataplane_socket,
     })
 }
 

@@ -14,11 +14,16 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
+use innergate_table::tunnel_sessions::SessionCommand;
 use innergate_table::wire::{read_frame, write_frame, Message};
 
 use calls::ControlCalls;
 use supervisor::Supervisor;
+
+use crate::tunnel::index::SessionIndex;
+use crate::worker::WorkerMsg;
 
 /// Binds the control socket, replacing a stale one, and a live one only when `takeover`
 /// says a new process is taking over from a running one (an upgrade): the old process
@@ -41,11 +46,23 @@ pub(crate) fn bind(path: &Path, takeover: bool) -> io::Result<UnixListener> {
 
 pub(crate) use innergate_table::link::socket_identity as file_id;
 
+/// What the control link serves about tunnels: the calls sessions make to control,
+/// and the index of sessions that control lists and sends commands to.
+#[derive(Clone, Debug)]
+pub(crate) struct Tunnels {
+    pub(crate) calls: Arc<ControlCalls>,
+    pub(crate) index: Arc<SessionIndex>,
+}
+
+/// How long control waits for an agent to answer a command (the session's own RPC
+/// deadline, and a margin for the hop to its worker).
+const COMMAND_WAIT: Duration = Duration::from_secs(15);
+
 /// Serves control connections until the process ends.
 pub(crate) fn spawn(
     listener: UnixListener,
     supervisor: Arc<Mutex<Supervisor>>,
-    calls: Arc<ControlCalls>,
+    tunnels: Tunnels,
 ) -> io::Result<()> {
     thread::Builder::new()
         .name("ig-control".into())
@@ -54,10 +71,10 @@ pub(crate) fn spawn(
                 match stream {
                     Ok(stream) => {
                         let supervisor = supervisor.clone();
-                        let calls = calls.clone();
+                        let tunnels = tunnels.clone();
                         let spawned = thread::Builder::new()
                             .name("ig-control-conn".into())
-                            .spawn(move || serve(stream, &supervisor, &calls));
+                            .spawn(move || serve(stream, &supervisor, &tunnels));
                         if let Err(e) = spawned {
                             log::error!("control link: cannot start a thread: {e}");
                         }
@@ -69,7 +86,7 @@ pub(crate) fn spawn(
     Ok(())
 }
 
-fn serve(mut stream: UnixStream, supervisor: &Mutex<Supervisor>, calls: &ControlCalls) {
+fn serve(mut stream: UnixStream, supervisor: &Mutex<Supervisor>, tunnels: &Tunnels) {
     loop {
         let payload = match read_frame(&mut stream) {
             Ok(Some(payload)) => payload,
@@ -92,9 +109,16 @@ fn serve(mut stream: UnixStream, supervisor: &Mutex<Supervisor>, calls: &Control
                 }
             }
             Ok(Message::Subscribe) => {
-                serve_calls(stream, calls);
+                serve_calls(stream, &tunnels.calls);
                 return;
             }
+            Ok(Message::SessionsRequest) => Message::Sessions(tunnels.index.list()),
+            Ok(Message::SessionCommand { session, command }) => Message::CommandResult {
+                error: match send_command(supervisor, &tunnels.index, &session, command) {
+                    Ok(()) => String::new(),
+                    Err(e) => e,
+                },
+            },
             Ok(Message::StatusRequest) => Message::Status(
                 supervisor
                     .lock()
@@ -114,6 +138,36 @@ fn serve(mut stream: UnixStream, supervisor: &Mutex<Supervisor>, calls: &Control
             log::warn!("control link: {e}");
             return;
         }
+    }
+}
+
+/// Hands `command` to the worker that owns `session` and waits for the agent's
+/// answer (this connection's thread waits; no worker does).
+fn send_command(
+    supervisor: &Mutex<Supervisor>,
+    index: &SessionIndex,
+    session: &str,
+    command: SessionCommand,
+) -> Result<(), String> {
+    let (worker, local) = index
+        .locate(session)
+        .ok_or_else(|| format!("no tunnel session {session}"))?;
+    let (reply, answer) = flume::bounded(1);
+    let msg = WorkerMsg::SessionCommand {
+        session: local,
+        command,
+        reply,
+    };
+    let sent = supervisor
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send_to_worker(worker, msg);
+    if !sent {
+        return Err("the session's worker is gone".into());
+    }
+    match answer.recv_timeout(COMMAND_WAIT) {
+        Ok(done) => done,
+        Err(_) => Err("the agent did not answer in time".into()),
     }
 }
 

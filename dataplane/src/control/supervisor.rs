@@ -69,6 +69,13 @@ impl Supervisor {
     }
 
     /// What is served now.
+    /// Sends `msg` to worker `id`; whether it could.
+    pub(crate) fn send_to_worker(&self, id: usize, msg: WorkerMsg) -> bool {
+        self.workers
+            .get(id)
+            .is_some_and(|w| w.inbox.send(msg).is_ok())
+    }
+
     pub(crate) fn status(&self) -> Ack {
         Ack {
             version: self.version,

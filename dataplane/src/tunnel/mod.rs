@@ -5,13 +5,16 @@
 //!
 //! The path of a session: [`listener`] accepts and hands it to [`session`] (TLS,
 //! Auth, Bind, heartbeats) over a [`mux`] of [`frame`]s with [`proto`] messages;
-//! [`registry`] records which sessions carry which endpoints; a request's upstream
-//! step calls [`open`], which uses a session of its own worker or, through
+//! [`registry`] records which sessions carry which endpoints and [`index`] which
+//! sessions there are (for control, which sends them [`command`]s); a request's
+//! upstream step calls [`open`], which uses a session of its own worker or, through
 //! [`handover`], one of another worker.
 
 pub(crate) mod channel;
+pub(crate) mod command;
 pub(crate) mod frame;
 pub(crate) mod handover;
+pub(crate) mod index;
 pub(crate) mod listener;
 pub(crate) mod mux;
 pub(crate) mod online;

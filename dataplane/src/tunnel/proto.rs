@@ -15,6 +15,9 @@ pub(crate) const AUTH: u32 = 0;
 pub(crate) const BIND: u32 = 1;
 pub(crate) const UNBIND: u32 = 2;
 pub(crate) const PROXY: u32 = 3;
+pub(crate) const RESTART: u32 = 4;
+pub(crate) const STOP: u32 = 5;
+pub(crate) const UPDATE: u32 = 6;
 pub(crate) const BIND_LABELED: u32 = 7;
 pub(crate) const STOP_TUNNEL: u32 = 9;
 pub(crate) const HEARTBEAT: u32 = 0xFFFF_FFFF;
@@ -42,6 +45,9 @@ pub(crate) struct AuthExtra {
     pub(crate) client_type: String,
     pub(crate) version: String,
     pub(crate) hostname: String,
+    #[serde(rename = "OS")]
+    pub(crate) os: String,
+    pub(crate) metadata: String,
     pub(crate) heartbeat_interval: i64,
 }
 

@@ -28,6 +28,10 @@ pub(crate) struct Held {
 pub(crate) struct SessionInfo {
     pub(crate) id: u64,
     pub(crate) mux: Mux,
+    /// The agent's address.
+    pub(crate) peer: std::net::SocketAddr,
+    /// The id the agent was given when it authenticated (empty before).
+    pub(crate) client_id: RefCell<String>,
     /// The authtoken it authenticated with (its id), once it did.
     pub(crate) authtoken: RefCell<Option<(Rc<str>, Rc<str>)>>,
     /// The endpoints it bound.
@@ -54,6 +58,11 @@ impl Tunnels {
 
     pub(crate) fn remove_session(&self, id: u64) {
         self.sessions.borrow_mut().remove(&id);
+    }
+
+    /// This worker's session number `id`.
+    pub(crate) fn session(&self, id: u64) -> Option<Rc<SessionInfo>> {
+        self.sessions.borrow().get(&id).cloned()
     }
 
     /// Every session on this worker.

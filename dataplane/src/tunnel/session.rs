@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use innergate_table::tunnel_calls::{BindCall, TunnelAnswer, TunnelCall};
+use innergate_table::tunnel_sessions::SessionRecord;
 use innergate_table::EndpointUrl;
 use monoio::net::TcpStream;
 use serde_json::Value;
@@ -56,6 +57,8 @@ pub(crate) async fn serve(
     let info = Rc::new(SessionInfo {
         id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
         mux: mux.clone(),
+        peer,
+        client_id: RefCell::new(String::new()),
         authtoken: RefCell::new(None),
         bound: RefCell::new(Vec::new()),
     });
@@ -83,6 +86,7 @@ pub(crate) async fn serve(
 /// Releases everything a finished session held.
 fn end(worker: &Worker, info: &SessionInfo) {
     worker.tunnels.remove_session(info.id);
+    worker.session_index.remove(&info.client_id.borrow());
     let bound = std::mem::take(&mut *info.bound.borrow_mut());
     let mut released = Vec::new();
     for endpoint in bound {
@@ -103,9 +107,18 @@ fn end(worker: &Worker, info: &SessionInfo) {
 /// anywhere holds it now.
 fn release(worker: &Worker, info: &SessionInfo, endpoint: &str) -> bool {
     worker.tunnels.release(endpoint, &info.mux);
+    index_endpoints(worker, info);
     let (copy, gone) = worker.directory.release(endpoint, info.id);
     worker.publish_directory(copy);
     gone
+}
+
+/// Tells the session index which endpoints `info` binds now.
+fn index_endpoints(worker: &Worker, info: &SessionInfo) {
+    let bound = info.bound.borrow().iter().map(|e| e.to_string()).collect();
+    worker
+        .session_index
+        .set_endpoints(&info.client_id.borrow(), bound);
 }
 
 /// Heartbeats towards the agent, and the liveness bound: a session that sent nothing
@@ -230,7 +243,7 @@ async fn read_exact(stream: &MuxStream, n: usize) -> Option<Vec<u8>> {
 }
 
 /// Reads one JSON request (the SDKs write it and wait, without closing their side).
-async fn read_request(stream: &MuxStream) -> Option<Value> {
+pub(super) async fn read_request(stream: &MuxStream) -> Option<Value> {
     let read = async {
         let mut all = Vec::new();
         let mut buf = Vec::with_capacity(4096);
@@ -307,16 +320,38 @@ fn auth(worker: &Worker, info: &SessionInfo, req: Value) -> Result<Value, String
         req.extra.version,
         req.extra.hostname
     );
+    // Which worker took the session, and of how many: innergate's agent reads it
+    // back (the SDKs keep it as the session id) to open one session per worker.
+    let client_id = format!(
+        "ses_{}_w{}_of{}",
+        info.id,
+        worker.id,
+        worker.config.workers.max(1)
+    );
+    *info.client_id.borrow_mut() = client_id.clone();
+    let extra = &req.extra;
+    worker.session_index.insert(
+        worker.id,
+        info.id,
+        SessionRecord {
+            id: client_id.clone(),
+            account: account.to_string(),
+            authtoken_id: id.to_string(),
+            remote_addr: info.peer.to_string(),
+            client_type: extra.client_type.clone(),
+            client_version: extra.version.clone(),
+            os: extra.os.clone(),
+            hostname: extra.hostname.clone(),
+            metadata: extra.metadata.clone(),
+            started_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            endpoint_ids: Vec::new(),
+        },
+    );
     let resp = proto::AuthResp {
         version,
-        // Which worker took the session, and of how many: innergate's agent reads it
-        // back (the SDKs keep it as the session id) to open one session per worker.
-        client_id: format!(
-            "ses_{}_w{}_of{}",
-            info.id,
-            worker.id,
-            worker.config.workers.max(1)
-        ),
+        client_id,
         extra: proto::AuthRespExtra {
             version: env!("CARGO_PKG_VERSION").into(),
             region: "innergate".into(),
@@ -385,6 +420,7 @@ async fn bind(worker: &Rc<Worker>, info: &SessionInfo, req: &Value) -> Result<Va
         }),
     );
     info.bound.borrow_mut().push(endpoint.clone());
+    index_endpoints(worker, info);
     let copy = worker.directory.hold(&endpoint, worker.id, info.id);
     worker.publish_directory(copy);
     log::info!("tunnel session {} bound {url} ({endpoint_id})", info.id);

@@ -54,6 +54,8 @@ pub(crate) struct Worker {
     pub(crate) tunnels: Tunnels,
     /// Which workers' sessions carry which endpoints (shared; control path only).
     pub(crate) directory: Arc<Directory>,
+    /// Every authenticated session of the process (shared; control path only).
+    pub(crate) session_index: Arc<crate::tunnel::index::SessionIndex>,
     /// Calls to control (Binds).
     pub(crate) calls: Arc<ControlCalls>,
     /// Every worker's inbox, this one's included, for hand-overs.

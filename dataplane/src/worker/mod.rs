@@ -160,6 +160,7 @@ async fn run(
         access_log,
         tunnels: Default::default(),
         directory: tunnel.directory,
+        session_index: tunnel.index,
         calls: tunnel.calls,
         peers: RefCell::new(Arc::from(Vec::new())),
     });
@@ -260,6 +261,11 @@ async fn run(
             }
             WorkerMsg::Directory(copy) => worker.tunnels.set_directory(copy),
             WorkerMsg::Handover(req) => tunnels::serve_handover(&worker, req),
+            WorkerMsg::SessionCommand {
+                session,
+                command,
+                reply,
+            } => tunnels::command(&worker, session, command, reply),
         }
     }
 }

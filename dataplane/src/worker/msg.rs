@@ -9,7 +9,10 @@ use std::time::Duration;
 use crate::control::calls::ControlCalls;
 use crate::routes::RouteTable;
 use crate::stats::WorkerStats;
+use innergate_table::tunnel_sessions::SessionCommand;
+
 use crate::tunnel::channel::Handover;
+use crate::tunnel::index::SessionIndex;
 use crate::tunnel::online::DirectoryCopy;
 use crate::tunnel::registry::Directory;
 
@@ -43,11 +46,19 @@ pub(crate) enum WorkerMsg {
     Directory(Arc<DirectoryCopy>),
     /// Open a stream on one of this worker's sessions for another worker.
     Handover(Handover),
+    /// Send a command to the agent of this worker's session number `session`, and
+    /// answer with what it said.
+    SessionCommand {
+        session: u64,
+        command: SessionCommand,
+        reply: flume::Sender<Result<(), String>>,
+    },
 }
 
 /// What every worker shares about tunnels.
 #[derive(Clone, Debug)]
 pub(crate) struct TunnelShared {
     pub(crate) directory: Arc<Directory>,
+    pub(crate) index: Arc<SessionIndex>,
     pub(crate) calls: Arc<ControlCalls>,
 }

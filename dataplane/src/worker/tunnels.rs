@@ -5,6 +5,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use innergate_table::tunnel_sessions::SessionCommand;
 use monoio::net::TcpListener;
 
 use super::Worker;
@@ -51,6 +52,29 @@ pub(super) fn on_table(worker: &Rc<Worker>) {
 /// Opens a stream on this worker's session for another worker's request.
 pub(super) fn serve_handover(worker: &Rc<Worker>, req: Handover) {
     crate::tunnel::handover::serve_request(worker.clone(), req);
+}
+
+/// Sends `command` to the agent of session `session` and answers on `reply`.
+pub(super) fn command(
+    worker: &Rc<Worker>,
+    session: u64,
+    command: SessionCommand,
+    reply: flume::Sender<Result<(), String>>,
+) {
+    let Some(info) = worker.tunnels.session(session) else {
+        let _ = reply.send(Err("the session ended".into()));
+        return;
+    };
+    crate::confine::spawn("a command for an agent", async move {
+        let done = crate::tunnel::command::send(&info.mux, &command).await;
+        log::info!(
+            "tunnel session {}: {} command: {}",
+            info.id,
+            command.name(),
+            done.as_ref().map_or_else(String::as_str, |()| "done")
+        );
+        let _ = reply.send(done);
+    });
 }
 
 /// A drain: agents are told to go (they reconnect to the process taking over).

@@ -15,6 +15,7 @@ pub mod link;
 pub mod policy;
 pub mod table;
 pub mod tunnel_calls;
+pub mod tunnel_sessions;
 pub mod units;
 pub mod url;
 pub mod wire;

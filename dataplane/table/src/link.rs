@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::tunnel_calls::{TunnelAnswer, TunnelCall};
+use crate::tunnel_sessions::{SessionCommand, SessionRecord};
 use crate::wire::{read_frame, write_frame, Ack, Message, TableMessage};
 
 /// The identity of the file at `path` (device, inode): tells a control socket from
@@ -65,6 +66,34 @@ impl ControlClient {
     pub fn status(&mut self) -> Result<Ack, LinkError> {
         match self.call(&Message::StatusRequest)? {
             Message::Status(ack) => Ok(ack),
+            other => Err(LinkError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// Every authenticated tunnel session of the data plane.
+    pub fn sessions(&mut self) -> Result<Vec<SessionRecord>, LinkError> {
+        match self.call(&Message::SessionsRequest)? {
+            Message::Sessions(list) => Ok(list),
+            Message::Refused { version, reason } => Err(LinkError::Refused { version, reason }),
+            other => Err(LinkError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// Sends `command` to the agent of `session` and waits for its answer: `Ok(Err)`
+    /// carries the agent's error, or why the command could not reach it.
+    pub fn command(
+        &mut self,
+        session: &str,
+        command: SessionCommand,
+    ) -> Result<Result<(), String>, LinkError> {
+        let msg = Message::SessionCommand {
+            session: session.to_string(),
+            command,
+        };
+        match self.call(&msg)? {
+            Message::CommandResult { error } if error.is_empty() => Ok(Ok(())),
+            Message::CommandResult { error } => Ok(Err(error)),
+            Message::Refused { version, reason } => Err(LinkError::Refused { version, reason }),
             other => Err(LinkError::Protocol(format!("{other:?}"))),
         }
     }

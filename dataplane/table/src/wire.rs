@@ -11,6 +11,7 @@ pub use crate::codec::InvalidMessage;
 use crate::codec::{put_str, put_u32, Reader};
 use crate::endpoint::EndpointRecord;
 use crate::tunnel_calls::{TunnelAnswer, TunnelCall};
+use crate::tunnel_sessions::{SessionCommand, SessionRecord};
 
 pub use crate::codec::WIRE_VERSION;
 
@@ -98,6 +99,22 @@ pub enum Message {
         /// The answer.
         answer: TunnelAnswer,
     },
+    /// control → data plane: which tunnel sessions are there?
+    SessionsRequest,
+    /// data plane → control: every authenticated tunnel session.
+    Sessions(Vec<SessionRecord>),
+    /// control → data plane: send this command to a session's agent.
+    SessionCommand {
+        /// The session's id.
+        session: String,
+        /// What to tell the agent.
+        command: SessionCommand,
+    },
+    /// data plane → control: what the agent answered; an empty `error` is success.
+    CommandResult {
+        /// The agent's error, or why the command could not be delivered.
+        error: String,
+    },
 }
 
 const KIND_APPLY: u8 = 1;
@@ -108,6 +125,10 @@ const KIND_STATUS: u8 = 5;
 const KIND_SUBSCRIBE: u8 = 6;
 const KIND_TUNNEL_CALL: u8 = 7;
 const KIND_TUNNEL_ANSWER: u8 = 8;
+const KIND_SESSIONS_REQUEST: u8 = 9;
+const KIND_SESSIONS: u8 = 10;
+const KIND_SESSION_COMMAND: u8 = 11;
+const KIND_COMMAND_RESULT: u8 = 12;
 
 impl Message {
     /// Appends the payload (without the frame length) to `out`.
@@ -166,6 +187,23 @@ impl Message {
                 out.push(KIND_TUNNEL_ANSWER);
                 out.extend_from_slice(&id.to_be_bytes());
                 answer.encode(out);
+            }
+            Message::SessionsRequest => out.push(KIND_SESSIONS_REQUEST),
+            Message::Sessions(list) => {
+                out.push(KIND_SESSIONS);
+                put_u32(out, list.len() as u32);
+                for s in list {
+                    s.encode(out);
+                }
+            }
+            Message::SessionCommand { session, command } => {
+                out.push(KIND_SESSION_COMMAND);
+                put_str(out, session);
+                command.encode(out);
+            }
+            Message::CommandResult { error } => {
+                out.push(KIND_COMMAND_RESULT);
+                put_str(out, error);
             }
         }
     }
@@ -258,6 +296,20 @@ impl Message {
                 id: r.u64()?,
                 answer: TunnelAnswer::read(&mut r)?,
             },
+            KIND_SESSIONS_REQUEST => Message::SessionsRequest,
+            KIND_SESSIONS => {
+                let n = r.count(SessionRecord::MIN_LEN)?;
+                let mut list = Vec::with_capacity(n);
+                for _ in 0..n {
+                    list.push(SessionRecord::read(&mut r)?);
+                }
+                Message::Sessions(list)
+            }
+            KIND_SESSION_COMMAND => Message::SessionCommand {
+                session: r.string()?,
+                command: SessionCommand::read(&mut r)?,
+            },
+            KIND_COMMAND_RESULT => Message::CommandResult { error: r.string()? },
             kind => return Err(InvalidMessage::UnknownKind(kind)),
         };
         r.finish()?;
@@ -362,6 +414,33 @@ mod tests {
         for answer in crate::tunnel_calls::answer_examples() {
             roundtrip(Message::TunnelAnswer { id: 9, answer });
         }
+        roundtrip(Message::SessionsRequest);
+        roundtrip(Message::Sessions(vec![]));
+        roundtrip(Message::Sessions(vec![SessionRecord {
+            id: "ses_1_w0_of2".into(),
+            account: "acc_1".into(),
+            authtoken_id: "at_1".into(),
+            remote_addr: "10.0.0.2:5000".into(),
+            client_type: "ngrok-python".into(),
+            client_version: "1.7.0".into(),
+            os: "linux".into(),
+            hostname: "laptop".into(),
+            metadata: "m".into(),
+            started_at: 1_780_000_000,
+            endpoint_ids: vec!["ep_1".into(), "ep_2".into()],
+        }]));
+        for command in crate::tunnel_sessions::command_examples() {
+            roundtrip(Message::SessionCommand {
+                session: "ses_1_w0_of2".into(),
+                command,
+            });
+        }
+        roundtrip(Message::CommandResult {
+            error: String::new(),
+        });
+        roundtrip(Message::CommandResult {
+            error: "not supported".into(),
+        });
     }
 
     #[test]

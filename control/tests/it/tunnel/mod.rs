@@ -14,6 +14,7 @@ use innergate_test_support::netns::Netns;
 
 use crate::support::*;
 
+mod commands;
 mod sdks;
 
 pub(super) const TCP_PORT: u16 = 15432;

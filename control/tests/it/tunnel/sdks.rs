@@ -14,7 +14,7 @@ use std::process::Command;
 use super::*;
 
 /// The Rust SDK agent next to `innergate`, built on demand.
-fn rust_agent() -> Command {
+pub(super) fn rust_agent() -> Command {
     let path = innergate_bin().with_file_name("ngrok-sdk-agent");
     if !path.exists() {
         let status = Command::new(env!("CARGO"))
@@ -49,7 +49,7 @@ fn python_agent() -> Command {
 }
 
 /// Starts an SDK agent (`program` and its script, if any) inside the namespace.
-fn sdk(gw: &Gateway, program: Command, endpoints: &[String]) -> KillOnDrop {
+pub(super) fn sdk(gw: &Gateway, program: Command, endpoints: &[String]) -> KillOnDrop {
     let mut cmd = gw.ns.command(program.get_program());
     cmd.args(program.get_args())
         .args(["--server-addr", &gw.tunnel, "--authtoken", &gw.key])
