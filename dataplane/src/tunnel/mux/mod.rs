@@ -37,6 +37,9 @@ const MAX_FRAME_BODY: usize = 64 * 1024;
 const OUT_HIGH: usize = 1 << 20;
 /// Streams an agent may have open at once; more are refused.
 pub(crate) const MAX_PEER_STREAMS: usize = 256;
+/// Reads shorter than this are acknowledged at once (see [`quick_ack`]). The reader
+/// gets at most a TLS record's plaintext (16 KiB) at a time: half of that is short.
+const QUICKACK_BELOW: usize = 8 * 1024;
 /// Incoming streams not yet taken by the session; more are refused.
 const MAX_PENDING: usize = 32;
 
@@ -400,7 +403,10 @@ async fn read_loop<R: AsyncReadRent>(mux: Mux, read: R) {
         buf = slice.into_inner();
         match res {
             Ok(0) => break (ErrorCode::None, "the agent closed the connection".into()),
-            Ok(_) => quick_ack(mux.fd),
+            // A large read is part of a stream of bytes, not a sender waiting for an
+            // ACK; acknowledging every segment of a bulk stream at once costs per byte.
+            Ok(n) if n < QUICKACK_BELOW => quick_ack(mux.fd),
+            Ok(_) => {}
             Err(e) => break (ErrorCode::None, format!("connection: {e}")),
         }
         if mux.closed().is_some() {
@@ -429,7 +435,7 @@ async fn read_loop<R: AsyncReadRent>(mux: Mux, read: R) {
 /// Acknowledges what arrived at once. An agent that leaves Nagle on (the SDKs do)
 /// sends the second piece of a response only once the first is acknowledged, and
 /// Linux delays ACKs by up to 40 ms: the flag is reset by the kernel, so it is set
-/// again after every read.
+/// again after every short read.
 fn quick_ack(fd: RawFd) {
     let on: libc::c_int = 1;
     // SAFETY: setsockopt(2) with a pointer to a live c_int on the socket this task
