@@ -26,6 +26,8 @@ const GIB: f64 = (1u64 << 30) as f64;
 const TUNNEL: &str = "innergate tunnel";
 /// The agent endpoint registered with `--direct`.
 const DIRECT: &str = "innergate --direct";
+/// The agent endpoint over one session, whose requests other workers hand over.
+const SINGLE: &str = "innergate tunnel, 1 session";
 
 pub fn run(b: &Bench) -> Result<ScenarioResult> {
     let mut result = ScenarioResult::new(
@@ -43,6 +45,14 @@ pub fn run(b: &Bench) -> Result<ScenarioResult> {
         "innergate: the data plane ({} worker(s)) with its tunnel listener, control (`innergate serve`) and four agents — http and tcp over a tunnel session (TLS, muxado streams), http and tcp with `--direct`. CPU counts every one of these processes for both innergate rows, idle ones included; rathole: its server and client; bore: its server and both `bore local` clients. Every process of every system runs on the proxy CPUs, both halves of each tunnel included.",
         b.opts.workers
     ));
+    if b.opts.workers > 1 {
+        result.notes.push(format!(
+            "`{SINGLE}`: the http endpoint of an agent with `--sessions 1`, as the hosted service's SDKs connect: the requests that the other {} worker(s) accept are handed over to the session's worker (an in-process channel and a wakeup each way). The hand-over's cost per handed-over request is (its µs/request − `{TUNNEL}`'s) × {}/{}.",
+            b.opts.workers - 1,
+            b.opts.workers,
+            b.opts.workers - 1
+        ));
+    }
     result.notes.push(
         "rathole and bore are tcp tunnels: wrk's connections cross them to the backend as byte streams, one tunnel connection (data channel) per client connection; innergate parses HTTP at the data plane and carries each request on a stream of the one TLS session, reused across requests. `rathole` uses its default tcp transport (unencrypted), `rathole tls` its TLS transport (OpenSSL); bore is unencrypted; innergate's tunnel is always TLS (rustls). `direct`: the client straight to the backend.".into(),
     );
@@ -53,7 +63,7 @@ pub fn run(b: &Bench) -> Result<ScenarioResult> {
             name: "direct",
             http: b.backend.http,
             host: hosts::TUNNEL,
-            bulk: b.backend.sink,
+            bulk: Some(b.backend.sink),
             cpu: None,
         });
     }
@@ -106,8 +116,8 @@ struct System<'a> {
     http: SocketAddr,
     /// The Host header its http service wants.
     host: &'a str,
-    /// In front of the sink.
-    bulk: SocketAddr,
+    /// In front of the sink, if the system has a tcp endpoint.
+    bulk: Option<SocketAddr>,
     /// Every process of the system (none for direct).
     cpu: Option<&'a dyn CpuTime>,
 }
@@ -126,8 +136,11 @@ fn bulk_all(b: &Bench, result: &mut ScenarioResult, systems: &[System]) -> Resul
     ));
     for rep in 0..b.repetitions() {
         for s in systems {
+            let Some(sink) = s.bulk else {
+                continue;
+            };
             let cpu_before = s.cpu.map(CpuTime::cpu_seconds);
-            let elapsed = bulk::send(s.bulk, bytes, None)?;
+            let elapsed = bulk::send(sink, bytes, None)?;
             let gbps = bytes as f64 / elapsed.as_secs_f64() / 1e9;
             let mut sample = Sample::default()
                 .with(metric::GBPS, gbps)
@@ -154,6 +167,8 @@ struct Innergate {
     tunnel_tcp: SocketAddr,
     /// The `--direct` tcp endpoint.
     direct_tcp: SocketAddr,
+    /// Whether an http endpoint over one session runs too (with two workers or more).
+    single: bool,
 }
 
 impl Innergate {
@@ -173,15 +188,28 @@ impl Innergate {
         ] {
             gateway.agent("http", http, &format!("http://{host}"), reach)?;
         }
+        let single = b.opts.workers > 1;
+        if single {
+            gateway.agent(
+                "http",
+                http,
+                &format!("http://{}", hosts::SINGLE),
+                Reach::SingleSession,
+            )?;
+        }
         gateway.agent("tcp", sink, &tcp_url(TCP_URL_PORT), Reach::Tunnel)?;
         gateway.agent("tcp", sink, &tcp_url(DIRECT_TCP_URL_PORT), Reach::Direct)?;
         let ig = Innergate {
             http: gateway.listener(80)?,
             tunnel_tcp: gateway.listener(TCP_URL_PORT)?,
             direct_tcp: gateway.listener(DIRECT_TCP_URL_PORT)?,
+            single,
             gateway,
         };
-        for host in [hosts::TUNNEL, hosts::DIRECT] {
+        for host in [hosts::TUNNEL, hosts::DIRECT]
+            .into_iter()
+            .chain(single.then_some(hosts::SINGLE))
+        {
             serving("an http endpoint", || idle::open(ig.http, host, 1).is_ok())?;
         }
         for addr in [ig.tunnel_tcp, ig.direct_tcp] {
@@ -190,23 +218,33 @@ impl Innergate {
         Ok(ig)
     }
 
-    fn systems(&self) -> [System<'_>; 2] {
-        [
+    fn systems(&self) -> Vec<System<'_>> {
+        let mut systems = vec![
             System {
                 name: TUNNEL,
                 http: self.http,
                 host: hosts::TUNNEL,
-                bulk: self.tunnel_tcp,
+                bulk: Some(self.tunnel_tcp),
                 cpu: Some(&self.gateway),
             },
             System {
                 name: DIRECT,
                 http: self.http,
                 host: hosts::DIRECT,
-                bulk: self.direct_tcp,
+                bulk: Some(self.direct_tcp),
                 cpu: Some(&self.gateway),
             },
-        ]
+        ];
+        if self.single {
+            systems.push(System {
+                name: SINGLE,
+                http: self.http,
+                host: hosts::SINGLE,
+                bulk: None,
+                cpu: Some(&self.gateway),
+            });
+        }
+        systems
     }
 }
 
@@ -261,14 +299,14 @@ impl Peers {
             name,
             http: r.http,
             host: hosts::TUNNEL,
-            bulk: r.bulk,
+            bulk: Some(r.bulk),
             cpu: Some(r as &dyn CpuTime),
         });
         let bore = self.bore.iter().map(|bore| System {
             name: "bore",
             http: bore.http,
             host: hosts::TUNNEL,
-            bulk: bore.bulk,
+            bulk: Some(bore.bulk),
             cpu: Some(bore as &dyn CpuTime),
         });
         rathole.chain(bore).collect()

@@ -19,8 +19,12 @@ use crate::host::{pinned_command, CpuSet, CpuTime, Process};
 /// How an agent's endpoint reaches its service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reach {
-    /// The agent dials the tunnel listener and relays each stream to the service.
+    /// The agent dials the tunnel listener and relays each stream to the service,
+    /// with a session on every data plane worker.
     Tunnel,
+    /// As `Tunnel` with one session (`--sessions 1`), as the hosted service's SDKs
+    /// connect: requests that other workers accept are handed over to its worker.
+    SingleSession,
     /// The agent registers the service's address (`--direct`); the data plane dials it.
     Direct,
 }
@@ -136,10 +140,16 @@ impl Gateway {
             .arg(upstream.to_string())
             .args(["--url", url]);
         match reach {
-            Reach::Tunnel => command
-                .args(["--server-addr", &self.tunnel, "--authtoken", &self.key])
-                .arg("--tunnel-ca")
-                .arg(&self.ca),
+            Reach::Tunnel | Reach::SingleSession => {
+                command
+                    .args(["--server-addr", &self.tunnel, "--authtoken", &self.key])
+                    .arg("--tunnel-ca")
+                    .arg(&self.ca);
+                if reach == Reach::SingleSession {
+                    command.args(["--sessions", "1"]);
+                }
+                &mut command
+            }
             Reach::Direct => {
                 command.args(["--direct", "--api-url", &self.api, "--api-key", &self.key])
             }

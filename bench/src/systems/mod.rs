@@ -32,6 +32,8 @@ pub mod hosts {
     pub const BULK: &str = "bulk.bench.test";
     /// A public endpoint an agent serves over a tunnel session.
     pub const TUNNEL: &str = "tunnel.bench.test";
+    /// A public endpoint an agent serves over one tunnel session (`--sessions 1`).
+    pub const SINGLE: &str = "single.bench.test";
     /// A public endpoint an agent registered with `--direct`.
     pub const DIRECT: &str = "direct.bench.test";
 }
