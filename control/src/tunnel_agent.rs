@@ -164,6 +164,20 @@ impl Stops<'_> {
     }
 }
 
+/// Hands a command to the run (which acts on it once the answer left).
+fn accept_command(
+    run: &tokio::sync::mpsc::UnboundedSender<Ended>,
+    ended: Ended,
+) -> Result<(), String> {
+    let command = match ended {
+        Ended::Stopped => "stop",
+        Ended::Restart => "restart",
+    };
+    log::info!("the gateway asked this agent to {command}");
+    run.send(ended)
+        .map_err(|_| "the agent is stopping already".to_string())
+}
+
 impl Run<'_> {
     /// Runs until a signal or a command; returns how it ended and the sessions, still
     /// open.
@@ -194,25 +208,15 @@ impl Run<'_> {
                 dial(host, port, tls, err.is_some())
             });
         // The commands of the gateway's tunnel_sessions API.
-        for (command, ended) in [("stop", Ended::Stopped), ("restart", Ended::Restart)] {
-            let tx = commands_tx.clone();
-            let accept = move || {
-                log::info!("the gateway asked this agent to {command}");
-                tx.send(ended)
-                    .map_err(|_| "the agent is stopping already".to_string())
-            };
-            if ended == Ended::Stopped {
-                builder.handle_stop_command(move |_: ngrok::session::Stop| {
-                    let done = accept();
-                    async move { done }
-                });
-            } else {
-                builder.handle_restart_command(move |_: ngrok::session::Restart| {
-                    let done = accept();
-                    async move { done }
-                });
-            }
-        }
+        let stop_tx = commands_tx.clone();
+        builder.handle_stop_command(move |_: ngrok::session::Stop| {
+            let done = accept_command(&stop_tx, Ended::Stopped);
+            async move { done }
+        });
+        builder.handle_restart_command(move |_: ngrok::session::Restart| {
+            let done = accept_command(&commands_tx, Ended::Restart);
+            async move { done }
+        });
         builder.handle_update_command(|update: ngrok::session::Update| async move {
             Err(format!(
                 "innergate's agent does not update itself (asked for version {:?}): install the \

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use innergate_table::link::{ControlClient, LinkError};
-use innergate_table::tunnel_sessions::{SessionCommand, SessionRecord};
+use innergate_table::tunnel_sessions::{SessionCommand, SessionRecord, NO_SUCH_SESSION};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -173,7 +173,7 @@ pub async fn command(
     let session = id.to_string();
     let answer = ask(socket(dataplane)?, move |c| c.command(&session, command)).await?;
     answer.map_err(|why| {
-        if why.starts_with("no tunnel session") {
+        if why.starts_with(NO_SUCH_SESSION) {
             ApiError::session_not_found(id)
         } else {
             ApiError::command_failed(name, &why)

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use innergate_table::tunnel_sessions::SessionCommand;
+use innergate_table::tunnel_sessions::{SessionCommand, NO_SUCH_SESSION};
 use innergate_table::wire::{read_frame, write_frame, Message};
 
 use calls::ControlCalls;
@@ -151,7 +151,7 @@ fn send_command(
 ) -> Result<(), String> {
     let (worker, local) = index
         .locate(session)
-        .ok_or_else(|| format!("no tunnel session {session}"))?;
+        .ok_or_else(|| format!("{NO_SUCH_SESSION} {session}"))?;
     let (reply, answer) = flume::bounded(1);
     let msg = WorkerMsg::SessionCommand {
         session: local,

@@ -68,7 +68,6 @@ impl Supervisor {
         }
     }
 
-    /// What is served now.
     /// Sends `msg` to worker `id`; whether it could.
     pub(crate) fn send_to_worker(&self, id: usize, msg: WorkerMsg) -> bool {
         self.workers
@@ -76,6 +75,7 @@ impl Supervisor {
             .is_some_and(|w| w.inbox.send(msg).is_ok())
     }
 
+    /// What is served now.
     pub(crate) fn status(&self) -> Ack {
         Ack {
             version: self.version,

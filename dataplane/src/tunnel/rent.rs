@@ -16,14 +16,12 @@ macro_rules! rent_io {
                 mut buf: T,
             ) -> monoio::BufResult<usize, T> {
                 let len = buf.bytes_total();
-                match self.read_into(buf.write_ptr(), len).await {
-                    Ok(n) => {
-                        // SAFETY: `read_into` initialised `n` bytes.
-                        unsafe { buf.set_init(n) };
-                        (Ok(n), buf)
-                    }
-                    Err(e) => (Err(e), buf),
+                let res = self.read_into(buf.write_ptr(), len).await;
+                if let Ok(n) = res {
+                    // SAFETY: `read_into` initialised `n` bytes.
+                    unsafe { buf.set_init(n) };
                 }
+                (res, buf)
             }
 
             async fn readv<T: monoio::buf::IoVecBufMut>(
@@ -37,14 +35,12 @@ macro_rules! rent_io {
                     return (Ok(0), buf);
                 };
                 let len = raw.bytes_total();
-                match self.read_into(raw.write_ptr(), len).await {
-                    Ok(n) => {
-                        // SAFETY: `read_into` initialised `n` bytes of the first iovec.
-                        unsafe { buf.set_init(n) };
-                        (Ok(n), buf)
-                    }
-                    Err(e) => (Err(e), buf),
+                let res = self.read_into(raw.write_ptr(), len).await;
+                if let Ok(n) = res {
+                    // SAFETY: `read_into` initialised `n` bytes of the first iovec.
+                    unsafe { buf.set_init(n) };
                 }
+                (res, buf)
             }
         }
 

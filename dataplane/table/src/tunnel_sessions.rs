@@ -47,6 +47,10 @@ pub enum SessionCommand {
     },
 }
 
+/// How a [`crate::wire::Message::CommandResult`] error starts when the data plane has
+/// no session by that id (control answers 404 for it, not a failed command).
+pub const NO_SUCH_SESSION: &str = "no tunnel session";
+
 const COMMAND_STOP: u8 = 1;
 const COMMAND_RESTART: u8 = 2;
 const COMMAND_UPDATE: u8 = 3;
