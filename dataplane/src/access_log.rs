@@ -10,7 +10,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+
+use innergate_table::units::Rfc3339;
 
 /// A worker hands its buffer over once it holds this much.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -143,7 +145,7 @@ impl WorkerLog {
     pub(crate) fn record(&self, e: Entry<'_>) {
         let mut out = self.buffer.borrow_mut();
         out.extend_from_slice(b"{\"time\":\"");
-        push_rfc3339(&mut out, SystemTime::now());
+        let _ = write!(out, "{}", Rfc3339::millis(SystemTime::now()));
         out.extend_from_slice(b"\",\"endpoint_id\":");
         push_json_str(&mut out, e.endpoint_id.as_bytes());
         out.extend_from_slice(b",\"account\":");
@@ -221,53 +223,9 @@ fn push_json_str(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
-/// Appends `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-fn push_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let s = secs % 86_400;
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60,
-        since.subsec_millis()
-    );
-}
-
-/// The proleptic Gregorian date of a day number counted from 1970-01-01 (the
-/// era-based method of H. Hinnant's date algorithms).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_and_times() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_788), (2026, 12, 1));
-        let mut out = Vec::new();
-        push_rfc3339(
-            &mut out,
-            UNIX_EPOCH + Duration::from_millis(1_796_140_800_123),
-        );
-        assert_eq!(out, b"2026-12-01T16:00:00.123Z");
-    }
 
     #[test]
     fn json_strings_escape_what_they_must() {

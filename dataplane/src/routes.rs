@@ -55,6 +55,8 @@ pub(crate) struct Route {
     /// `endpoint.url` and `endpoint.host` as expressions read them.
     pub(crate) url_text: String,
     pub(crate) host_text: String,
+    /// `endpoint.addr`: `host:port`.
+    pub(crate) addr_text: String,
     pub(crate) policy: Arc<Policy>,
     pub(crate) target: Target,
     pub(crate) pool: PoolIdx,
@@ -324,10 +326,13 @@ impl RouteTable {
                     .filter(|(v, _)| (t.min_version..=t.max_version).contains(v))
                     .map(|(_, p)| p)
                     .collect();
-                    terminations.push((
-                        ActionId::new(Phase::TcpConnect, r, a),
-                        store.server_config_for(&versions),
-                    ));
+                    let config = store
+                        .server_config_with(&versions, t.client_auth.as_ref())
+                        .map_err(|message| CompileError::Certificate {
+                            id: ep.id.clone(),
+                            message,
+                        })?;
+                    terminations.push((ActionId::new(Phase::TcpConnect, r, a), config));
                 }
             }
             routes.endpoints.push(Route {
@@ -337,6 +342,7 @@ impl RouteTable {
                 url: ep.url.clone(),
                 url_text: ep.url.to_string(),
                 host_text: ep.url.host.to_string(),
+                addr_text: format!("{}:{}", ep.url.host, ep.url.port),
                 policy: ep.policy.clone(),
                 target,
                 pool,

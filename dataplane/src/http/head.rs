@@ -125,8 +125,10 @@ impl HeadersMut for HeaderBlock {
         self.append_bytes(name.as_bytes(), value.as_bytes());
     }
 
-    fn remove(&mut self, name: &str) {
+    fn remove(&mut self, name: &str) -> bool {
+        let before = self.fields.len();
         self.remove_all(name.as_bytes());
+        self.fields.len() != before
     }
 }
 

@@ -3,6 +3,7 @@
 
 use innergate_table::policy::actions::{Exchange, HeadersMut};
 use innergate_table::policy::expr::{MapVar, Var};
+use innergate_table::policy::results::{ActionResults, Results};
 use innergate_table::policy::{ActionId, Facts};
 
 use super::state::{ConnInfo, Vars};
@@ -20,6 +21,7 @@ pub(crate) struct View<'s> {
     pub(crate) info: RequestInfo<'s>,
     pub(crate) route: &'s Route,
     pub(crate) vars: &'s Vars,
+    pub(crate) results: &'s Results,
     pub(crate) forward_error: Option<ProxyError>,
 }
 
@@ -67,15 +69,37 @@ impl<'s> View<'s> {
                     "1.1"
                 }
             }
+            Var::Authority => self.request_header("host"),
+            Var::UserAgent => self.request_header("user-agent"),
+            Var::ReqContentTypeRaw => self.request_header("content-type"),
+            Var::ReqLocation => self.request_header("location"),
+            Var::ResContentTypeRaw => self.response_header("content-type"),
+            Var::ResLocation => self.response_header("location"),
             _ => connection_string(self.info.conn, self.route, self.forward_error, var),
         }
+    }
+
+    /// The first value of a request header; "" without one.
+    fn request_header(self, name: &str) -> &'s str {
+        self.req.headers.get_all(name).next().map_or("", text)
+    }
+
+    fn response_header(self, name: &str) -> &'s str {
+        self.resp
+            .and_then(|r| r.headers.get_all(name).next())
+            .map_or("", text)
     }
 
     fn int(self, var: Var) -> i64 {
         match var {
             Var::ContentLength => self.info.content_length,
             Var::StatusCode => self.resp.map_or(0, |r| i64::from(r.status)),
-            _ => connection_int(self.info.conn, var),
+            Var::ResContentLength => self
+                .response_header("content-length")
+                .trim()
+                .parse()
+                .unwrap_or(-1),
+            _ => connection_int(self.info.conn, self.route, var),
         }
     }
 
@@ -113,6 +137,10 @@ impl<'s> View<'s> {
     fn user_var(self, name: &str) -> Option<&'s str> {
         self.vars.get(name)
     }
+
+    fn results(self) -> &'s ActionResults {
+        self.results.get()
+    }
 }
 
 /// What every phase reads alike: the connection, the endpoint running the rule, and
@@ -129,6 +157,7 @@ fn connection_string<'s>(
         Var::EndpointId => &route.id,
         Var::EndpointUrl => &route.url_text,
         Var::EndpointHost => &route.host_text,
+        Var::EndpointAddr => &route.addr_text,
         Var::EndpointProtocol => route.url.scheme.as_str(),
         Var::ForwardErrorCode => forward_error.map_or("", ProxyError::code),
         Var::ForwardErrorMessage => forward_error.map_or("", ProxyError::message),
@@ -136,11 +165,12 @@ fn connection_string<'s>(
     }
 }
 
-/// The integer variables of the connection; others read as 0.
-fn connection_int(conn: &ConnInfo, var: Var) -> i64 {
+/// The integer variables of the connection and its endpoint; others read as 0.
+fn connection_int(conn: &ConnInfo, route: &Route, var: Var) -> i64 {
     match var {
         Var::ClientPort => i64::from(conn.client_port),
         Var::ServerPort => i64::from(conn.server_port),
+        Var::EndpointPort => i64::from(route.url.port),
         _ => 0,
     }
 }
@@ -167,6 +197,9 @@ macro_rules! facts_via_view {
             fn user_var(&self, name: &str) -> Option<&str> {
                 self.view().user_var(name)
             }
+            fn results(&self) -> &ActionResults {
+                self.view().results()
+            }
         }
     };
 }
@@ -189,6 +222,7 @@ pub(super) struct OnHttp<'s> {
     pub(super) info: RequestInfo<'s>,
     pub(super) route: &'s Route,
     pub(super) vars: &'s mut Vars,
+    pub(super) results: &'s mut Results,
     pub(super) forward_error: Option<ProxyError>,
     /// The action running now: its runtime state is kept under this id.
     pub(super) action: ActionId,
@@ -202,6 +236,7 @@ impl OnHttp<'_> {
             info: self.info,
             route: self.route,
             vars: self.vars,
+            results: self.results,
             forward_error: self.forward_error,
         }
     }
@@ -240,6 +275,9 @@ impl Exchange for OnHttp<'_> {
     fn terminate_tls(&mut self) {
         // Validation keeps terminate-tls in on_tcp_connect.
     }
+    fn results(&mut self) -> &mut ActionResults {
+        self.results.get_mut()
+    }
 }
 
 /// Headers for phases that have none (on_tcp_connect): validation keeps the header
@@ -248,7 +286,9 @@ pub(super) struct NoHeaders;
 
 impl HeadersMut for NoHeaders {
     fn append(&mut self, _: &str, _: &str) {}
-    fn remove(&mut self, _: &str) {}
+    fn remove(&mut self, _: &str) -> bool {
+        false
+    }
 }
 
 /// The connect phase's exchange: connection facts only.
@@ -257,6 +297,7 @@ pub(super) struct OnConnect<'s> {
     pub(super) endpoint: EndpointIdx,
     pub(super) route: &'s Route,
     pub(super) vars: &'s mut Vars,
+    pub(super) results: &'s mut Results,
     pub(super) forward_error: Option<ProxyError>,
     pub(super) none: NoHeaders,
     /// The action running now.
@@ -271,7 +312,7 @@ impl Facts for OnConnect<'_> {
         connection_string(self.conn, self.route, self.forward_error, var)
     }
     fn int(&self, var: Var) -> i64 {
-        connection_int(self.conn, var)
+        connection_int(self.conn, self.route, var)
     }
     fn count(&self, _: MapVar, _: &str) -> usize {
         0
@@ -284,6 +325,9 @@ impl Facts for OnConnect<'_> {
     }
     fn user_var(&self, name: &str) -> Option<&str> {
         self.vars.get(name)
+    }
+    fn results(&self) -> &ActionResults {
+        self.results.get()
     }
 }
 
@@ -306,5 +350,8 @@ impl Exchange for OnConnect<'_> {
     }
     fn terminate_tls(&mut self) {
         *self.terminate = Some((self.endpoint, self.action));
+    }
+    fn results(&mut self) -> &mut ActionResults {
+        self.results.get_mut()
     }
 }

@@ -13,6 +13,7 @@
 mod facts;
 pub(crate) mod state;
 
+use innergate_table::policy::actions::Exchange;
 use innergate_table::policy::{ActionId, Facts, ForwardTarget, LocalResponse, Phase, Verdict};
 
 use facts::{NoHeaders, OnConnect, OnHttp};
@@ -69,6 +70,7 @@ pub(crate) fn run_request<'t>(
                 info,
                 route: current,
                 vars: &mut state.vars,
+                results: &mut state.results,
                 forward_error: state.forward_error,
                 action: ActionId::new(Phase::HttpRequest, r, 0),
             };
@@ -89,9 +91,10 @@ pub(crate) fn run_request<'t>(
                             }
                             Err(error) if forward.continues_on_error() => {
                                 // Later actions and rules read it as
-                                // actions.forward_internal.error.*.
+                                // actions.ngrok.forward_internal.*.
                                 x.forward_error = Some(error);
                                 state.forward_error = Some(error);
+                                record_forward_url(&mut x, forward);
                             }
                             Err(error) => {
                                 // Counted as a forward-internal failure.
@@ -146,6 +149,7 @@ pub(crate) fn run_connect(
                 endpoint: current_idx,
                 route: current,
                 vars: &mut state.vars,
+                results: &mut state.results,
                 forward_error: state.forward_error,
                 none: NoHeaders,
                 action: ActionId::new(Phase::TcpConnect, r, 0),
@@ -173,6 +177,7 @@ pub(crate) fn run_connect(
                             Err(error) if forward.continues_on_error() => {
                                 x.forward_error = Some(error);
                                 state.forward_error = Some(error);
+                                record_forward_url(&mut x, forward);
                             }
                             Err(error) => return ConnectOutcome::Close(Some(error.code())),
                         }
@@ -185,6 +190,15 @@ pub(crate) fn run_connect(
             terminate,
         };
     }
+}
+
+/// Records the target a failed forward tried (`actions.ngrok.forward_internal.url`);
+/// empty when it did not render to an internal URL.
+fn record_forward_url(x: &mut dyn Exchange, forward: &dyn ForwardTarget) {
+    let url = forward
+        .target(x.facts())
+        .map_or_else(String::new, |u| u.to_string());
+    x.results().forward_url = url;
 }
 
 /// The refusal codes of the actions that may refuse in on_tcp_connect, as `'static`
@@ -247,6 +261,7 @@ pub(crate) fn run_response<'t>(
                 info,
                 route,
                 vars: &mut state.vars,
+                results: &mut state.results,
                 forward_error: state.forward_error,
                 action: ActionId::new(Phase::HttpResponse, r, 0),
             };

@@ -6,6 +6,8 @@
 
 use smallvec::SmallVec;
 
+use innergate_table::policy::results::Results;
+
 use crate::error::ProxyError;
 use crate::routes::{EndpointIdx, RouteTable};
 
@@ -154,6 +156,8 @@ pub(crate) struct RequestState {
     pub(crate) vars: Vars,
     /// The last forward-internal failure that an `on_error: continue` let through.
     pub(crate) forward_error: Option<ProxyError>,
+    /// What the actions that ran recorded (`actions.ngrok.*`).
+    pub(crate) results: Results,
 }
 
 impl RequestState {
@@ -166,5 +170,6 @@ impl RequestState {
             None => self.vars.clear(),
         }
         self.forward_error = None;
+        self.results.clear();
     }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use innergate_table::policy::actions::terminate_tls::ClientAuth;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -136,17 +137,33 @@ impl CertStore {
         self: &Arc<Self>,
         versions: &[&'static rustls::SupportedProtocolVersion],
     ) -> Arc<ServerConfig> {
+        self.server_config_with(versions, None)
+            .expect("without client authentication nothing can fail")
+    }
+
+    /// A server config over these certificates that also asks clients for theirs
+    /// (mutual TLS, terminate-tls); `Err` when the authorities make no verifier.
+    pub(crate) fn server_config_with(
+        self: &Arc<Self>,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        client_auth: Option<&ClientAuth>,
+    ) -> Result<Arc<ServerConfig>, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
+        let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)
-            .expect("ring supports TLS 1.2 and 1.3")
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(Resolver(self.clone())));
+            .expect("ring supports TLS 1.2 and 1.3");
+        let builder = match client_auth {
+            None => builder.with_no_client_auth(),
+            Some(auth) => {
+                builder.with_client_cert_verifier(super::client_auth::verifier(auth, &provider)?)
+            }
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(Resolver(self.clone())));
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         // The server's order of cipher suites wins (AEADs with forward secrecy only,
         // strongest first), as scanners and hardening guides expect.
         config.ignore_client_order = true;
-        Arc::new(config)
+        Ok(Arc::new(config))
     }
 }
 

@@ -1,8 +1,9 @@
 //! TLS on the client side: certificates ([`certs`]), https termination ([`https`]),
-//! tls passthrough and terminate-tls ([`passthrough`]), and the ClientHello reader
-//! they route by ([`sni`]).
+//! tls passthrough and terminate-tls ([`passthrough`]) with its mutual TLS
+//! ([`client_auth`]), and the ClientHello reader they route by ([`sni`]).
 
 pub mod certs;
+mod client_auth;
 pub(crate) mod https;
 pub(crate) mod passthrough;
 pub mod sni;

@@ -68,7 +68,7 @@ fn url_rewrite_changes_what_the_upstream_sees() {
 on_http_request:
   - actions:
       - type: url-rewrite
-        config: {from: "^/api/v1/(.*)$", to: "/v2/$1"}
+        config: {from: "/api/v1/(.*)$", to: "/v2/$1"}
       - type: url-rewrite
         config: {from: "secret=[^&]*", to: "secret=redacted"}
 "#;

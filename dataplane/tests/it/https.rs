@@ -583,3 +583,94 @@ fn a_request_for_another_endpoint_than_the_sni_is_misdirected() {
     );
     assert_eq!((response.status, response.text().as_str()), (200, "app"));
 }
+
+/// A client trusting the test CA that shows `identity` (certificate and key PEM).
+fn client_with_certificate(pki: &Pki, identity: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    Arc::new(match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+    })
+}
+
+/// Whether bytes round-trip through a terminating tls endpoint for this client.
+fn echoes(config: Arc<rustls::ClientConfig>, addr: SocketAddr, sni: &str) -> bool {
+    let conn =
+        rustls::ClientConnection::new(config, ServerName::try_from(sni.to_string()).unwrap())
+            .unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    if tls.write_all(b"ping").is_err() {
+        return false;
+    }
+    let mut back = [0u8; 4];
+    tls.read_exact(&mut back).is_ok() && &back == b"ping"
+}
+
+#[test]
+fn terminate_tls_mutual_tls_in_the_three_documented_strategies() {
+    let pki = Pki::new(&[
+        "default.test",
+        "v.example.com",
+        "a.example.com",
+        "r.example.com",
+    ]);
+    let plain = crate::tcp::echo_server("plain");
+    let clients = TestCa::new("client CA");
+    let strangers = TestCa::new("another CA");
+    let trusted = clients.issue(&["client.example.com"]);
+    let stranger = strangers.issue(&["stranger.example.com"]);
+    // The docs' example: the CA list and require-and-verify, then the other two.
+    let policy = |strategy: &str| {
+        serde_json::json!({
+            "on_tcp_connect": [{"actions": [{"type": "terminate-tls", "config": {
+                "mutual_tls_certificate_authorities": [clients.pem()],
+                "mutual_tls_verification_strategy": strategy}}]}]
+        })
+        .to_string()
+    };
+    let mut dp = pki.start(&[]);
+    let endpoint = |id: &str, host: &str, strategy: &str| {
+        with_policy(
+            agent(
+                id,
+                "acme",
+                &format!("tls://{host}:8443"),
+                format!("tcp://{plain}"),
+            ),
+            &policy(strategy),
+        )
+    };
+    dp.push(vec![
+        endpoint("ep_v", "v.example.com", "require-and-verify"),
+        endpoint("ep_a", "a.example.com", "require-any"),
+        endpoint("ep_r", "r.example.com", "request"),
+    ]);
+    let addr = dp.listener(PORT);
+    let none = client_with_certificate(&pki, None);
+    let good = client_with_certificate(&pki, Some((&trusted.0, &trusted.1)));
+    let other = client_with_certificate(&pki, Some((&stranger.0, &stranger.1)));
+    // require-and-verify: only a certificate of the given authority.
+    assert!(echoes(good.clone(), addr, "v.example.com"));
+    assert!(!echoes(none.clone(), addr, "v.example.com"));
+    assert!(!echoes(other.clone(), addr, "v.example.com"));
+    // require-any: some certificate, whoever issued it.
+    assert!(echoes(other.clone(), addr, "a.example.com"));
+    assert!(!echoes(none.clone(), addr, "a.example.com"));
+    // request: asked for, optional.
+    assert!(echoes(none, addr, "r.example.com"));
+    assert!(echoes(other, addr, "r.example.com"));
+}

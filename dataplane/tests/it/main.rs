@@ -7,6 +7,7 @@ mod control_link;
 mod expressions;
 mod forward_internal;
 mod forwarding;
+mod hosted_docs;
 mod https;
 mod legacy_driver;
 mod lifecycle;

@@ -4,8 +4,10 @@
 
 pub mod action;
 pub mod actions;
+pub mod cidr;
 pub mod expr;
 pub mod response;
+pub mod results;
 
 use std::fmt;
 

@@ -29,8 +29,10 @@ impl actions::HeadersMut for Headers {
     fn append(&mut self, name: &str, value: &str) {
         self.0.push((name.into(), value.into()));
     }
-    fn remove(&mut self, name: &str) {
+    fn remove(&mut self, name: &str) -> bool {
+        let before = self.0.len();
         self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.0.len() != before
     }
 }
 
@@ -40,6 +42,7 @@ struct Fake {
     headers: Headers,
     vars: Vec<(String, String)>,
     admitted: Vec<Vec<u8>>,
+    results: results::ActionResults,
 }
 
 impl expr::Facts for Fake {
@@ -77,6 +80,9 @@ impl expr::Facts for Fake {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+    fn results(&self) -> &results::ActionResults {
+        &self.results
+    }
 }
 
 impl actions::Exchange for Fake {
@@ -100,6 +106,9 @@ impl actions::Exchange for Fake {
         Ok(())
     }
     fn terminate_tls(&mut self) {}
+    fn results(&mut self) -> &mut results::ActionResults {
+        &mut self.results
+    }
 }
 
 const SEED: &str = r#"
@@ -252,8 +261,7 @@ fn actions_execute_in_an_exchange() {
             ("x-drop".into(), "1".into()),
             ("x-user".into(), "ann\r\nx-evil: 1".into()),
         ]),
-        vars: Vec::new(),
-        admitted: Vec::new(),
+        ..Fake::default()
     };
     for action in &p.on_http_request[0].actions {
         assert!(matches!(action.execute(&mut x), Verdict::Continue));
@@ -282,8 +290,7 @@ fn actions_execute_in_an_exchange() {
 fn refusing_actions_make_their_own_answers() {
     let mut x = Fake {
         headers: Headers(vec![("x-user".into(), "ann".into())]),
-        vars: Vec::new(),
-        admitted: Vec::new(),
+        ..Fake::default()
     };
     let limit = Policy::parse(
         "on_http_request:\n  - actions: [{type: rate-limit, config: {capacity: 1, rate: 60s, bucket_key: ['req.headers[\"x-user\"][0]']}}]\n",
@@ -374,4 +381,52 @@ fn dynamic_forward_targets_are_checked_per_request() {
     assert!(f.resolve(&x).is_err());
     x.headers.0[0].1 = "a.example".into();
     assert!(f.resolve(&x).is_ok(), "a.example.internal is internal");
+}
+
+/// The hosted service's documented fields are taken as its docs write them; unknown
+/// fields and values still name their path.
+#[test]
+fn documented_fields_of_the_hosted_service() {
+    let ok = |text: &str| Policy::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    ok("on_http_request:\n  - actions:\n      - type: rate-limit\n        config:\n          name: Only allow 30 requests per minute\n          algorithm: sliding_window\n          capacity: 30\n          rate: 60s\n          bucket_key:\n            - req.host\n          enforce: false\n");
+    ok("on_http_request:\n  - actions:\n      - type: restrict-ips\n        config: {enforce: false, allow: [\"::/0\"]}\n      - type: basic-auth\n        config: {enforce: false, realm: r, credentials: [\"user:password1\"]}\n");
+    ok("on_tcp_connect:\n  - actions:\n      - type: restrict-ips\n        config: {enforce: true, deny: [10.0.0.0/8]}\n");
+    ok("on_http_request:\n  - actions:\n      - type: forward-internal\n        config: {url: https://a.internal, binding: internal}\n");
+    ok("on_http_request:\n  - actions:\n      - type: url-rewrite\n        config: {to: /only}\n");
+    ok("on_tcp_connect:\n  - actions:\n      - type: terminate-tls\n        config: {mutual_tls_verification_strategy: request}\n");
+    let p = ok("on_http_request:\n  - actions:\n      - type: set-vars\n        config:\n          vars:\n            - a: x\n            - b: ${vars.a}\n            - n: 3\n            - yes_no: true\n");
+    let Action::SetVars(set) = &p.on_http_request[0].actions[0] else {
+        panic!()
+    };
+    let names: Vec<_> = set
+        .vars
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.source()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("a", "x"),
+            ("b", "${vars.a}"),
+            ("n", "3"),
+            ("yes_no", "true")
+        ]
+    );
+
+    for (text, want) in [
+        ("on_http_request:\n  - actions:\n      - type: rate-limit\n        config: {name: n, algorithm: token_bucket, capacity: 1, rate: 60s}\n", "unknown variant `token_bucket`"),
+        ("on_http_request:\n  - actions:\n      - type: rate-limit\n        config: {capacity: 1, rate: 60s, enforce: maybe}\n", "invalid type"),
+        ("on_http_request:\n  - actions:\n      - type: forward-internal\n        config: {url: https://a.internal, binding: public}\n", "binding `public`"),
+        ("on_http_request:\n  - actions:\n      - type: set-vars\n        config: {vars: [{a: x, b: y}]}\n", "vars[0]: each entry of the list is a map of exactly one name"),
+        ("on_http_request:\n  - actions:\n      - type: set-vars\n        config: {vars: [{a: [1, 2]}]}\n", "vars.a: innergate's vars hold strings"),
+        ("on_http_request:\n  - actions:\n      - type: redirect\n        config: {from: '((', to: /}\n", "from: invalid regex"),
+        ("on_http_request:\n  - actions:\n      - type: restrict-ips\n        config: {enforce: false, allow: [::/0], ip_policies: [ipp_1]}\n", "unknown field `ip_policies`"),
+        ("on_tcp_connect:\n  - actions:\n      - type: terminate-tls\n        config: {mutual_tls_certificate_authorities: [ca_2abc]}\n", "`ca_2abc` is not PEM"),
+        ("on_tcp_connect:\n  - actions:\n      - type: terminate-tls\n        config: {mutual_tls_verification_strategy: require-and-verify}\n", "needs mutual_tls_certificate_authorities"),
+        ("on_tcp_connect:\n  - actions:\n      - type: terminate-tls\n        config: {mutual_tls_verification_strategy: verify-if-given}\n", "unknown variant `verify-if-given`"),
+    ] {
+        let e = parse_err(text).to_string();
+        assert!(e.contains(want), "{text}\n{e}");
+        assert!(e.contains("[0].actions[0]"), "the path: {e}");
+    }
 }

@@ -51,12 +51,15 @@ impl AddHeaders {
             .map(|(_, t)| super::sanitize(t.render(x.facts())))
             .collect();
         let headers = x.headers();
+        let mut added = Vec::with_capacity(values.len());
         for ((name, _), value) in self.headers.iter().zip(values) {
             if name.eq_ignore_ascii_case("host") {
                 headers.remove(name);
             }
             headers.append(name, &value);
+            added.push((name.to_ascii_lowercase(), value.into_owned()));
         }
+        x.results().headers_added = added;
     }
 }
 

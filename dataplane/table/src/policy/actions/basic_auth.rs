@@ -19,6 +19,10 @@ pub struct BasicAuthConfig {
     /// The realm shown to the client.
     #[serde(default = "default_realm")]
     pub realm: String,
+    /// `false`: check and record the result (`actions.ngrok.basic_auth.*`) but let
+    /// the request pass.
+    #[serde(default = "super::enforced")]
+    pub enforce: bool,
 }
 
 fn default_realm() -> String {
@@ -33,6 +37,7 @@ pub struct BasicAuth {
     pub realm: String,
     /// `WWW-Authenticate` of its 401, made once.
     challenge: String,
+    enforce: bool,
 }
 
 impl BasicAuth {
@@ -55,28 +60,31 @@ impl BasicAuth {
             credentials: config.credentials,
             realm: config.realm,
             challenge,
+            enforce: config.enforce,
         })
     }
 
-    /// Whether the request carries accepted credentials.
-    pub fn permits(&self, x: &dyn Exchange) -> bool {
+    /// What the request presents, checked: (user name, accepted), or `None` when it
+    /// carries no Basic credentials.
+    pub fn check(&self, x: &dyn Exchange) -> Option<(String, bool)> {
         let facts = x.facts();
-        let Some(header) = facts.value(MapVar::RequestHeaders, "authorization", 0) else {
-            return false;
-        };
-        let Some((scheme, token)) = header.trim().split_once(' ') else {
-            return false;
-        };
+        let header = facts.value(MapVar::RequestHeaders, "authorization", 0)?;
+        let (scheme, token) = header.trim().split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") {
-            return false;
+            return None;
         }
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else {
-            return false;
-        };
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(token.trim())
+            .ok()?;
+        // The first colon separates the user from the password (RFC 7617).
+        let user = decoded.split(|b| *b == b':').next().unwrap_or(&[]);
+        let user = String::from_utf8_lossy(user).into_owned();
         // Compare with every pair, in time that does not depend on where they differ.
-        self.credentials
+        let accepted = self
+            .credentials
             .iter()
-            .fold(false, |ok, c| ok | constant_time_eq(c.as_bytes(), &decoded))
+            .fold(false, |ok, c| ok | constant_time_eq(c.as_bytes(), &decoded));
+        Some((user, accepted))
     }
 }
 
@@ -98,7 +106,13 @@ impl PolicyAction for BasicAuth {
     }
 
     fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
-        if self.permits(x) {
+        let checked = self.check(x);
+        let authorized = matches!(checked, Some((_, true)));
+        let result = &mut x.results().basic_auth;
+        result.presented = checked.is_some();
+        result.authorized = authorized;
+        result.username = checked.map(|(user, _)| user).unwrap_or_default();
+        if authorized || !self.enforce {
             return Verdict::Continue;
         }
         Verdict::Respond(

@@ -31,6 +31,10 @@ pub struct ForwardInternalConfig {
     /// What to do when the forward fails.
     #[serde(default)]
     pub on_error: OnError,
+    /// The target's binding: only `internal`, as the hosted service's older docs and
+    /// guides write it (every target is internal anyway).
+    #[serde(default)]
+    pub binding: Option<String>,
 }
 
 /// Where a forward goes.
@@ -58,6 +62,12 @@ pub struct BadTarget(pub String);
 impl ForwardInternal {
     /// Parses the target (literal URLs must be internal) and compiles templates.
     pub fn new(config: ForwardInternalConfig, phase: Phase) -> Result<Self, String> {
+        if let Some(binding) = config.binding.as_deref().filter(|b| *b != "internal") {
+            return Err(format!(
+                "binding `{binding}`: forward-internal targets are internal endpoints \
+                 (binding `internal`)"
+            ));
+        }
         let template = Template::compile(&config.url, phase).map_err(|e| format!("url: {e}"))?;
         let target = match template.as_literal() {
             Some(literal) => Target::Static(parse_internal(literal)?),

@@ -35,13 +35,22 @@ impl Log {
         Ok(Log { metadata, phase })
     }
 
-    /// The line: a JSON object with the endpoint, the phase and the metadata.
-    pub fn line(&self, x: &dyn Exchange) -> String {
+    /// The metadata, rendered for this exchange.
+    pub fn metadata(&self, x: &dyn Exchange) -> Vec<(String, String)> {
         let facts = x.facts();
-        let mut metadata = serde_json::Map::new();
-        for (name, template) in &self.metadata {
-            metadata.insert(name.clone(), template.render(facts).into_owned().into());
-        }
+        self.metadata
+            .iter()
+            .map(|(name, template)| (name.clone(), template.render(facts).into_owned()))
+            .collect()
+    }
+
+    /// The line: a JSON object with the endpoint, the phase and the metadata.
+    pub fn line(&self, x: &dyn Exchange, rendered: &[(String, String)]) -> String {
+        let facts = x.facts();
+        let metadata: serde_json::Map<String, serde_json::Value> = rendered
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone().into()))
+            .collect();
         serde_json::json!({
             "event": "policy_log",
             "endpoint_id": facts.string(Var::EndpointId),
@@ -60,8 +69,10 @@ impl PolicyAction for Log {
     }
 
     fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
-        let line = self.line(x);
+        let metadata = self.metadata(x);
+        let line = self.line(x, &metadata);
         x.log(line);
+        x.results().log_metadata = metadata;
         Verdict::Continue
     }
 }

@@ -13,11 +13,13 @@ pub mod rate_limit;
 pub mod redirect;
 pub mod remove_headers;
 pub mod restrict_ips;
+mod rewrite;
 pub mod set_vars;
 pub mod terminate_tls;
 pub mod url_rewrite;
 
 use super::action::{PolicyAction, Verdict};
+use super::results::ActionResults;
 use super::Phase;
 use Phase::{HttpRequest as Q, HttpResponse as R, TcpConnect as T};
 
@@ -136,8 +138,8 @@ use super::expr::Facts;
 pub trait HeadersMut {
     /// Appends a header, keeping any already present.
     fn append(&mut self, name: &str, value: &str);
-    /// Removes every header with this name (case-insensitive).
-    fn remove(&mut self, name: &str);
+    /// Removes every header with this name (case-insensitive); whether there was one.
+    fn remove(&mut self, name: &str) -> bool;
 }
 
 /// What an action sees of the exchange it runs in: facts to read (for expressions
@@ -159,6 +161,9 @@ pub trait Exchange {
     /// Asks for TLS to end here with the running `terminate-tls` action's settings
     /// (on_tcp_connect of tls endpoints).
     fn terminate_tls(&mut self);
+    /// Where the running action records what later rules read as
+    /// `actions.ngrok.<action>.*`.
+    fn results(&mut self) -> &mut ActionResults;
 }
 
 /// The request URL as policies see it, built from the facts.
@@ -182,15 +187,19 @@ impl<'f> Url<'f> {
         }
     }
 
-    /// `scheme://host/path?query`.
-    pub(crate) fn full(&self) -> String {
+    /// `scheme://authority`.
+    pub(crate) fn origin(&self) -> String {
         use super::expr::Var;
         format!(
-            "{}://{}{}",
+            "{}://{}",
             self.facts.string(Var::Scheme),
-            self.facts.string(Var::Host),
-            self.target()
+            self.facts.string(Var::Authority)
         )
+    }
+
+    /// `scheme://authority/path?query`.
+    pub(crate) fn full(&self) -> String {
+        format!("{}{}", self.origin(), self.target())
     }
 }
 
@@ -207,6 +216,11 @@ pub fn sanitize(value: Cow<'_, str>) -> Cow<'_, str> {
     } else {
         value
     }
+}
+
+/// The default of `enforce` where an action has one: it acts on what it decides.
+pub(crate) fn enforced() -> bool {
+    true
 }
 
 /// Reads a string field that YAML users may write as a bare number or boolean

@@ -13,10 +13,29 @@ use crate::policy::expr::Expression;
 use crate::policy::response::LocalResponse;
 use crate::policy::Phase;
 
+/// How requests are counted: the hosted service documents one algorithm.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// This window's count plus the previous window's, weighted by its overlap.
+    #[default]
+    SlidingWindow,
+}
+
 /// Config of `rate-limit` as written.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
+    /// A name for the limit (the hosted service requires one; innergate does not).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `sliding_window`, the only one (and the default).
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// `false`: count and record the result (`actions.ngrok.rate_limit.*`) but let
+    /// requests over the limit pass.
+    #[serde(default = "super::enforced")]
+    pub enforce: bool,
     /// Requests allowed per window.
     pub capacity: u64,
     /// The window, such as `60s` or `1m`.
@@ -34,12 +53,17 @@ pub struct RateLimit {
     /// The window in milliseconds.
     pub window_ms: u64,
     bucket_key: Vec<Expression>,
+    /// Its name, when it has one.
+    pub name: Option<String>,
+    enforce: bool,
 }
 
 impl PartialEq for RateLimit {
     fn eq(&self, other: &Self) -> bool {
         self.capacity == other.capacity
             && self.window_ms == other.window_ms
+            && self.name == other.name
+            && self.enforce == other.enforce
             && self.bucket_key.len() == other.bucket_key.len()
             && self
                 .bucket_key
@@ -54,6 +78,12 @@ impl Eq for RateLimit {}
 impl RateLimit {
     /// Checks the numbers and compiles the key expressions.
     pub fn new(config: RateLimitConfig, phase: Phase) -> Result<Self, String> {
+        if config.name.as_ref().is_some_and(|n| n.len() >= 1024) {
+            return Err("name must be shorter than 1024 characters".into());
+        }
+        if config.bucket_key.len() > 10 {
+            return Err("bucket_key holds at most 10 expressions".into());
+        }
         if config.capacity == 0 || config.capacity > (1 << 39) {
             return Err("capacity must be between 1 and 2^39".into());
         }
@@ -76,6 +106,8 @@ impl RateLimit {
             capacity: config.capacity,
             window_ms,
             bucket_key,
+            name: config.name,
+            enforce: config.enforce,
         })
     }
 
@@ -101,10 +133,13 @@ impl RateLimit {
             if let Ok(value) = key.eval(facts) {
                 value.write_to(facts, out);
             }
-            out.push('\u{1f}');
+            out.push(KEY_SEPARATOR);
         }
     }
 }
+
+/// Ends each value of a bucket key.
+const KEY_SEPARATOR: char = '\u{1f}';
 
 /// The code of its refusal.
 pub const LIMITED: &str = "ERR_IG_3303";
@@ -125,10 +160,23 @@ impl PolicyAction for RateLimit {
         }
         let admitted = KEY.with_borrow_mut(|key| {
             self.key(x, key);
-            x.admit(key.as_bytes())
+            let admitted = x.admit(key.as_bytes());
+            // Results show the key's values joined by commas.
+            let result = &mut x.results().rate_limit;
+            result.limited = admitted.is_err();
+            result.bucket_key.clear();
+            let values = key.strip_suffix(KEY_SEPARATOR).unwrap_or(key);
+            for (i, value) in values.split(KEY_SEPARATOR).enumerate() {
+                if i > 0 {
+                    result.bucket_key.push(',');
+                }
+                result.bucket_key.push_str(value);
+            }
+            admitted
         });
         match admitted {
             Ok(()) => Verdict::Continue,
+            Err(_) if !self.enforce => Verdict::Continue,
             Err(retry_after) => Verdict::Respond(
                 LocalResponse::refusal(429, LIMITED, "rate limit exceeded\n")
                     .header("retry-after", retry_after.to_string()),

@@ -1,10 +1,13 @@
-//! `redirect`: answer with a Location. `from` (a regex, optional) is matched against
-//! the request URL (`scheme://host/path?query`); `to` interpolates `${…}` and the
-//! regex captures `$1`, `${name}`. Ends the phase when it redirects; a `from` that
-//! does not match lets the request go on.
+//! `redirect`: answer with a Location made from the request URL
+//! (`scheme://authority/path?query`) by [`super::rewrite`]: `from`'s matches are
+//! replaced by `to` (both interpolate `${…}`), or without `from` the URL becomes `to`.
+//! A Location that starts with `/` gets the request's scheme and authority. Ends the
+//! phase when it redirects; a `from` that does not match, or a URL that comes out
+//! unchanged, lets the request go on.
 
 use serde::Deserialize;
 
+use super::rewrite::{Outcome, Rewrite, BAD_PATTERN};
 use super::{Exchange, Url};
 use crate::policy::action::{PolicyAction, Verdict};
 use crate::policy::expr::Template;
@@ -34,27 +37,14 @@ fn default_status() -> u16 {
 }
 
 /// `redirect`, compiled.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Redirect {
-    from: Option<regex::Regex>,
-    to: Template,
+    rewrite: Rewrite,
     /// The status.
     pub status_code: u16,
     /// Extra header names and value templates.
     pub headers: Vec<(String, Template)>,
 }
-
-impl PartialEq for Redirect {
-    fn eq(&self, other: &Self) -> bool {
-        self.from.as_ref().map(regex::Regex::as_str)
-            == other.from.as_ref().map(regex::Regex::as_str)
-            && self.to == other.to
-            && self.status_code == other.status_code
-            && self.headers == other.headers
-    }
-}
-
-impl Eq for Redirect {}
 
 impl Redirect {
     /// Checks the status, compiles the regex and the templates.
@@ -65,13 +55,7 @@ impl Redirect {
                 config.status_code
             ));
         }
-        let from = config
-            .from
-            .as_deref()
-            .map(regex::Regex::new)
-            .transpose()
-            .map_err(|e| format!("from: invalid regex: {e}"))?;
-        let to = Template::compile(&config.to, phase).map_err(|e| format!("to: {e}"))?;
+        let rewrite = Rewrite::new(config.from.as_deref(), &config.to, phase)?;
         let mut headers = Vec::new();
         for (name, value) in config.headers {
             super::check_header_name(&name)?;
@@ -80,8 +64,7 @@ impl Redirect {
             headers.push((name, t));
         }
         Ok(Redirect {
-            from,
-            to,
+            rewrite,
             status_code: config.status_code,
             headers,
         })
@@ -89,24 +72,51 @@ impl Redirect {
 
     /// Whether it redirects every request (no `from`).
     pub fn always(&self) -> bool {
-        self.from.is_none()
+        self.rewrite.replaces_all()
     }
 
-    /// The Location for this request, or `None` when `from` does not match.
-    pub fn location(&self, x: &dyn Exchange) -> Option<String> {
-        let url = Url::of(x.facts()).full();
-        let rendered = self.to.render(x.facts());
-        let location = match &self.from {
-            None => rendered.into_owned(),
-            Some(from) => {
-                let captures = from.captures(&url)?;
-                let mut out = String::new();
-                captures.expand(&rendered, &mut out);
-                out
+    /// The Location for this request, or `None` when it does not redirect; records
+    /// the result.
+    pub fn location(&self, x: &mut dyn Exchange) -> Option<String> {
+        let url = Url::of(x.facts());
+        let (origin, full) = (url.origin(), url.full());
+        let outcome = self.rewrite.apply(x.facts(), &full);
+        match outcome {
+            Outcome::Unchanged => None,
+            Outcome::Failed(message) => {
+                x.results().redirect.error = (BAD_PATTERN, message);
+                None
             }
-        };
-        Some(super::sanitize(location.into()).into_owned())
+            Outcome::Rewritten { url: to, matches } => {
+                let location = if to.starts_with('/') && !to.starts_with("//") {
+                    format!("{origin}{to}")
+                } else {
+                    to
+                };
+                let location = percent_encode_unsafe(&location);
+                let result = &mut x.results().redirect;
+                result.url.clone_from(&location);
+                result.matches = matches;
+                result.error = ("", String::new());
+                Some(location)
+            }
+        }
     }
+}
+
+/// Percent-encodes what may not stand in a Location: controls, spaces and non-ASCII
+/// (an interpolated `San Francisco` becomes `San%20Francisco`).
+fn percent_encode_unsafe(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x21..0x7f).contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 impl PolicyAction for Redirect {

@@ -28,9 +28,13 @@ impl RemoveHeaders {
     /// Removes every header named in the config.
     pub fn apply(&self, x: &mut dyn Exchange) {
         let headers = x.headers();
-        for name in &self.headers {
-            headers.remove(name);
-        }
+        let removed: Vec<String> = self
+            .headers
+            .iter()
+            .filter(|name| headers.remove(name))
+            .cloned()
+            .collect();
+        x.results().headers_removed = removed;
     }
 }
 

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::Exchange;
 use crate::policy::action::{PolicyAction, Verdict};
+use crate::policy::cidr::Cidr;
 use crate::policy::expr::Var;
 use crate::policy::response::LocalResponse;
 use crate::policy::Phase;
@@ -22,62 +23,29 @@ pub struct RestrictIpsConfig {
     /// CIDRs (or single addresses) refused.
     #[serde(default)]
     pub deny: Vec<String>,
-}
-
-/// An address range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// Parses `10.0.0.0/8`, `2001:db8::/32` or a single address.
-    pub fn parse(text: &str) -> Result<Cidr, String> {
-        let bad = || format!("`{text}` is not an IP address or CIDR");
-        let (addr, prefix) = match text.trim().split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (text.trim(), None),
-        };
-        let network: IpAddr = addr.parse().map_err(|_| bad())?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
-            None => max,
-        };
-        Ok(Cidr { network, prefix })
-    }
-
-    /// Whether `ip` is in the range; IPv4-mapped IPv6 addresses count as IPv4.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        let bits = |a: IpAddr| -> (u128, u32) {
-            match a {
-                IpAddr::V4(v4) => (u128::from(u32::from(v4)) << 96, 32),
-                IpAddr::V6(v6) => (u128::from(v6), 128),
-            }
-        };
-        let ((net, width), (addr, addr_width)) = (bits(self.network), bits(ip));
-        if width != addr_width {
-            return false;
-        }
-        let mask = if self.prefix == 0 {
-            0
-        } else {
-            u128::MAX << (128 - u32::from(self.prefix))
-        };
-        net & mask == addr & mask
-    }
+    /// `false`: decide and record the result (`actions.ngrok.restrict_ips.*`) but
+    /// let the traffic pass.
+    #[serde(default = "super::enforced")]
+    pub enforce: bool,
 }
 
 /// `restrict-ips`, compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestrictIps {
-    allow: Vec<Cidr>,
-    deny: Vec<Cidr>,
+    /// Each range with its text, as results name it.
+    allow: Vec<(String, Cidr)>,
+    deny: Vec<(String, Cidr)>,
+    enforce: bool,
+}
+
+/// What restrict-ips decided for one address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision<'p> {
+    /// The address may pass.
+    pub allowed: bool,
+    /// The range that decided, as written: a deny that matched, else the allow that
+    /// matched; `None` when none matched.
+    pub matched: Option<&'p str>,
 }
 
 impl RestrictIps {
@@ -86,26 +54,46 @@ impl RestrictIps {
         if config.allow.is_empty() && config.deny.is_empty() {
             return Err("give allow, deny or both".into());
         }
-        let parse = |list: &[String], name: &str| {
-            list.iter()
-                .map(|c| Cidr::parse(c).map_err(|e| format!("{name}: {e}")))
+        let parse = |list: Vec<String>, name: &str| {
+            list.into_iter()
+                .map(|c| match Cidr::parse(&c) {
+                    Ok(cidr) => Ok((c, cidr)),
+                    Err(e) => Err(format!("{name}: {e}")),
+                })
                 .collect::<Result<Vec<_>, _>>()
         };
         Ok(RestrictIps {
-            allow: parse(&config.allow, "allow")?,
-            deny: parse(&config.deny, "deny")?,
+            allow: parse(config.allow, "allow")?,
+            deny: parse(config.deny, "deny")?,
+            enforce: config.enforce,
         })
     }
 
-    /// Whether the peer of this exchange may pass.
-    pub fn permits(&self, x: &dyn Exchange) -> bool {
+    /// Decides for the peer of this exchange: a deny that matches refuses; with an
+    /// allow list, an address outside it is refused.
+    pub fn decide(&self, x: &dyn Exchange) -> Decision<'_> {
         let Ok(ip) = x.facts().string(Var::ClientIp).parse::<IpAddr>() else {
-            return false;
+            return Decision {
+                allowed: false,
+                matched: None,
+            };
         };
-        if self.deny.iter().any(|c| c.contains(ip)) {
-            return false;
+        fn find(list: &[(String, Cidr)], ip: IpAddr) -> Option<&str> {
+            list.iter()
+                .find(|(_, c)| c.contains(ip))
+                .map(|(text, _)| text.as_str())
         }
-        self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip))
+        if let Some(denied) = find(&self.deny, ip) {
+            return Decision {
+                allowed: false,
+                matched: Some(denied),
+            };
+        }
+        let allowed = find(&self.allow, ip);
+        Decision {
+            allowed: self.allow.is_empty() || allowed.is_some(),
+            matched: allowed,
+        }
     }
 }
 
@@ -120,7 +108,12 @@ impl PolicyAction for RestrictIps {
     }
 
     fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
-        if self.permits(x) {
+        let decision = self.decide(x);
+        let result = &mut x.results().restrict_ips;
+        result.action = if decision.allowed { "allow" } else { "deny" };
+        result.matched_cidr.clear();
+        result.matched_cidr.push_str(decision.matched.unwrap_or(""));
+        if decision.allowed || !self.enforce {
             return Verdict::Continue;
         }
         Verdict::Respond(LocalResponse::refusal(
@@ -128,27 +121,5 @@ impl PolicyAction for RestrictIps {
             REFUSED,
             "your address is not allowed to reach this endpoint\n",
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cidrs() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let c = Cidr::parse("10.0.0.0/8").unwrap();
-        assert!(c.contains(ip("10.200.1.1")));
-        assert!(!c.contains(ip("11.0.0.1")));
-        assert!(c.contains(ip("::ffff:10.1.2.3")), "IPv4-mapped");
-        let v6 = Cidr::parse("2001:db8::/32").unwrap();
-        assert!(v6.contains(ip("2001:db8:1::1")));
-        assert!(!v6.contains(ip("2001:db9::1")));
-        assert!(!v6.contains(ip("10.0.0.1")));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
-        assert!(Cidr::parse("::1").unwrap().contains(ip("::1")));
-        assert!(Cidr::parse("10.0.0.0/33").is_err());
-        assert!(Cidr::parse("nope").is_err());
     }
 }

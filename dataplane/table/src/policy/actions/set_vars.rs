@@ -12,9 +12,52 @@ use crate::policy::Phase;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetVarsConfig {
-    /// Names and values, in order.
-    #[serde(deserialize_with = "super::add_headers::ordered_headers")]
+    /// Names and values, in order: a list of single-entry maps (as the hosted docs
+    /// write it) or one map.
+    #[serde(deserialize_with = "entries")]
     pub vars: Vec<(String, String)>,
+}
+
+/// Reads `vars` in either form. Values are text: strings, and numbers and booleans as
+/// written; a list, map or null is refused (vars hold strings here).
+fn entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    use serde::de::Error;
+    use serde_json::Value;
+    let text = |name: &str, value: Value| match value {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(D::Error::custom(format!(
+            "vars.{name}: innergate's vars hold strings, numbers and booleans, not {}",
+            match other {
+                Value::Null => "null",
+                Value::Array(_) => "a list",
+                _ => "a map",
+            }
+        ))),
+    };
+    match Value::deserialize(d)? {
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| Ok((k.clone(), text(&k, v)?)))
+            .collect(),
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::Object(map) if map.len() == 1 => {
+                    let (k, v) = map.into_iter().next().expect("one entry");
+                    Ok((k.clone(), text(&k, v)?))
+                }
+                _ => Err(D::Error::custom(format!(
+                    "vars[{i}]: each entry of the list is a map of exactly one name and value"
+                ))),
+            })
+            .collect(),
+        _ => Err(D::Error::custom(
+            "vars is a list of `name: value` maps (or one map of names to values)",
+        )),
+    }
 }
 
 /// `set-vars`, compiled.

@@ -1,6 +1,8 @@
 //! `terminate-tls`: end TLS at the data plane on a tls endpoint, then pass the plain
 //! bytes on as tcp. Uses its own certificate when the config has one, else the data
-//! plane's. The phase goes on (a forward-internal may follow).
+//! plane's; with `mutual_tls_certificate_authorities` or a verification strategy, asks
+//! the client for a certificate (mutual TLS). The phase goes on (a forward-internal
+//! may follow).
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -26,6 +28,72 @@ pub struct TerminateTlsConfig {
     /// `1.2` or `1.3` (default).
     #[serde(default)]
     pub max_version: Option<String>,
+    /// PEM certificates of the authorities whose client certificates are trusted (a
+    /// list; one PEM string is taken too, as one of the docs' examples writes it).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub mutual_tls_certificate_authorities: Vec<String>,
+    /// How client certificates are asked for and checked.
+    #[serde(default)]
+    pub mutual_tls_verification_strategy: Option<ClientAuthMode>,
+}
+
+/// The hosted service's mutual TLS strategies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAuthMode {
+    /// A certificate is required and must chain to one of the authorities (the
+    /// default when authorities are given).
+    RequireAndVerify,
+    /// A certificate is required (and the client must hold its key), whoever issued it.
+    RequireAny,
+    /// A certificate is asked for but optional, and not checked against authorities.
+    Request,
+}
+
+/// Client authentication of a terminate-tls: the mode and the trusted authorities'
+/// certificates (DER).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// How certificates are asked for and checked.
+    pub mode: ClientAuthMode,
+    /// The trusted authorities (for `require-and-verify`).
+    pub authorities: Vec<CertificateDer<'static>>,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Reads the authorities: each entry is PEM holding one or more certificates.
+fn authorities(entries: &[String]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let mut out = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let at = format!("mutual_tls_certificate_authorities[{i}]");
+        if !entry.contains("-----BEGIN") {
+            return Err(format!(
+                "{at}: `{}` is not PEM (certificate authorities stored by the hosted \
+                 service are named by id there; give the authority's PEM certificate)",
+                entry.chars().take(40).collect::<String>()
+            ));
+        }
+        let certs = CertificateDer::pem_slice_iter(entry.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{at}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("{at}: holds no PEM certificate"));
+        }
+        out.extend(certs);
+    }
+    Ok(out)
 }
 
 /// A TLS version a terminate-tls may allow.
@@ -57,6 +125,8 @@ pub struct TerminateTls {
     pub min_version: TlsVersion,
     /// Newest version allowed.
     pub max_version: TlsVersion,
+    /// Mutual TLS, when the config asks for it.
+    pub client_auth: Option<ClientAuth>,
 }
 
 impl TerminateTls {
@@ -86,10 +156,27 @@ impl TerminateTls {
                 )
             }
         };
+        let authorities = authorities(&config.mutual_tls_certificate_authorities)?;
+        let client_auth = match (
+            config.mutual_tls_verification_strategy,
+            authorities.is_empty(),
+        ) {
+            (None, true) => None,
+            (Some(ClientAuthMode::RequireAndVerify), true) => {
+                return Err("mutual_tls_verification_strategy require-and-verify needs \
+                            mutual_tls_certificate_authorities"
+                    .into())
+            }
+            (mode, _) => Some(ClientAuth {
+                mode: mode.unwrap_or(ClientAuthMode::RequireAndVerify),
+                authorities,
+            }),
+        };
         Ok(TerminateTls {
             certificate,
             min_version,
             max_version,
+            client_auth,
         })
     }
 }

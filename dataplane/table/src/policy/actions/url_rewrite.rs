@@ -1,68 +1,83 @@
-//! `url-rewrite`: rewrite the path and query the upstream receives. `from` is a regex
-//! matched against `/path?query`; `to` interpolates `${…}` and the captures `$1`. A
+//! `url-rewrite`: rewrite the URL the upstream receives, made from the request URL
+//! (`scheme://authority/path?query`) by [`super::rewrite`]: `from`'s matches are
+//! replaced by `to` (both interpolate `${…}`), or without `from` the URL becomes `to`.
+//! The upstream gets the new URL's path and query; the client's URL is unchanged. A
 //! `from` that does not match leaves the request as it is.
 
 use serde::Deserialize;
 
+use super::rewrite::{Outcome, Rewrite, BAD_PATTERN};
 use super::{Exchange, Url};
 use crate::policy::action::{PolicyAction, Verdict};
-use crate::policy::expr::Template;
 use crate::policy::Phase;
 
 /// Config of `url-rewrite` as written.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UrlRewriteConfig {
-    /// What to match in `/path?query`.
-    pub from: String,
+    /// What to match in the URL; without it, the whole URL is replaced.
+    #[serde(default)]
+    pub from: Option<String>,
     /// What to replace it with.
     #[serde(deserialize_with = "super::scalar_string")]
     pub to: String,
 }
 
 /// `url-rewrite`, compiled.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UrlRewrite {
-    from: regex::Regex,
-    to: Template,
+    rewrite: Rewrite,
 }
-
-impl PartialEq for UrlRewrite {
-    fn eq(&self, other: &Self) -> bool {
-        self.from.as_str() == other.from.as_str() && self.to == other.to
-    }
-}
-
-impl Eq for UrlRewrite {}
 
 impl UrlRewrite {
     /// Compiles the regex and the template.
     pub fn new(config: UrlRewriteConfig, phase: Phase) -> Result<Self, String> {
-        let from =
-            regex::Regex::new(&config.from).map_err(|e| format!("from: invalid regex: {e}"))?;
-        let to = Template::compile(&config.to, phase).map_err(|e| format!("to: {e}"))?;
-        Ok(UrlRewrite { from, to })
+        Ok(UrlRewrite {
+            rewrite: Rewrite::new(config.from.as_deref(), &config.to, phase)?,
+        })
     }
 
-    /// Rewrites the request target when `from` matches.
+    /// Rewrites the request target when `from` matches; records the result.
     pub fn apply(&self, x: &mut dyn Exchange) {
-        let target = Url::of(x.facts()).target();
-        let Some(captures) = self.from.captures(&target) else {
+        let url = Url::of(x.facts());
+        let (origin, full) = (url.origin(), url.full());
+        let (rewritten, matches) = match self.rewrite.apply(x.facts(), &full) {
+            Outcome::Unchanged => return,
+            Outcome::Failed(message) => {
+                x.results().url_rewrite.error = (BAD_PATTERN, message);
+                return;
+            }
+            Outcome::Rewritten { url, matches } => (url, matches),
+        };
+        let Some(target) = origin_form(&rewritten, &origin) else {
             return;
         };
-        let rendered = self.to.render(x.facts());
-        let mut replacement = String::new();
-        captures.expand(&rendered, &mut replacement);
-        let whole = captures.get(0).expect("group 0 is the whole match");
-        let mut rewritten = String::with_capacity(target.len() + replacement.len());
-        rewritten.push_str(&target[..whole.start()]);
-        rewritten.push_str(&replacement);
-        rewritten.push_str(&target[whole.end()..]);
-        // The target goes on the request line: keep it a valid origin-form.
-        let rewritten: String = rewritten.chars().filter(|c| c.is_ascii_graphic()).collect();
-        if rewritten.starts_with('/') {
-            x.set_target(&rewritten);
-        }
+        x.set_target(&target);
+        let result = &mut x.results().url_rewrite;
+        result.url = format!("{origin}{target}");
+        result.matches = matches;
+        result.error = ("", String::new());
+    }
+}
+
+/// The `/path?query` a rewritten URL names: after this request's origin, after any
+/// other `scheme://authority`, or the URL itself when it starts with `/`. It goes on
+/// the request line, so only visible ASCII is kept; `None` when no path is left.
+fn origin_form(url: &str, origin: &str) -> Option<String> {
+    let rest = if let Some(rest) = url.strip_prefix(origin) {
+        rest
+    } else if url.starts_with('/') && !url.starts_with("//") {
+        url
+    } else {
+        let after_scheme = &url[url.find("://")? + 3..];
+        &after_scheme[after_scheme.find('/').unwrap_or(after_scheme.len())..]
+    };
+    let target: String = rest.chars().filter(|c| c.is_ascii_graphic()).collect();
+    match target.as_str() {
+        "" => Some("/".to_string()),
+        t if t.starts_with('/') => Some(target),
+        t if t.starts_with('?') => Some(format!("/{t}")),
+        _ => None,
     }
 }
 
@@ -76,5 +91,30 @@ impl PolicyAction for UrlRewrite {
     fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
         self.apply(x);
         Verdict::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_form;
+
+    #[test]
+    fn the_upstream_gets_the_path_and_query_of_the_new_url() {
+        let origin = "https://example.com";
+        assert_eq!(
+            origin_form("https://example.com/products.php?q=1", origin).as_deref(),
+            Some("/products.php?q=1")
+        );
+        assert_eq!(
+            origin_form("https://example.com", origin).as_deref(),
+            Some("/")
+        );
+        assert_eq!(origin_form("/a b", origin).as_deref(), Some("/ab"));
+        assert_eq!(
+            origin_form("http://other.test/x?y", origin).as_deref(),
+            Some("/x?y")
+        );
+        assert_eq!(origin_form("https://example.comx", origin), None);
+        assert_eq!(origin_form("no-url", origin), None);
     }
 }

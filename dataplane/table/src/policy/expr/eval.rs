@@ -2,7 +2,9 @@
 
 use std::borrow::Cow;
 
-use super::{Cmp, MapVar, Node, StrFn, Var};
+use super::{Cmp, Func, MapVar, Node, ResultVar, StrFn, StrMapVar, Var};
+use crate::policy::cidr::Cidr;
+use crate::policy::results::ActionResults;
 
 /// What an expression can read. The data plane implements it over its parsed heads
 /// and connection; strings are borrowed, so reading them costs no allocation.
@@ -20,6 +22,10 @@ pub trait Facts {
     fn map_size(&self, map: MapVar) -> usize;
     /// A variable set by `set-vars`.
     fn user_var(&self, name: &str) -> Option<&str>;
+    /// What the actions that ran so far recorded.
+    fn results(&self) -> &ActionResults {
+        ActionResults::none()
+    }
 }
 
 /// A value during evaluation.
@@ -37,6 +43,10 @@ pub enum Val<'a> {
     List(ListLiteral<'a>),
     /// A whole map.
     Map(MapVar),
+    /// A list of strings made or kept whole (results, `split`).
+    Strings(Cow<'a, [String]>),
+    /// A whole string map.
+    StrMap(StrMapVar),
     /// `null`.
     Null,
 }
@@ -54,6 +64,11 @@ pub enum EvalError {
     NoSuchVar,
     /// Integer overflow.
     Overflow,
+    /// A map key that is not there.
+    NoSuchKey,
+    /// An argument a function cannot take (a position past the end, text that is
+    /// not Base64).
+    BadArgument,
 }
 
 impl std::fmt::Display for EvalError {
@@ -62,6 +77,8 @@ impl std::fmt::Display for EvalError {
             EvalError::IndexOutOfRange => "index out of range",
             EvalError::NoSuchVar => "no such variable",
             EvalError::Overflow => "integer overflow",
+            EvalError::NoSuchKey => "no such key",
+            EvalError::BadArgument => "invalid argument",
         })
     }
 }
@@ -86,13 +103,22 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
         Node::Int(i) => Val::Int(*i),
         Node::Str(s) => Val::Str(Cow::Borrowed(s)),
         Node::Null => Val::Null,
-        Node::Var(var) => match var {
-            Var::ContentLength | Var::StatusCode | Var::ClientPort | Var::ServerPort => {
-                Val::Int(f.int(*var))
-            }
-            _ => Val::Str(Cow::Borrowed(f.string(*var))),
-        },
+        Node::Var(var) => read(*var, f),
         Node::Map(map) => Val::Map(*map),
+        Node::StrMap(map) => Val::StrMap(*map),
+        Node::StrMapValue(map, key) => {
+            let key = string(eval(key, f)?);
+            let value = str_map(f.results(), *map)
+                .iter()
+                .find(|(k, _)| *k == key)
+                .ok_or(EvalError::NoSuchKey)?;
+            Val::Str(Cow::Borrowed(value.1.as_str()))
+        }
+        Node::InStrMap(key, map) => {
+            let key = string(eval(key, f)?);
+            Val::Bool(str_map(f.results(), *map).iter().any(|(k, _)| *k == key))
+        }
+        Node::Call(func, args) => call(*func, args, f)?,
         Node::UserVar(name) => {
             Val::Str(Cow::Borrowed(f.user_var(name).ok_or(EvalError::NoSuchVar)?))
         }
@@ -111,6 +137,13 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
                 Val::List(ListLiteral(items)) => {
                     let item = items.get(i).ok_or(EvalError::IndexOutOfRange)?;
                     eval(item, f)?
+                }
+                Val::Strings(items) => {
+                    let item = items.get(i).ok_or(EvalError::IndexOutOfRange)?;
+                    Val::Str(match items {
+                        Cow::Borrowed(items) => Cow::Borrowed(items[i].as_str()),
+                        Cow::Owned(_) => Cow::Owned(item.clone()),
+                    })
                 }
                 _ => return Err(EvalError::IndexOutOfRange),
             }
@@ -177,6 +210,7 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
                     }
                     found
                 }
+                Val::Strings(items) => items.iter().any(|i| *i == needle),
                 _ => false,
             })
         }
@@ -186,6 +220,8 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
             Val::MapValues(map, key) => f.count(map, &key) as i64,
             Val::List(ListLiteral(items)) => items.len() as i64,
             Val::Map(map) => f.map_size(map) as i64,
+            Val::Strings(items) => items.len() as i64,
+            Val::StrMap(map) => str_map(f.results(), map).len() as i64,
             _ => 0,
         }),
         Node::StrFn(func, t, a) => {
@@ -212,6 +248,347 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
     })
 }
 
+/// A scalar variable: read from the facts, or made here from them (the whole URL,
+/// media types, the time, action results).
+fn read<'a>(var: Var, f: &'a dyn Facts) -> Val<'a> {
+    let borrowed = |s: &'a str| Val::Str(Cow::Borrowed(s));
+    match var {
+        Var::ContentLength
+        | Var::StatusCode
+        | Var::ClientPort
+        | Var::ServerPort
+        | Var::ResContentLength
+        | Var::EndpointPort => Val::Int(f.int(var)),
+        Var::Url => Val::Str(Cow::Owned(format!(
+            "{}://{}{}",
+            f.string(Var::Scheme),
+            f.string(Var::Authority),
+            target(f)
+        ))),
+        Var::Uri => Val::Str(Cow::Owned(target(f))),
+        Var::UrlPort => {
+            // The authority's port: after the last colon that is not inside brackets.
+            let authority = f.string(Var::Authority);
+            let port = authority
+                .rsplit_once(':')
+                .filter(|(host, _)| !host.ends_with(']') || authority.starts_with('['))
+                .filter(|(_, port)| !port.contains(']'))
+                .and_then(|(_, port)| port.parse::<u16>().ok());
+            Val::Int(port.map_or(0, i64::from))
+        }
+        Var::UserPassword => borrowed(""),
+        Var::ReqContentType => borrowed(media_type(f.string(Var::ReqContentTypeRaw))),
+        Var::ResContentType => borrowed(media_type(f.string(Var::ResContentTypeRaw))),
+        Var::TimeNow => Val::Str(Cow::Owned(
+            crate::units::Rfc3339::seconds(std::time::SystemTime::now()).to_string(),
+        )),
+        Var::Result(r) => {
+            let results = f.results();
+            match r {
+                ResultVar::RestrictIpsAction => borrowed(results.restrict_ips.action),
+                ResultVar::RestrictIpsMatchedCidr => borrowed(&results.restrict_ips.matched_cidr),
+                ResultVar::BasicAuthPresented => Val::Bool(results.basic_auth.presented),
+                ResultVar::BasicAuthUsername => borrowed(&results.basic_auth.username),
+                ResultVar::BasicAuthAuthorized => Val::Bool(results.basic_auth.authorized),
+                ResultVar::RateLimitBucketKey => borrowed(&results.rate_limit.bucket_key),
+                ResultVar::RateLimitLimited => Val::Bool(results.rate_limit.limited),
+                ResultVar::RedirectUrl => borrowed(&results.redirect.url),
+                ResultVar::RedirectMatches => {
+                    Val::Strings(Cow::Borrowed(&results.redirect.matches))
+                }
+                ResultVar::RedirectErrorCode => borrowed(results.redirect.error.0),
+                ResultVar::RedirectErrorMessage => borrowed(&results.redirect.error.1),
+                ResultVar::UrlRewriteUrl => borrowed(&results.url_rewrite.url),
+                ResultVar::UrlRewriteMatches => {
+                    Val::Strings(Cow::Borrowed(&results.url_rewrite.matches))
+                }
+                ResultVar::UrlRewriteErrorCode => borrowed(results.url_rewrite.error.0),
+                ResultVar::UrlRewriteErrorMessage => borrowed(&results.url_rewrite.error.1),
+                ResultVar::HeadersRemoved => Val::Strings(Cow::Borrowed(&results.headers_removed)),
+                ResultVar::ForwardUrl => borrowed(&results.forward_url),
+                ResultVar::NoError => borrowed(""),
+            }
+        }
+        _ => borrowed(f.string(var)),
+    }
+}
+
+/// `/path?query`.
+fn target(f: &dyn Facts) -> String {
+    let (path, query) = (f.string(Var::Path), f.string(Var::Query));
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
+/// The media type of a Content-Type value: what comes before its parameters.
+fn media_type(raw: &str) -> &str {
+    raw.split(';').next().unwrap_or("").trim()
+}
+
+fn str_map(results: &ActionResults, map: StrMapVar) -> &[(String, String)] {
+    match map {
+        StrMapVar::HeadersAdded => &results.headers_added,
+        StrMapVar::LogMetadata => &results.log_metadata,
+    }
+}
+
+/// The items of a list value, as text.
+fn items<'a>(v: Val<'a>, f: &'a dyn Facts) -> Result<Vec<Cow<'a, str>>, EvalError> {
+    Ok(match v {
+        Val::MapValues(map, key) => (0..f.count(map, &key))
+            .filter_map(|i| f.value(map, &key, i).map(Cow::Borrowed))
+            .collect(),
+        Val::List(ListLiteral(nodes)) => {
+            let mut out = Vec::with_capacity(nodes.len());
+            for node in nodes {
+                out.push(string(eval(node, f)?));
+            }
+            out
+        }
+        Val::Strings(Cow::Borrowed(items)) => {
+            items.iter().map(|s| Cow::Borrowed(s.as_str())).collect()
+        }
+        Val::Strings(Cow::Owned(items)) => items.into_iter().map(Cow::Owned).collect(),
+        _ => Vec::new(),
+    })
+}
+
+fn int(v: &Val<'_>) -> i64 {
+    match v {
+        Val::Int(i) => *i,
+        _ => 0,
+    }
+}
+
+/// A character position of `s` as a byte offset; `None` past its end.
+fn char_offset(s: &str, position: i64) -> Option<usize> {
+    let position = usize::try_from(position).ok()?;
+    if position == s.chars().count() {
+        return Some(s.len());
+    }
+    s.char_indices().nth(position).map(|(at, _)| at)
+}
+
+/// Characters before byte offset `at`.
+fn chars_before(s: &str, at: usize) -> i64 {
+    s[..at].chars().count() as i64
+}
+
+/// Runs a function of [`super::FUNCTIONS`]; the type checker made `args` match its
+/// signature (receiver first).
+fn call<'a>(func: Func, args: &'a [Node], f: &'a dyn Facts) -> R<'a> {
+    let mut vals = Vec::with_capacity(args.len());
+    for arg in args {
+        vals.push(eval(arg, f)?);
+    }
+    let mut vals = vals.into_iter();
+    let mut next = || vals.next().unwrap_or(Val::Null);
+    let owned = |s: String| Ok(Val::Str(Cow::Owned(s)));
+    match func {
+        Func::Lower => owned(string(next()).to_lowercase()),
+        Func::Upper => owned(string(next()).to_uppercase()),
+        Func::UpperAscii => owned(string(next()).to_ascii_uppercase()),
+        Func::Trim => match string(next()) {
+            Cow::Borrowed(s) => Ok(Val::Str(Cow::Borrowed(s.trim()))),
+            Cow::Owned(s) => owned(s.trim().to_string()),
+        },
+        Func::Reverse => owned(string(next()).chars().rev().collect()),
+        Func::CharAt => {
+            let s = string(next());
+            let at = char_offset(&s, int(&next())).ok_or(EvalError::BadArgument)?;
+            owned(s[at..].chars().next().map(String::from).unwrap_or_default())
+        }
+        Func::IndexOf => {
+            let (s, needle) = (string(next()), string(next()));
+            let from = match next() {
+                Val::Int(i) => char_offset(&s, i).ok_or(EvalError::BadArgument)?,
+                _ => 0,
+            };
+            Ok(Val::Int(
+                s[from..]
+                    .find(needle.as_ref())
+                    .map_or(-1, |at| chars_before(&s, from + at)),
+            ))
+        }
+        Func::LastIndexOf => {
+            let (s, needle) = (string(next()), string(next()));
+            // The optional position is the last one a match may start at.
+            let end = match next() {
+                Val::Int(i) => {
+                    let start = char_offset(&s, i).ok_or(EvalError::BadArgument)?;
+                    (start + needle.len()).min(s.len())
+                }
+                _ => s.len(),
+            };
+            let end = (0..=end)
+                .rev()
+                .find(|e| s.is_char_boundary(*e))
+                .unwrap_or(0);
+            Ok(Val::Int(
+                s[..end]
+                    .rfind(needle.as_ref())
+                    .map_or(-1, |at| chars_before(&s, at)),
+            ))
+        }
+        Func::Substring => {
+            let s = string(next());
+            let start = char_offset(&s, int(&next())).ok_or(EvalError::BadArgument)?;
+            let end = match next() {
+                Val::Int(i) => char_offset(&s, i).ok_or(EvalError::BadArgument)?,
+                _ => s.len(),
+            };
+            if end < start {
+                return Err(EvalError::BadArgument);
+            }
+            owned(s[start..end].to_string())
+        }
+        Func::Replace => {
+            let (s, from, to) = (string(next()), string(next()), string(next()));
+            match next() {
+                Val::Int(n) if n >= 0 => owned(s.replacen(from.as_ref(), &to, n as usize)),
+                _ => owned(s.replace(from.as_ref(), &to)),
+            }
+        }
+        Func::Split => {
+            let s = string(next());
+            let parts: Vec<String> = match next() {
+                // Without a separator, on runs of whitespace.
+                Val::Null => s.split_whitespace().map(String::from).collect(),
+                sep => {
+                    let sep = string(sep);
+                    let all = s.split(sep.as_ref()).map(String::from);
+                    match next() {
+                        // At most n parts: the docs' examples cut the list there.
+                        Val::Int(n) if n >= 0 => all.take(n as usize).collect(),
+                        _ => all.collect(),
+                    }
+                }
+            };
+            Ok(Val::Strings(Cow::Owned(parts)))
+        }
+        Func::Join => {
+            let list = items(next(), f)?;
+            let sep = match next() {
+                Val::Null => Cow::Borrowed(""),
+                sep => string(sep),
+            };
+            owned(list.join(sep.as_ref()))
+        }
+        Func::EncodeBase64 => {
+            use base64::Engine;
+            owned(base64::engine::general_purpose::STANDARD.encode(string(next()).as_bytes()))
+        }
+        Func::DecodeBase64 => {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(string(next()).as_bytes())
+                .map_err(|_| EvalError::BadArgument)?;
+            owned(String::from_utf8(bytes).map_err(|_| EvalError::BadArgument)?)
+        }
+        Func::EscapeUrl => owned(query_escape(&string(next()))),
+        Func::UnescapeUrl => owned(query_unescape(&string(next())).ok_or(EvalError::BadArgument)?),
+        Func::IsPrivateIp => Ok(Val::Bool(matches!(
+            string(next()).parse::<std::net::IpAddr>(),
+            Ok(std::net::IpAddr::V4(ip)) if ip.is_private()
+        ))),
+        Func::IsUrl => Ok(Val::Bool(is_url(&string(next())))),
+        Func::InCidrRange => {
+            let (ip, cidr) = (string(next()), string(next()));
+            Ok(Val::Bool(in_ranges(&ip, [cidr])))
+        }
+        Func::InCidrRanges => {
+            let ip = string(next());
+            Ok(Val::Bool(in_ranges(&ip, items(next(), f)?)))
+        }
+        Func::BasicAuthEncode => {
+            use base64::Engine;
+            let (user, password) = (string(next()), string(next()));
+            owned(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ))
+        }
+    }
+}
+
+/// Whether `ip` lies in one of `cidrs`; a range that does not parse is skipped, and
+/// an address that does not parse is in none (the macros never fail).
+fn in_ranges<'c>(ip: &str, cidrs: impl IntoIterator<Item = Cow<'c, str>>) -> bool {
+    let Ok(ip) = ip.trim().parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    cidrs
+        .into_iter()
+        .any(|c| Cidr::parse(&c).is_ok_and(|c| c.contains(ip)))
+}
+
+/// Percent-encoding as in a query component: letters, digits and `-_.~` stay, a
+/// space becomes `+`, every other byte `%XX` (the docs' `i;md/r/$y` →
+/// `i%3Bmd%2Fr%2F%24y`).
+fn query_escape(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`query_escape`]; `None` for a malformed escape or bytes that are
+/// not UTF-8.
+fn query_unescape(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A URL with a scheme and a host (`https://ngrok.com`), or an absolute path.
+fn is_url(s: &str) -> bool {
+    if s.contains(char::is_whitespace) || s.is_empty() {
+        return false;
+    }
+    match s.split_once("://") {
+        Some((scheme, rest)) => {
+            let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            scheme_ok && !host.is_empty()
+        }
+        None => s.starts_with('/'),
+    }
+}
+
 impl Val<'_> {
     /// Writes the value as text (for `${…}` interpolation).
     pub fn write_to(&self, f: &dyn Facts, out: &mut String) {
@@ -232,7 +609,8 @@ impl Val<'_> {
                     out.push_str(f.value(*map, key, i).unwrap_or(""));
                 }
             }
-            Val::List(_) | Val::Map(_) | Val::Null => {}
+            Val::Strings(items) => out.push_str(&items.join(", ")),
+            Val::List(_) | Val::Map(_) | Val::StrMap(_) | Val::Null => {}
         }
     }
 }

@@ -34,6 +34,8 @@ pub enum Type {
     List,
     /// A map from string to list of strings (headers, query parameters).
     Map,
+    /// A map from string to string (action results such as `headers_added`).
+    StrMap,
     /// `null`.
     Null,
 }
@@ -46,6 +48,7 @@ impl fmt::Display for Type {
             Type::String => "string",
             Type::List => "list(string)",
             Type::Map => "map(string, list(string))",
+            Type::StrMap => "map(string, string)",
             Type::Null => "null",
         })
     }
@@ -57,20 +60,46 @@ impl fmt::Display for Type {
 pub enum Var {
     /// `req.method`.
     Method,
-    /// `req.host`: the Host without port, lowercased.
+    /// `req.host`, `req.url.host`: the Host without port, lowercased.
     Host,
+    /// `req.url.authority`: the Host as sent (with its port, if any).
+    Authority,
     /// `req.url.scheme`: `http` or `https`, as the client connected.
     Scheme,
-    /// `req.url.path`.
+    /// `req.url.path`, `req.url.raw_path`.
     Path,
     /// `req.url.query`: the raw query without `?`.
     Query,
+    /// `req.url`, `req.url.raw`: `scheme://authority/path?query` (made by the evaluator).
+    Url,
+    /// `req.url.uri`: `/path?query` (made by the evaluator).
+    Uri,
+    /// `req.url.port`: the Host's port; 0 when it names none (made by the evaluator).
+    UrlPort,
+    /// `req.url.user_password`: always empty (requests are in origin-form).
+    UserPassword,
     /// `req.version`: `1.0` or `1.1`.
     Version,
     /// `req.content_length`: -1 when unknown (chunked or none).
     ContentLength,
+    /// `req.user_agent`: the User-Agent header.
+    UserAgent,
+    /// `req.content_type.raw`: the Content-Type header.
+    ReqContentTypeRaw,
+    /// `req.content_type`: its media type (made by the evaluator).
+    ReqContentType,
+    /// `req.location`: the Location header of the request.
+    ReqLocation,
     /// `res.status_code`.
     StatusCode,
+    /// `res.content_length`: -1 when unknown.
+    ResContentLength,
+    /// `res.content_type.raw`.
+    ResContentTypeRaw,
+    /// `res.content_type` (made by the evaluator).
+    ResContentType,
+    /// `res.location`.
+    ResLocation,
     /// `conn.client_ip`.
     ClientIp,
     /// `conn.client_port`.
@@ -85,12 +114,63 @@ pub enum Var {
     EndpointUrl,
     /// `endpoint.host`.
     EndpointHost,
+    /// `endpoint.addr`: `host:port`.
+    EndpointAddr,
+    /// `endpoint.port`.
+    EndpointPort,
     /// `endpoint.protocol`.
     EndpointProtocol,
-    /// `actions.forward_internal.error.code`: empty when the last forward succeeded.
+    /// `time.now`: the current UTC time, RFC 3339 (made by the evaluator).
+    TimeNow,
+    /// `actions.ngrok.forward_internal.error.code` (also `actions.forward_internal.…`):
+    /// empty when the last forward succeeded.
     ForwardErrorCode,
-    /// `actions.forward_internal.error.message`.
+    /// `actions.ngrok.forward_internal.error.message`.
     ForwardErrorMessage,
+    /// An action result ([`ActionResults`]), read by the evaluator.
+    Result(ResultVar),
+}
+
+/// A result variable of an action, `actions.ngrok.<action>.*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResultVar {
+    /// `restrict_ips.action`.
+    RestrictIpsAction,
+    /// `restrict_ips.matched_cidr`.
+    RestrictIpsMatchedCidr,
+    /// `basic_auth.credentials.presented`.
+    BasicAuthPresented,
+    /// `basic_auth.credentials.username`.
+    BasicAuthUsername,
+    /// `basic_auth.credentials.authorized`.
+    BasicAuthAuthorized,
+    /// `rate_limit.bucket_key`.
+    RateLimitBucketKey,
+    /// `rate_limit.limited`.
+    RateLimitLimited,
+    /// `redirect.url`.
+    RedirectUrl,
+    /// `redirect.matches`.
+    RedirectMatches,
+    /// `redirect.error.code`.
+    RedirectErrorCode,
+    /// `redirect.error.message`.
+    RedirectErrorMessage,
+    /// `url_rewrite.url`.
+    UrlRewriteUrl,
+    /// `url_rewrite.matches`.
+    UrlRewriteMatches,
+    /// `url_rewrite.error.code`.
+    UrlRewriteErrorCode,
+    /// `url_rewrite.error.message`.
+    UrlRewriteErrorMessage,
+    /// `remove_headers.headers_removed`.
+    HeadersRemoved,
+    /// `forward_internal.url`.
+    ForwardUrl,
+    /// The `error.code`/`error.message` of actions that meet no run-time error in
+    /// innergate (restrict-ips, rate-limit): always empty.
+    NoError,
 }
 
 /// A map variable.
@@ -104,6 +184,15 @@ pub enum MapVar {
     ResponseHeaders,
 }
 
+/// A map from string to string kept in the action results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrMapVar {
+    /// `actions.ngrok.add_headers.headers_added`.
+    HeadersAdded,
+    /// `actions.ngrok.log.metadata`.
+    LogMetadata,
+}
+
 /// Where a variable may be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Availability {
@@ -112,114 +201,219 @@ enum Availability {
     Response,
 }
 
-const SCALARS: &[(&str, Var, Type, Availability)] = &[
-    ("req.method", Var::Method, Type::String, Availability::Http),
-    ("req.host", Var::Host, Type::String, Availability::Http),
-    (
-        "req.url.scheme",
-        Var::Scheme,
-        Type::String,
-        Availability::Http,
-    ),
-    ("req.url.path", Var::Path, Type::String, Availability::Http),
-    (
-        "req.url.query",
-        Var::Query,
-        Type::String,
-        Availability::Http,
-    ),
-    (
-        "req.version",
-        Var::Version,
-        Type::String,
-        Availability::Http,
-    ),
-    (
-        "req.content_length",
-        Var::ContentLength,
-        Type::Int,
-        Availability::Http,
-    ),
-    (
-        "res.status_code",
-        Var::StatusCode,
-        Type::Int,
-        Availability::Response,
-    ),
-    (
-        "conn.client_ip",
-        Var::ClientIp,
-        Type::String,
-        Availability::Always,
-    ),
-    (
-        "conn.client_port",
-        Var::ClientPort,
-        Type::Int,
-        Availability::Always,
-    ),
-    (
-        "conn.server_port",
-        Var::ServerPort,
-        Type::Int,
-        Availability::Always,
-    ),
-    (
-        "conn.tls.sni",
-        Var::TlsSni,
-        Type::String,
-        Availability::Always,
-    ),
-    (
-        "endpoint.id",
-        Var::EndpointId,
-        Type::String,
-        Availability::Always,
-    ),
-    (
-        "endpoint.url",
-        Var::EndpointUrl,
-        Type::String,
-        Availability::Always,
-    ),
-    (
-        "endpoint.host",
-        Var::EndpointHost,
-        Type::String,
-        Availability::Always,
-    ),
-    (
-        "endpoint.protocol",
-        Var::EndpointProtocol,
-        Type::String,
-        Availability::Always,
-    ),
-    (
-        "actions.forward_internal.error.code",
-        Var::ForwardErrorCode,
-        Type::String,
-        Availability::Always,
-    ),
-    (
-        "actions.forward_internal.error.message",
-        Var::ForwardErrorMessage,
-        Type::String,
-        Availability::Always,
-    ),
-];
+use Availability::{Always, Http, Response};
+
+const SCALARS: &[(&str, Var, Type, Availability)] = {
+    use ResultVar as R;
+    use Type::{Bool, Int, List, String as Str};
+    use Var::Result as Res;
+    &[
+        ("req.method", Var::Method, Str, Http),
+        ("req.host", Var::Host, Str, Http),
+        ("req.url", Var::Url, Str, Http),
+        ("req.url.raw", Var::Url, Str, Http),
+        ("req.url.uri", Var::Uri, Str, Http),
+        ("req.url.host", Var::Host, Str, Http),
+        ("req.url.authority", Var::Authority, Str, Http),
+        ("req.url.port", Var::UrlPort, Int, Http),
+        ("req.url.user_password", Var::UserPassword, Str, Http),
+        ("req.url.scheme", Var::Scheme, Str, Http),
+        ("req.url.path", Var::Path, Str, Http),
+        ("req.url.raw_path", Var::Path, Str, Http),
+        ("req.url.query", Var::Query, Str, Http),
+        ("req.version", Var::Version, Str, Http),
+        ("req.content_length", Var::ContentLength, Int, Http),
+        ("req.user_agent", Var::UserAgent, Str, Http),
+        ("req.content_type", Var::ReqContentType, Str, Http),
+        ("req.content_type.raw", Var::ReqContentTypeRaw, Str, Http),
+        ("req.location", Var::ReqLocation, Str, Http),
+        ("res.status_code", Var::StatusCode, Int, Response),
+        ("res.content_length", Var::ResContentLength, Int, Response),
+        ("res.content_type", Var::ResContentType, Str, Response),
+        (
+            "res.content_type.raw",
+            Var::ResContentTypeRaw,
+            Str,
+            Response,
+        ),
+        ("res.location", Var::ResLocation, Str, Response),
+        ("conn.client_ip", Var::ClientIp, Str, Always),
+        ("conn.client_port", Var::ClientPort, Int, Always),
+        ("conn.server_port", Var::ServerPort, Int, Always),
+        ("conn.tls.sni", Var::TlsSni, Str, Always),
+        ("endpoint.id", Var::EndpointId, Str, Always),
+        ("endpoint.url", Var::EndpointUrl, Str, Always),
+        ("endpoint.host", Var::EndpointHost, Str, Always),
+        ("endpoint.addr", Var::EndpointAddr, Str, Always),
+        ("endpoint.port", Var::EndpointPort, Int, Always),
+        ("endpoint.protocol", Var::EndpointProtocol, Str, Always),
+        ("time.now", Var::TimeNow, Str, Always),
+        (
+            "actions.ngrok.forward_internal.error.code",
+            Var::ForwardErrorCode,
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.forward_internal.error.message",
+            Var::ForwardErrorMessage,
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.forward_internal.url",
+            Res(R::ForwardUrl),
+            Str,
+            Always,
+        ),
+        // innergate's first name for them, kept as an alias.
+        (
+            "actions.forward_internal.error.code",
+            Var::ForwardErrorCode,
+            Str,
+            Always,
+        ),
+        (
+            "actions.forward_internal.error.message",
+            Var::ForwardErrorMessage,
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.restrict_ips.action",
+            Res(R::RestrictIpsAction),
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.restrict_ips.matched_cidr",
+            Res(R::RestrictIpsMatchedCidr),
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.restrict_ips.error.code",
+            Res(R::NoError),
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.restrict_ips.error.message",
+            Res(R::NoError),
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.basic_auth.credentials.presented",
+            Res(R::BasicAuthPresented),
+            Bool,
+            Always,
+        ),
+        (
+            "actions.ngrok.basic_auth.credentials.username",
+            Res(R::BasicAuthUsername),
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.basic_auth.credentials.authorized",
+            Res(R::BasicAuthAuthorized),
+            Bool,
+            Always,
+        ),
+        (
+            "actions.ngrok.rate_limit.bucket_key",
+            Res(R::RateLimitBucketKey),
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.rate_limit.limited",
+            Res(R::RateLimitLimited),
+            Bool,
+            Always,
+        ),
+        (
+            "actions.ngrok.rate_limit.error.code",
+            Res(R::NoError),
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.rate_limit.error.message",
+            Res(R::NoError),
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.redirect.url",
+            Res(R::RedirectUrl),
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.redirect.matches",
+            Res(R::RedirectMatches),
+            List,
+            Always,
+        ),
+        (
+            "actions.ngrok.redirect.error.code",
+            Res(R::RedirectErrorCode),
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.redirect.error.message",
+            Res(R::RedirectErrorMessage),
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.url_rewrite.url",
+            Res(R::UrlRewriteUrl),
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.url_rewrite.matches",
+            Res(R::UrlRewriteMatches),
+            List,
+            Always,
+        ),
+        (
+            "actions.ngrok.url_rewrite.error.code",
+            Res(R::UrlRewriteErrorCode),
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.url_rewrite.error.message",
+            Res(R::UrlRewriteErrorMessage),
+            Str,
+            Always,
+        ),
+        (
+            "actions.ngrok.remove_headers.headers_removed",
+            Res(R::HeadersRemoved),
+            List,
+            Always,
+        ),
+    ]
+};
 
 const MAPS: &[(&str, MapVar, Availability)] = &[
-    ("req.headers", MapVar::RequestHeaders, Availability::Http),
+    ("req.headers", MapVar::RequestHeaders, Http),
+    ("req.url.query_params", MapVar::QueryParams, Http),
+    ("res.headers", MapVar::ResponseHeaders, Response),
+];
+
+const STR_MAPS: &[(&str, StrMapVar)] = &[
     (
-        "req.url.query_params",
-        MapVar::QueryParams,
-        Availability::Http,
+        "actions.ngrok.add_headers.headers_added",
+        StrMapVar::HeadersAdded,
     ),
-    (
-        "res.headers",
-        MapVar::ResponseHeaders,
-        Availability::Response,
-    ),
+    ("actions.ngrok.log.metadata", StrMapVar::LogMetadata),
 ];
 
 fn available(a: Availability, phase: Phase) -> bool {
@@ -249,6 +443,112 @@ pub(crate) enum StrFn {
     Contains,
 }
 
+/// The macros and functions of the hosted docs' macros page that take and give
+/// strings, ints, bools and lists of strings. Each is typed by [`FUNCTIONS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Func {
+    Lower,
+    Upper,
+    UpperAscii,
+    Trim,
+    Reverse,
+    CharAt,
+    IndexOf,
+    LastIndexOf,
+    Substring,
+    Replace,
+    Split,
+    Join,
+    EncodeBase64,
+    DecodeBase64,
+    EscapeUrl,
+    UnescapeUrl,
+    IsPrivateIp,
+    IsUrl,
+    InCidrRange,
+    InCidrRanges,
+    BasicAuthEncode,
+}
+
+/// How a function is called: on a receiver (`s.trim()`) or by a global name
+/// (`url.escape(s)`; the receiver is then `None`).
+struct Signature {
+    name: &'static str,
+    receiver: Option<Type>,
+    args: &'static [Type],
+    /// Arguments that may follow `args`.
+    optional: &'static [Type],
+    returns: Type,
+    func: Func,
+}
+
+const FUNCTIONS: &[Signature] = {
+    use Type::{Bool, Int, List, String as Str};
+    const fn method(
+        name: &'static str,
+        args: &'static [Type],
+        optional: &'static [Type],
+        returns: Type,
+        func: Func,
+    ) -> Signature {
+        Signature {
+            name,
+            receiver: Some(Str),
+            args,
+            optional,
+            returns,
+            func,
+        }
+    }
+    const fn global(
+        name: &'static str,
+        args: &'static [Type],
+        returns: Type,
+        func: Func,
+    ) -> Signature {
+        Signature {
+            name,
+            receiver: None,
+            args,
+            optional: &[],
+            returns,
+            func,
+        }
+    }
+    &[
+        method("lower", &[], &[], Str, Func::Lower),
+        method("upper", &[], &[], Str, Func::Upper),
+        method("upperAscii", &[], &[], Str, Func::UpperAscii),
+        method("trim", &[], &[], Str, Func::Trim),
+        method("reverse", &[], &[], Str, Func::Reverse),
+        method("charAt", &[Int], &[], Str, Func::CharAt),
+        method("indexOf", &[Str], &[Int], Int, Func::IndexOf),
+        method("lastIndexOf", &[Str], &[Int], Int, Func::LastIndexOf),
+        method("substring", &[Int], &[Int], Str, Func::Substring),
+        method("replace", &[Str, Str], &[Int], Str, Func::Replace),
+        method("split", &[], &[Str, Int], List, Func::Split),
+        Signature {
+            name: "join",
+            receiver: Some(List),
+            args: &[],
+            optional: &[Str],
+            returns: Str,
+            func: Func::Join,
+        },
+        method("encodeBase64", &[], &[], Str, Func::EncodeBase64),
+        method("decodeBase64", &[], &[], Str, Func::DecodeBase64),
+        method("escapeUrl", &[], &[], Str, Func::EscapeUrl),
+        method("unescapeUrl", &[], &[], Str, Func::UnescapeUrl),
+        method("isPrivateIp", &[], &[], Bool, Func::IsPrivateIp),
+        method("isURL", &[], &[], Bool, Func::IsUrl),
+        global("url.escape", &[Str], Str, Func::EscapeUrl),
+        global("url.unescape", &[Str], Str, Func::UnescapeUrl),
+        global("inCidrRange", &[Str, Str], Bool, Func::InCidrRange),
+        global("inCidrRanges", &[Str, List], Bool, Func::InCidrRanges),
+        global("basic_auth.encode", &[Str, Str], Str, Func::BasicAuthEncode),
+    ]
+};
+
 /// A compiled expression node.
 #[derive(Clone, Debug)]
 pub(crate) enum Node {
@@ -259,6 +559,12 @@ pub(crate) enum Node {
     Var(Var),
     /// A whole map (only as the right side of `in`, or for `size`).
     Map(MapVar),
+    /// A whole string map (the right side of `in`, `size`).
+    StrMap(StrMapVar),
+    /// `strmap[key]`.
+    StrMapValue(StrMapVar, Box<Node>),
+    /// A function of [`FUNCTIONS`] over its receiver and arguments, in order.
+    Call(Func, Vec<Node>),
     /// `vars.NAME`.
     UserVar(Box<str>),
     /// `has(vars.NAME)`.
@@ -278,6 +584,8 @@ pub(crate) enum Node {
     InList(Box<Node>, Box<Node>),
     /// `key in map`, `has(map.key)`.
     InMap(Box<Node>, MapVar),
+    /// `key in strmap`.
+    InStrMap(Box<Node>, StrMapVar),
     Size(Box<Node>),
     StrFn(StrFn, Box<Node>, Box<Node>),
     Matches(Box<Node>, regex::Regex),
@@ -454,6 +762,11 @@ impl Compiler<'_> {
                 return Ok((Node::Var(*var), *ty));
             }
         }
+        for (name, map) in STR_MAPS {
+            if *name == path {
+                return Ok((Node::StrMap(*map), Type::StrMap));
+            }
+        }
         for (name, map, availability) in MAPS {
             if *name == path {
                 self.check_available(e, name, *availability)?;
@@ -601,6 +914,9 @@ impl Compiler<'_> {
                 match (ht, hay) {
                     (Type::List, hay) => Ok((Node::InList(b(needle), b(hay)), Type::Bool)),
                     (Type::Map, Node::Map(map)) => Ok((Node::InMap(b(needle), map), Type::Bool)),
+                    (Type::StrMap, Node::StrMap(map)) => {
+                        Ok((Node::InStrMap(b(needle), map), Type::Bool))
+                    }
                     (t, _) => {
                         Err(self.error(&args[1], format!("in expects a list or map, found {t}")))
                     }
@@ -613,6 +929,10 @@ impl Compiler<'_> {
                     (Type::Map, Node::Map(map)) => {
                         let key = self.typed(&args[1], Type::String, "a map index")?;
                         Ok((Node::MapValues(map, b(key)), Type::List))
+                    }
+                    (Type::StrMap, Node::StrMap(map)) => {
+                        let key = self.typed(&args[1], Type::String, "a map index")?;
+                        Ok((Node::StrMapValue(map, b(key)), Type::String))
                     }
                     (Type::List, list) => {
                         let index = self.typed(&args[1], Type::Int, "a list index")?;
@@ -634,7 +954,7 @@ impl Compiler<'_> {
                     _ => return Err(self.error(e, "size takes one argument")),
                 };
                 let (node, ty) = self.compile(arg)?;
-                if !matches!(ty, Type::String | Type::List | Type::Map) {
+                if !matches!(ty, Type::String | Type::List | Type::Map | Type::StrMap) {
                     return Err(self.error(
                         arg,
                         format!("size expects a string, list or map, found {ty}"),
@@ -673,10 +993,106 @@ impl Compiler<'_> {
                     Type::String,
                 ))
             }
-            (other, _) => {
-                Err(self.error(e, format!("unknown function `{}`", other.trim_matches('_'))))
+            (
+                "getReqHeader" | "hasReqHeader" | "getResHeader" | "hasResHeader" | "getQueryParam"
+                | "hasQueryParam",
+                None,
+            ) => {
+                arity(1)?;
+                let (map, map_name, availability) = match name {
+                    "getReqHeader" | "hasReqHeader" => {
+                        (MapVar::RequestHeaders, "req.headers", Http)
+                    }
+                    "getResHeader" | "hasResHeader" => {
+                        (MapVar::ResponseHeaders, "res.headers", Response)
+                    }
+                    _ => (MapVar::QueryParams, "req.url.query_params", Http),
+                };
+                self.check_available(e, map_name, availability)?;
+                let key = self.typed(&args[0], Type::String, name)?;
+                if name.starts_with("get") {
+                    Ok((Node::MapValues(map, b(key)), Type::List))
+                } else {
+                    Ok((Node::InMap(b(key), map), Type::Bool))
+                }
             }
+            _ => self.function(e, call),
         }
+    }
+
+    /// A function of [`FUNCTIONS`]: a method on its receiver, or a global name
+    /// (`url.escape(s)` arrives as a method `escape` on an identifier `url`).
+    fn function(
+        &self,
+        e: &IdedExpr,
+        call: &cel::common::ast::CallExpr,
+    ) -> Result<(Node, Type), ExprError> {
+        let name = call.func_name.as_str();
+        let namespaced = match call.target.as_deref().map(|t| &t.expr) {
+            Some(Ast::Ident(ns)) => Some(format!("{ns}.{name}")),
+            _ => None,
+        };
+        let global_name = match &call.target {
+            None => Some(name),
+            Some(_) => namespaced.as_deref(),
+        };
+        let global = global_name.and_then(|g| {
+            FUNCTIONS
+                .iter()
+                .find(|s| s.receiver.is_none() && s.name == g)
+        });
+        let (signature, mut operands): (&Signature, Vec<&IdedExpr>) = match (global, &call.target) {
+            (Some(s), _) => (s, call.args.iter().collect()),
+            (None, Some(target)) => {
+                let (_, receiver) = self.compile(target)?;
+                let s = FUNCTIONS
+                    .iter()
+                    .find(|s| s.name == name && s.receiver == Some(receiver))
+                    .or_else(|| {
+                        FUNCTIONS
+                            .iter()
+                            .find(|s| s.name == name && s.receiver.is_some())
+                    })
+                    .ok_or_else(|| self.error(e, format!("unknown function `{name}`")))?;
+                let mut operands = vec![target.as_ref()];
+                operands.extend(call.args.iter());
+                (s, operands)
+            }
+            (None, None) => {
+                return Err(self.error(e, format!("unknown function `{}`", name.trim_matches('_'))))
+            }
+        };
+        let wanted: Vec<Type> = signature
+            .receiver
+            .into_iter()
+            .chain(signature.args.iter().copied())
+            .collect();
+        let given = operands.len();
+        let least = wanted.len();
+        if given < least || given > least + signature.optional.len() {
+            return Err(self.error(
+                e,
+                format!(
+                    "`{}` takes {} argument(s){}",
+                    signature.name,
+                    signature.args.len(),
+                    if signature.optional.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" and up to {} more", signature.optional.len())
+                    }
+                ),
+            ));
+        }
+        let mut nodes = Vec::with_capacity(given);
+        for (i, operand) in operands.drain(..).enumerate() {
+            let want = wanted
+                .get(i)
+                .copied()
+                .unwrap_or_else(|| signature.optional[i - least]);
+            nodes.push(self.typed(operand, want, signature.name)?);
+        }
+        Ok((Node::Call(signature.func, nodes), signature.returns))
     }
 }
 

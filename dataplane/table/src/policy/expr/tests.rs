@@ -1,5 +1,8 @@
 use super::*;
 
+/// The query `a=1&b=2` of [`Var::Query`], parsed.
+const QUERY: &[(&str, &str)] = &[("a", "1"), ("b", "2")];
+
 struct Fake {
     headers: Vec<(&'static str, &'static str)>,
     vars: Vec<(&'static str, &'static str)>,
@@ -13,6 +16,10 @@ impl Facts for Fake {
             Var::Path => "/api/v1/users",
             Var::Query => "a=1&b=2",
             Var::ClientIp => "10.1.2.3",
+            Var::Scheme => "https",
+            Var::Authority => "api.example.com:8443",
+            Var::UserAgent => "curl/8.5.0",
+            Var::ReqContentTypeRaw => "application/json; charset=utf-8",
             _ => "",
         }
     }
@@ -30,6 +37,7 @@ impl Facts for Fake {
                 .iter()
                 .filter(|(n, _)| n.eq_ignore_ascii_case(key))
                 .count(),
+            MapVar::QueryParams => QUERY.iter().filter(|(n, _)| *n == key).count(),
             _ => 0,
         }
     }
@@ -39,6 +47,11 @@ impl Facts for Fake {
                 .headers
                 .iter()
                 .filter(|(n, _)| n.eq_ignore_ascii_case(key))
+                .nth(index)
+                .map(|(_, v)| *v),
+            MapVar::QueryParams => QUERY
+                .iter()
+                .filter(|(n, _)| *n == key)
                 .nth(index)
                 .map(|(_, v)| *v),
             _ => None,
@@ -136,8 +149,26 @@ fn errors_have_columns() {
     assert!(e.message.contains("string literal"), "{e}");
     let e = err("req.url.path.matches('[')", Phase::HttpRequest);
     assert!(e.message.contains("invalid regex"), "{e}");
-    let e = err("req.method.upper() == 'X'", Phase::HttpRequest);
+    let e = err("req.method.sha3() == 'X'", Phase::HttpRequest);
     assert!(e.message.contains("unknown function"), "{e}");
+    let e = err("req.method.replace('a') == 'X'", Phase::HttpRequest);
+    assert!(
+        e.message
+            .contains("`replace` takes 2 argument(s) and up to 1 more"),
+        "{e}"
+    );
+    let e = err("req.method.charAt('1') == 'X'", Phase::HttpRequest);
+    assert!(
+        e.message.contains("charAt expects int, found string"),
+        "{e}"
+    );
+    let e = err(
+        "getReqHeader('x').size() > 0 && hasResHeader('y')",
+        Phase::HttpRequest,
+    );
+    assert!(e.message.contains("`res.headers` is not available"), "{e}");
+    let e = err("hasReqHeader('x')", Phase::TcpConnect);
+    assert!(e.message.contains("not available in on_tcp_connect"), "{e}");
     let e = err("req.method == 'GET'", Phase::TcpConnect);
     assert!(e.message.contains("not available in on_tcp_connect"), "{e}");
     Expression::compile("res.status_code >= 500", Phase::HttpResponse).unwrap();
@@ -166,4 +197,128 @@ fn templates_interpolate() {
     let e = Template::compile("a ${req.nope} b", Phase::HttpRequest).unwrap_err();
     assert_eq!(e.column, 5, "{e}");
     assert!(Template::compile("a ${req.method", Phase::HttpRequest).is_err());
+}
+
+#[test]
+fn request_variables_of_the_hosted_docs() {
+    let f = fake();
+    let value = |src: &str| {
+        let e = Expression::compile_any(src, Phase::HttpRequest).unwrap();
+        let mut out = String::new();
+        e.eval(&f).unwrap().write_to(&f, &mut out);
+        out
+    };
+    assert_eq!(
+        value("req.url"),
+        "https://api.example.com:8443/api/v1/users?a=1&b=2"
+    );
+    assert_eq!(value("req.url.raw"), value("req.url"));
+    assert_eq!(value("req.url.uri"), "/api/v1/users?a=1&b=2");
+    assert_eq!(value("req.url.authority"), "api.example.com:8443");
+    assert_eq!(value("req.url.host"), "api.example.com");
+    assert_eq!(value("req.url.port"), "8443");
+    assert_eq!(value("req.url.user_password"), "");
+    assert_eq!(value("req.user_agent"), "curl/8.5.0");
+    assert_eq!(value("req.content_type"), "application/json");
+    assert_eq!(
+        value("req.content_type.raw"),
+        "application/json; charset=utf-8"
+    );
+    let now = value("time.now");
+    assert!(
+        now.len() == 20 && now.ends_with('Z') && now.as_bytes()[10] == b'T',
+        "{now}"
+    );
+    assert!(Expression::compile("req.user_agent.contains('curl')", Phase::HttpRequest).is_ok());
+    assert!(Expression::compile("res.location == '/'", Phase::HttpResponse).is_ok());
+    assert!(Expression::compile("endpoint.port == 443", Phase::TcpConnect).is_ok());
+}
+
+/// The macros page's own examples, with the results it gives.
+#[test]
+fn macros_of_the_hosted_docs() {
+    let f = fake();
+    let value = |src: &str| {
+        let e = Expression::compile_any(src, Phase::HttpRequest)
+            .unwrap_or_else(|e| panic!("{src}: {e}"));
+        let v = e.eval(&f).unwrap_or_else(|e| panic!("{src}: {e}"));
+        let mut out = String::new();
+        v.write_to(&f, &mut out);
+        out
+    };
+    for (src, want) in [
+        ("'TacoCat'.lowerAscii()", "tacocat"),
+        ("'TacoCÆt Xii'.upperAscii()", "TACOCÆT XII"),
+        ("'Ärger in Österreich'.lower()", "ärger in österreich"),
+        ("'Ärger'.upper()", "ÄRGER"),
+        ("'  \\ttrim\\n    '.trim()", "trim"),
+        ("'gums'.reverse()", "smug"),
+        ("'hello'.charAt(4)", "o"),
+        ("'hello'.charAt(5)", ""),
+        ("'hello mellow'.indexOf('')", "0"),
+        ("'hello mellow'.indexOf('ello')", "1"),
+        ("'hello mellow'.indexOf('jello')", "-1"),
+        ("'hello mellow'.indexOf('', 2)", "2"),
+        ("'hello mellow'.indexOf('ello', 2)", "7"),
+        ("'hello mellow'.lastIndexOf('')", "12"),
+        ("'hello mellow'.lastIndexOf('ello')", "7"),
+        ("'hello mellow'.lastIndexOf('ello', 6)", "1"),
+        ("'tacocat'.substring(4)", "cat"),
+        ("'tacocat'.substring(0, 4)", "taco"),
+        ("'hello mellow'.replace('l', 'L')", "heLLo meLLow"),
+        ("'hello mellow'.replace('l', 'L', 2)", "heLLo mellow"),
+        ("'hello mellow'.replace('x', 'X')", "hello mellow"),
+        ("'hello mellow'.split()", "hello, mellow"),
+        ("'hello mellow'.split(' ', 1)", "hello"),
+        ("'hello,mellow,hi'.split(',', 2)", "hello, mellow"),
+        ("'a,b,c'.split(',')[2]", "c"),
+        ("['hello', 'mellow'].join()", "hellomellow"),
+        ("['hello', 'mellow'].join(' ')", "hello mellow"),
+        ("'some:thing'.encodeBase64()", "c29tZTp0aGluZw=="),
+        ("'c29tZTp0aGluZw=='.decodeBase64()", "some:thing"),
+        ("'i;md/r/$y'.escapeUrl()", "i%3Bmd%2Fr%2F%24y"),
+        ("url.escape('i;md/r/$y')", "i%3Bmd%2Fr%2F%24y"),
+        ("'i%3Bmd%2Fr%2F%24y'.unescapeUrl()", "i;md/r/$y"),
+        ("url.unescape('i%3Bmd%2Fr%2F%24y')", "i;md/r/$y"),
+        ("'192.168.1.1'.isPrivateIp()", "true"),
+        ("'8.8.8.8'.isPrivateIp()", "false"),
+        ("'https://ngrok.com'.isURL()", "true"),
+        ("'not a url'.isURL()", "false"),
+        ("inCidrRange('192.168.1.100', '192.168.1.0/24')", "true"),
+        ("inCidrRange('192.168.2.1', '192.168.1.0/24')", "false"),
+        ("inCidrRange('192.168.1.1', 'not a cidr')", "false"),
+        (
+            "inCidrRanges('192.168.1.100', ['192.168.1.0/24', '10.0.0.0/8'])",
+            "true",
+        ),
+        (
+            "inCidrRanges(conn.client_ip, ['bad', '10.0.0.0/8'])",
+            "true",
+        ),
+        (
+            "basic_auth.encode('username', 'password1')",
+            "Basic dXNlcm5hbWU6cGFzc3dvcmQx",
+        ),
+        ("getReqHeader('X-Api-Key')", "k1"),
+        ("size(getReqHeader('nope'))", "0"),
+        ("hasReqHeader('Accept')", "true"),
+        ("hasReqHeader('nope')", "false"),
+        ("getQueryParam('b')", "2"),
+        ("hasQueryParam('a') && !hasQueryParam('c')", "true"),
+        ("getReqHeader('x-multi').join('+')", "a+b"),
+    ] {
+        assert_eq!(value(src), want, "{src}");
+    }
+    // Run-time errors make a rule not match, as CEL's do.
+    for src in [
+        "'hello'.charAt(-1) == ''",
+        "'hello'.charAt(6) == ''",
+        "'tacocat'.substring(4, 2) == ''",
+        "'%zz'.unescapeUrl() == ''",
+        "'###'.decodeBase64() == ''",
+    ] {
+        let e = Expression::compile(src, Phase::HttpRequest).unwrap();
+        assert!(e.eval(&f).is_err(), "{src}");
+        assert!(!e.matches(&f), "{src}");
+    }
 }

@@ -1,0 +1,328 @@
+//! Policies as the hosted service's documentation writes them (issue #13), run on real
+//! sockets: the documented config fields (`enforce`, rate-limit's `name` and
+//! `algorithm`, set-vars' list form, forward-internal's `binding`, `${…}` in `from`),
+//! the documented redirect and url-rewrite replacement over the whole URL, the
+//! `actions.ngrok.*` result variables, and a handful of variables and macros.
+
+use crate::support::*;
+
+fn serve(policy: &str) -> DataPlane {
+    let mut dp = DataPlane::start();
+    dp.push(vec![cloud(
+        "ep_app",
+        "acme",
+        "http://app.example.com",
+        policy,
+    )]);
+    dp
+}
+
+/// `Authorization: Basic` of `user:password`.
+fn basic(user_password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Authorization: Basic {}\r\n",
+        base64::engine::general_purpose::STANDARD.encode(user_password)
+    )
+}
+
+fn send(conn: &mut HttpConn, path: &str, headers: &str) -> Response {
+    conn.send(format!("GET {path} HTTP/1.1\r\nHost: app.example.com\r\n{headers}\r\n").as_bytes());
+    conn.read_response()
+}
+
+#[test]
+fn enforce_false_decides_records_and_lets_the_request_pass() {
+    let policy = r#"
+on_http_request:
+  - actions:
+      - type: restrict-ips
+        config:
+          enforce: false
+          allow:
+            - 10.0.0.0/8
+      - type: basic-auth
+        config:
+          enforce: false
+          credentials:
+            - user:password1
+  - expressions:
+      - actions.ngrok.basic_auth.credentials.authorized || !actions.ngrok.basic_auth.credentials.presented
+    actions:
+      - type: custom-response
+        config:
+          body: "ip=${actions.ngrok.restrict_ips.action}/${actions.ngrok.restrict_ips.matched_cidr} presented=${actions.ngrok.basic_auth.credentials.presented} user=${actions.ngrok.basic_auth.credentials.username} ok=${actions.ngrok.basic_auth.credentials.authorized}"
+  - actions:
+      - type: custom-response
+        config:
+          status_code: 401
+          body: "wrong password for ${actions.ngrok.basic_auth.credentials.username}"
+"#;
+    let dp = serve(policy);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    let res = send(&mut conn, "/", "");
+    assert_eq!(res.status, 200, "{res:?}");
+    assert_eq!(res.text(), "ip=deny/ presented=false user= ok=false");
+    let res = send(&mut conn, "/", &basic("user:password1"));
+    assert_eq!(res.text(), "ip=deny/ presented=true user=user ok=true");
+    let res = send(&mut conn, "/", &basic("user:nope:x"));
+    assert_eq!(res.status, 401);
+    assert_eq!(res.text(), "wrong password for user");
+
+    // enforce: true (the default) refuses, and matched_cidr names the range.
+    let policy = r#"
+on_http_request:
+  - actions:
+      - type: restrict-ips
+        config:
+          enforce: true
+          allow: ["127.0.0.0/8", "::1/128"]
+          deny: ["10.0.0.0/8"]
+      - type: custom-response
+        config:
+          body: "${actions.ngrok.restrict_ips.action} ${actions.ngrok.restrict_ips.matched_cidr}"
+"#;
+    let dp = serve(policy);
+    assert_eq!(
+        get(dp.http_addr(), "app.example.com", "/").text(),
+        "allow 127.0.0.0/8"
+    );
+    let deny = "on_http_request:\n  - actions:\n      - type: restrict-ips\n        config: {deny: [127.0.0.0/8]}\n      - type: custom-response\n        config: {body: in}\n";
+    let res = get(serve(deny).http_addr(), "app.example.com", "/");
+    assert_eq!((res.status, res.error_code()), (403, Some("ERR_IG_3301")));
+}
+
+#[test]
+fn rate_limit_as_documented_with_enforce_false_and_its_results() {
+    // The documented example's fields (name, algorithm, capacity, rate, bucket_key),
+    // with enforce: false and a later rule that answers from the results.
+    let policy = r#"
+on_http_request:
+  - actions:
+      - type: rate-limit
+        config:
+          name: Only allow 1 request per minute
+          algorithm: sliding_window
+          capacity: 1
+          rate: 60s
+          bucket_key:
+            - req.host
+            - getReqHeader('x-user')[0]
+          enforce: false
+  - expressions:
+      - actions.ngrok.rate_limit.limited
+    actions:
+      - type: custom-response
+        config:
+          status_code: 429
+          body: "slow down, ${actions.ngrok.rate_limit.bucket_key}"
+  - actions:
+      - type: custom-response
+        config:
+          body: "passed ${actions.ngrok.rate_limit.bucket_key}"
+"#;
+    let dp = serve(policy);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    let res = send(&mut conn, "/", "X-User: ann\r\n");
+    assert_eq!(
+        (res.status, res.text()),
+        (200, "passed app.example.com,ann".into())
+    );
+    let res = send(&mut conn, "/", "X-User: ann\r\n");
+    assert_eq!(res.status, 429);
+    assert_eq!(res.text(), "slow down, app.example.com,ann");
+    assert_eq!(
+        res.error_code(),
+        None,
+        "the policy's own answer, not the limit's"
+    );
+    // Another bucket still passes.
+    assert_eq!(send(&mut conn, "/", "X-User: bob\r\n").status, 200);
+}
+
+#[test]
+fn set_vars_takes_the_documented_list_of_single_entry_maps() {
+    let policy = r#"
+on_http_request:
+  - actions:
+      - type: set-vars
+        config:
+          vars:
+            - variable_a: "this is variable a"
+            - variable_b: "${vars.variable_a} and b"
+            - count: 3
+  - expressions:
+      - vars.count == '3'
+    actions:
+      - type: custom-response
+        config:
+          body: "${vars.variable_a} | ${vars.variable_b}"
+  - actions:
+      - type: custom-response
+        config:
+          status_code: 500
+          body: count was not 3
+"#;
+    let dp = serve(policy);
+    assert_eq!(
+        get(dp.http_addr(), "app.example.com", "/").text(),
+        "this is variable a | this is variable a and b"
+    );
+}
+
+#[test]
+fn redirect_replaces_the_match_in_the_whole_url() {
+    // The redirect page's examples: a partial `from` replaces only what it matched,
+    // an anchored one the whole URL, `${…}` composes the anchor; results follow. (The
+    // page writes the first `from` with a bare `?`, a quantifier in any regex dialect,
+    // which matches no such URL there either: here it is escaped.)
+    let policy = r#"
+on_http_request:
+  - expressions:
+      - req.url.path.startsWith('/api/')
+    actions:
+      - type: redirect
+        config:
+          from: /api/v1/users\?id=([0-9]+)
+          to: /api/v2/users/$1/
+          status_code: 301
+          headers:
+            x-redirected: 'true'
+  - expressions:
+      - req.url.path.startsWith('/products')
+    actions:
+      - type: redirect
+        config:
+          from: ^${req.url.scheme}://${req.url.authority}/products(.*)$
+          to: ${req.url.scheme}://${req.url.authority}/store/products$1
+  - expressions:
+      - req.url.path == '/geo'
+    actions:
+      - type: redirect
+        config:
+          to: /api/v2/geo?city=${getReqHeader('x-city')[0]}
+  - actions:
+      - type: custom-response
+        config:
+          body: "stayed (${actions.ngrok.redirect.url})"
+"#;
+    let dp = serve(policy);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    let res = send(&mut conn, "/api/v1/users?id=42", "");
+    assert_eq!(res.status, 301);
+    assert_eq!(
+        res.header("location"),
+        Some("http://app.example.com/api/v2/users/42/")
+    );
+    assert_eq!(res.header("x-redirected"), Some("true"));
+    let res = send(&mut conn, "/products/shoes?size=9", "");
+    assert_eq!(
+        (res.status, res.header("location")),
+        (
+            302,
+            Some("http://app.example.com/store/products/shoes?size=9")
+        )
+    );
+    // A relative `to` gets the request's origin; interpolated spaces are encoded.
+    let res = send(&mut conn, "/geo", "X-City: San Francisco\r\n");
+    assert_eq!(
+        res.header("location"),
+        Some("http://app.example.com/api/v2/geo?city=San%20Francisco")
+    );
+    // A `from` that does not match lets the request go on.
+    let res = send(&mut conn, "/api/v3/other", "");
+    assert_eq!(res.text(), "stayed ()");
+}
+
+#[test]
+fn url_rewrite_matches_the_whole_url_and_records_what_it_did() {
+    let backend = Backend::start(|r| {
+        let rewritten = r.header("x-rewritten").unwrap_or("-").to_string();
+        Some(ok(&format!("{} {rewritten}", r.target)))
+    });
+    // The url-rewrite page's interpolation example, then its results passed on.
+    let policy = r#"
+on_http_request:
+  - actions:
+      - type: url-rewrite
+        config:
+          from: ${req.url.authority}/products/?([a-z]+)?
+          to: ${req.url.authority}/products.php?query=$1
+      - type: add-headers
+        config:
+          headers:
+            x-rewritten: "${actions.ngrok.url_rewrite.url} ${actions.ngrok.url_rewrite.matches[1]}"
+"#;
+    let mut dp = DataPlane::start();
+    dp.push(vec![with_policy(
+        agent("ep_app", "acme", "http://app.example.com", backend.addr),
+        policy,
+    )]);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    assert_eq!(
+        conn.get("app.example.com", "/products/shoes").text(),
+        "/products.php?query=shoes http://app.example.com/products.php?query=shoes shoes"
+    );
+    // Nothing matched: the URL and the (empty) results pass unchanged.
+    assert_eq!(conn.get("app.example.com", "/other").text(), "/other ");
+}
+
+#[test]
+fn forward_internal_with_binding_and_its_failure_results() {
+    let policy = r#"
+on_http_request:
+  - actions:
+      - type: forward-internal
+        config:
+          url: https://missing.internal
+          binding: internal
+          on_error: continue
+      - type: custom-response
+        config:
+          status_code: 503
+          body: "${actions.ngrok.forward_internal.url} ${actions.ngrok.forward_internal.error.code} ${actions.forward_internal.error.code}"
+"#;
+    let dp = serve(policy);
+    let res = get(dp.http_addr(), "app.example.com", "/");
+    assert_eq!(res.status, 503);
+    assert_eq!(
+        res.text(),
+        "https://missing.internal ERR_IG_3200 ERR_IG_3200"
+    );
+}
+
+#[test]
+fn variables_and_macros_of_the_hosted_docs_on_real_requests() {
+    let policy = r#"
+on_http_request:
+  - expressions:
+      - hasReqHeader('X-Version-Id')
+      - inCidrRange(conn.client_ip, '127.0.0.0/8') || inCidrRanges(conn.client_ip, ['::1/128'])
+      - getReqHeader('User-Agent')[0].lower().contains('curl')
+    actions:
+      - type: add-headers
+        config:
+          headers:
+            x-a: "${getQueryParam('q')[0].upper()}"
+      - type: custom-response
+        config:
+          body: "${req.url} ${req.url.authority} ${req.user_agent} ${req.content_type} ${actions.ngrok.add_headers.headers_added['x-a']} ${'a,b,c'.split(',').join('+')} ${endpoint.addr}"
+  - actions:
+      - type: custom-response
+        config:
+          status_code: 404
+          body: no match
+"#;
+    let dp = serve(policy);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    let res = send(
+        &mut conn,
+        "/p?q=hi",
+        "X-Version-Id: 7\r\nUser-Agent: Curl/8\r\nContent-Type: text/plain; charset=utf-8\r\n",
+    );
+    assert_eq!(
+        res.text(),
+        "http://app.example.com/p?q=hi app.example.com Curl/8 text/plain HI a+b+c app.example.com:80"
+    );
+    assert_eq!(send(&mut conn, "/", "User-Agent: curl/8\r\n").status, 404);
+}
