@@ -171,6 +171,7 @@ fn connection_int(conn: &ConnInfo, route: &Route, var: Var) -> i64 {
         Var::ClientPort => i64::from(conn.client_port),
         Var::ServerPort => i64::from(conn.server_port),
         Var::EndpointPort => i64::from(route.url.port),
+        Var::ConnTsStart => conn.started_ns,
         _ => 0,
     }
 }

@@ -27,6 +27,9 @@ pub(crate) struct ConnInfo {
     pub(crate) client_ip: String,
     pub(crate) client_port: u16,
     pub(crate) server_port: u16,
+    /// `conn.ts.start`: when the connection was accepted, in nanoseconds since the
+    /// Unix epoch.
+    pub(crate) started_ns: i64,
 }
 
 impl ConnInfo {
@@ -45,6 +48,9 @@ impl ConnInfo {
             client_ip: peer.ip().to_string(),
             client_port: peer.port(),
             server_port,
+            started_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64),
         }
     }
 }

@@ -299,6 +299,9 @@ on_http_request:
       - hasReqHeader('X-Version-Id')
       - inCidrRange(conn.client_ip, '127.0.0.0/8') || inCidrRanges(conn.client_ip, ['::1/128'])
       - getReqHeader('User-Agent')[0].lower().contains('curl')
+      - conn.ts.start > timestamp('2023-12-31T00:00:00Z')
+      - timestamp(time.now) - conn.ts.start < duration('1h')
+      - rand.double() < 1.0
     actions:
       - type: add-headers
         config:

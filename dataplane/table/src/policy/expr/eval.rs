@@ -2,7 +2,10 @@
 
 use std::borrow::Cow;
 
-use super::{Cmp, Func, MapVar, Node, ResultVar, StrFn, StrMapVar, Var};
+use jiff::{SignedDuration, Timestamp};
+
+use super::time;
+use super::{ArithOp, Cmp, Func, MapVar, Node, ResultVar, StrFn, StrMapVar, Var};
 use crate::policy::cidr::Cidr;
 use crate::policy::results::ActionResults;
 
@@ -35,6 +38,12 @@ pub enum Val<'a> {
     Bool(bool),
     /// An integer.
     Int(i64),
+    /// A float.
+    Double(f64),
+    /// A point in time.
+    Timestamp(Timestamp),
+    /// A span of time.
+    Duration(SignedDuration),
     /// A string, borrowed where possible.
     Str(Cow<'a, str>),
     /// The values of one map key.
@@ -56,7 +65,7 @@ pub enum Val<'a> {
 pub struct ListLiteral<'a>(&'a [Node]);
 
 /// Why evaluation failed (a rule then does not match).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EvalError {
     /// A list index beyond its end, such as `req.headers['x'][0]` without an `x`.
     IndexOutOfRange,
@@ -101,6 +110,8 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
     Ok(match node {
         Node::Bool(b) => Val::Bool(*b),
         Node::Int(i) => Val::Int(*i),
+        Node::Double(d) => Val::Double(*d),
+        Node::Arith(op, l, r) => arith(*op, eval(l, f)?, eval(r, f)?)?,
         Node::Str(s) => Val::Str(Cow::Borrowed(s)),
         Node::Null => Val::Null,
         Node::Var(var) => read(*var, f),
@@ -119,6 +130,14 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
             Val::Bool(str_map(f.results(), *map).iter().any(|(k, _)| *k == key))
         }
         Node::Call(func, args) => call(*func, args, f)?,
+        Node::InCidrs(ip, ranges) => {
+            let ip = string(eval(ip, f)?);
+            Val::Bool(
+                ip.trim()
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ranges.iter().any(|c| c.contains(ip))),
+            )
+        }
         Node::UserVar(name) => {
             Val::Str(Cow::Borrowed(f.user_var(name).ok_or(EvalError::NoSuchVar)?))
         }
@@ -181,6 +200,20 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
                 (Val::Str(a), Val::Str(b)) => a.as_ref().cmp(b.as_ref()),
                 (Val::Int(a), Val::Int(b)) => a.cmp(b),
                 (Val::Bool(a), Val::Bool(b)) => a.cmp(b),
+                (Val::Timestamp(a), Val::Timestamp(b)) => a.cmp(b),
+                (Val::Duration(a), Val::Duration(b)) => a.cmp(b),
+                // Numbers compare across int and double; NaN compares unequal to all.
+                (Val::Double(_) | Val::Int(_), Val::Double(_) | Val::Int(_)) => {
+                    let as_f64 = |v: &Val<'_>| match v {
+                        Val::Int(i) => *i as f64,
+                        Val::Double(d) => *d,
+                        _ => f64::NAN,
+                    };
+                    match as_f64(&l).partial_cmp(&as_f64(&r)) {
+                        Some(o) => o,
+                        None => return Ok(Val::Bool(*op == Cmp::Ne)),
+                    }
+                }
                 // null compares equal only to null.
                 (Val::Null, Val::Null) => std::cmp::Ordering::Equal,
                 _ => return Ok(Val::Bool(*op == Cmp::Ne)),
@@ -243,6 +276,8 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
         }
         Node::Negate(x) => match eval(x, f)? {
             Val::Int(i) => Val::Int(i.checked_neg().ok_or(EvalError::Overflow)?),
+            Val::Double(d) => Val::Double(-d),
+            Val::Duration(d) => Val::Duration(d.checked_neg().ok_or(EvalError::Overflow)?),
             _ => return Err(EvalError::Overflow),
         },
     })
@@ -253,6 +288,10 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
 fn read<'a>(var: Var, f: &'a dyn Facts) -> Val<'a> {
     let borrowed = |s: &'a str| Val::Str(Cow::Borrowed(s));
     match var {
+        Var::ConnTsStart => match Timestamp::from_nanosecond(i128::from(f.int(var))) {
+            Ok(t) => Val::Timestamp(t),
+            Err(_) => Val::Timestamp(Timestamp::UNIX_EPOCH),
+        },
         Var::ContentLength
         | Var::StatusCode
         | Var::ClientPort
@@ -503,6 +542,71 @@ fn call<'a>(func: Func, args: &'a [Node], f: &'a dyn Facts) -> R<'a> {
             let ip = string(next());
             Ok(Val::Bool(in_ranges(&ip, items(next(), f)?)))
         }
+        Func::ToInt | Func::ToUint => {
+            let i = match next() {
+                Val::Int(i) => i,
+                Val::Double(d) if d.is_finite() && d.abs() < 9.2e18 => d.trunc() as i64,
+                Val::Str(s) => s.trim().parse().map_err(|_| EvalError::BadArgument)?,
+                Val::Timestamp(t) => t.as_second(),
+                _ => return Err(EvalError::BadArgument),
+            };
+            if func == Func::ToUint && i < 0 {
+                return Err(EvalError::BadArgument);
+            }
+            Ok(Val::Int(i))
+        }
+        Func::ToDouble => Ok(Val::Double(match next() {
+            Val::Int(i) => i as f64,
+            Val::Double(d) => d,
+            Val::Str(s) => s.trim().parse().map_err(|_| EvalError::BadArgument)?,
+            _ => return Err(EvalError::BadArgument),
+        })),
+        Func::ToString => {
+            let v = next();
+            let mut out = String::new();
+            v.write_to(f, &mut out);
+            owned(out)
+        }
+        Func::ToTimestamp => Ok(Val::Timestamp(match next() {
+            Val::Timestamp(t) => t,
+            Val::Str(s) => time::parse_timestamp(&s).ok_or(EvalError::BadArgument)?,
+            Val::Int(secs) => Timestamp::from_second(secs).map_err(|_| EvalError::BadArgument)?,
+            _ => return Err(EvalError::BadArgument),
+        })),
+        Func::ToDuration => Ok(Val::Duration(match next() {
+            Val::Duration(d) => d,
+            Val::Str(s) => time::parse_duration(&s).ok_or(EvalError::BadArgument)?,
+            _ => return Err(EvalError::BadArgument),
+        })),
+        Func::RandDouble => Ok(Val::Double(random() as f64 / (1u64 << 53) as f64)),
+        Func::RandInt => {
+            let (min, max) = match (next(), next()) {
+                (Val::Int(min), Val::Int(max)) => (min, max),
+                _ => (0, 1),
+            };
+            if min < 0 || max < min {
+                return Err(EvalError::BadArgument);
+            }
+            // Both ends included, as `rand.int() == 1` shows.
+            let span = (max - min) as u64 + 1;
+            Ok(Val::Int(min + (random() % span) as i64))
+        }
+        Func::TimestampField(field) => {
+            let Val::Timestamp(at) = next() else {
+                return Err(EvalError::BadArgument);
+            };
+            let zone = match next() {
+                Val::Str(name) => time::zone(&name).ok_or(EvalError::BadArgument)?,
+                _ => jiff::tz::TimeZone::UTC,
+            };
+            Ok(Val::Int(time::field(at, &zone, field)))
+        }
+        Func::DurationField(field) => match next() {
+            Val::Duration(d) => Ok(Val::Int(
+                time::duration_field(d, field).ok_or(EvalError::BadArgument)?,
+            )),
+            _ => Err(EvalError::BadArgument),
+        },
         Func::BasicAuthEncode => {
             use base64::Engine;
             let (user, password) = (string(next()), string(next()));
@@ -512,6 +616,73 @@ fn call<'a>(func: Func, args: &'a [Node], f: &'a dyn Facts) -> R<'a> {
             ))
         }
     }
+}
+
+/// `l op r` over the types the compiler allowed.
+fn arith<'a>(op: ArithOp, l: Val<'a>, r: Val<'a>) -> R<'a> {
+    use ArithOp::*;
+    let overflow = EvalError::Overflow;
+    Ok(match (l, r) {
+        (Val::Int(a), Val::Int(b)) => Val::Int(
+            match op {
+                Add => a.checked_add(b),
+                Sub => a.checked_sub(b),
+                Mul => a.checked_mul(b),
+                Div => a.checked_div(b),
+                Rem => a.checked_rem(b),
+            }
+            .ok_or(overflow)?,
+        ),
+        (Val::Double(a), Val::Double(b)) => Val::Double(match op {
+            Add => a + b,
+            Sub => a - b,
+            Mul => a * b,
+            Div => a / b,
+            Rem => a % b,
+        }),
+        (Val::Str(a), Val::Str(b)) => Val::Str(Cow::Owned(format!("{a}{b}"))),
+        (Val::Timestamp(a), Val::Timestamp(b)) => Val::Duration(a.duration_since(b)),
+        (Val::Timestamp(t), Val::Duration(d)) | (Val::Duration(d), Val::Timestamp(t)) => {
+            let d = if op == Sub {
+                d.checked_neg().ok_or(overflow)?
+            } else {
+                d
+            };
+            Val::Timestamp(t.checked_add(d).map_err(|_| overflow)?)
+        }
+        (Val::Duration(a), Val::Duration(b)) => Val::Duration(
+            if op == Sub {
+                a.checked_sub(b)
+            } else {
+                a.checked_add(b)
+            }
+            .ok_or(overflow)?,
+        ),
+        _ => return Err(overflow),
+    })
+}
+
+/// 53 random bits (xorshift64*, per thread, seeded from the clock and the thread):
+/// `rand.*` is for sampling and splitting traffic, not for secrets.
+fn random() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let clock = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let here = &clock as *const u64 as u64;
+            (clock ^ here.rotate_left(32)) | 1
+        });
+    }
+    STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        state.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11
+    })
 }
 
 /// Whether `ip` lies in one of `cidrs`; a range that does not parse is skipped, and
@@ -600,6 +771,13 @@ impl Val<'_> {
             Val::Int(i) => {
                 let _ = write!(out, "{i}");
             }
+            Val::Double(d) => {
+                let _ = write!(out, "{d}");
+            }
+            Val::Timestamp(t) => {
+                let _ = write!(out, "{t}");
+            }
+            Val::Duration(d) => out.push_str(&time::duration_text(*d)),
             Val::Str(s) => out.push_str(s),
             Val::MapValues(map, key) => {
                 for i in 0..f.count(*map, key) {

@@ -10,6 +10,7 @@
 
 mod eval;
 mod template;
+mod time;
 
 use std::fmt;
 
@@ -28,6 +29,12 @@ pub enum Type {
     Bool,
     /// A 64-bit integer.
     Int,
+    /// A 64-bit float.
+    Double,
+    /// A point in time.
+    Timestamp,
+    /// A signed span of time.
+    Duration,
     /// A UTF-8 string.
     String,
     /// A list of strings (header values, query values, list literals).
@@ -45,6 +52,9 @@ impl fmt::Display for Type {
         f.write_str(match self {
             Type::Bool => "bool",
             Type::Int => "int",
+            Type::Double => "double",
+            Type::Timestamp => "timestamp",
+            Type::Duration => "duration",
             Type::String => "string",
             Type::List => "list(string)",
             Type::Map => "map(string, list(string))",
@@ -108,6 +118,9 @@ pub enum Var {
     ServerPort,
     /// `conn.tls.sni`: empty without TLS.
     TlsSni,
+    /// `conn.ts.start`: when the connection was accepted (a timestamp; facts give it
+    /// as nanoseconds since the Unix epoch).
+    ConnTsStart,
     /// `endpoint.id`.
     EndpointId,
     /// `endpoint.url`.
@@ -241,6 +254,7 @@ const SCALARS: &[(&str, Var, Type, Availability)] = {
         ("conn.client_port", Var::ClientPort, Int, Always),
         ("conn.server_port", Var::ServerPort, Int, Always),
         ("conn.tls.sni", Var::TlsSni, Str, Always),
+        ("conn.ts.start", Var::ConnTsStart, Type::Timestamp, Always),
         ("endpoint.id", Var::EndpointId, Str, Always),
         ("endpoint.url", Var::EndpointUrl, Str, Always),
         ("endpoint.host", Var::EndpointHost, Str, Always),
@@ -465,6 +479,20 @@ pub(crate) enum Func {
     UnescapeUrl,
     IsPrivateIp,
     IsUrl,
+    /// `int(x)`, `uint(x)` (which refuses negative values), `double(x)`,
+    /// `string(x)`, `timestamp(x)`, `duration(x)`: conversions.
+    ToInt,
+    ToUint,
+    ToDouble,
+    ToString,
+    ToTimestamp,
+    ToDuration,
+    RandDouble,
+    RandInt,
+    /// `t.getHours([zone])` and the other calendar fields of a timestamp.
+    TimestampField(time::Field),
+    /// `d.getHours()` and the other fields of a duration.
+    DurationField(time::Field),
     InCidrRange,
     InCidrRanges,
     BasicAuthEncode,
@@ -546,14 +574,103 @@ const FUNCTIONS: &[Signature] = {
         global("inCidrRange", &[Str, Str], Bool, Func::InCidrRange),
         global("inCidrRanges", &[Str, List], Bool, Func::InCidrRanges),
         global("basic_auth.encode", &[Str, Str], Str, Func::BasicAuthEncode),
+        global("rand.double", &[], Type::Double, Func::RandDouble),
+        Signature {
+            name: "rand.int",
+            receiver: None,
+            args: &[],
+            optional: &[Int, Int],
+            returns: Int,
+            func: Func::RandInt,
+        },
+        timestamp_field("getDate", time::Field::Date),
+        timestamp_field("getDayOfMonth", time::Field::DayOfMonth),
+        timestamp_field("getDayOfWeek", time::Field::DayOfWeek),
+        timestamp_field("getDayOfYear", time::Field::DayOfYear),
+        timestamp_field("getFullYear", time::Field::FullYear),
+        timestamp_field("getHours", time::Field::Hours),
+        timestamp_field("getMilliseconds", time::Field::Milliseconds),
+        timestamp_field("getMinutes", time::Field::Minutes),
+        timestamp_field("getMonth", time::Field::Month),
+        timestamp_field("getSeconds", time::Field::Seconds),
+        duration_field("getHours", time::Field::Hours),
+        duration_field("getMilliseconds", time::Field::Milliseconds),
+        duration_field("getMinutes", time::Field::Minutes),
+        duration_field("getSeconds", time::Field::Seconds),
     ]
 };
+
+/// `ts.getX([zone])`: a field of a timestamp, in UTC or the named zone.
+const fn timestamp_field(name: &'static str, field: time::Field) -> Signature {
+    Signature {
+        name,
+        receiver: Some(Type::Timestamp),
+        args: &[],
+        optional: &[Type::String],
+        returns: Type::Int,
+        func: Func::TimestampField(field),
+    }
+}
+
+/// `d.getX()`: a field of a duration.
+const fn duration_field(name: &'static str, field: time::Field) -> Signature {
+    Signature {
+        name,
+        receiver: Some(Type::Duration),
+        args: &[],
+        optional: &[],
+        returns: Type::Int,
+        func: Func::DurationField(field),
+    }
+}
+
+/// The types each conversion takes.
+fn converts(func: Func, from: Type) -> bool {
+    use Type::*;
+    match func {
+        Func::ToInt => matches!(from, Int | Double | String | Timestamp),
+        Func::ToUint | Func::ToDouble => matches!(from, Int | Double | String),
+        Func::ToString => matches!(from, Int | Double | String | Bool | Timestamp | Duration),
+        Func::ToTimestamp => matches!(from, String | Timestamp | Int),
+        Func::ToDuration => matches!(from, String | Duration),
+        _ => false,
+    }
+}
+
+/// Arithmetic operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+}
+
+/// The type of `l op r`, when CEL defines it.
+fn arith_type(op: ArithOp, l: Type, r: Type) -> Option<Type> {
+    use ArithOp::*;
+    use Type::*;
+    Some(match (op, l, r) {
+        (_, Int, Int) => Int,
+        (Add | Sub | Mul | Div, Double, Double) => Double,
+        (Add, String, String) => String,
+        (Sub, Timestamp, Timestamp) => Duration,
+        (Add | Sub, Timestamp, Duration) => Timestamp,
+        (Add, Duration, Timestamp) => Timestamp,
+        (Add | Sub, Duration, Duration) => Duration,
+        _ => return None,
+    })
+}
 
 /// A compiled expression node.
 #[derive(Clone, Debug)]
 pub(crate) enum Node {
     Bool(bool),
     Int(i64),
+    Double(f64),
+    /// `a + b` and the other arithmetic, typed at create time.
+    Arith(ArithOp, Box<Node>, Box<Node>),
     Str(Box<str>),
     Null,
     Var(Var),
@@ -565,6 +682,9 @@ pub(crate) enum Node {
     StrMapValue(StrMapVar, Box<Node>),
     /// A function of [`FUNCTIONS`] over its receiver and arguments, in order.
     Call(Func, Vec<Node>),
+    /// `inCidrRange(s)` over literal ranges, parsed once (those that do not parse
+    /// dropped: they never match).
+    InCidrs(Box<Node>, Vec<crate::policy::cidr::Cidr>),
     /// `vars.NAME`.
     UserVar(Box<str>),
     /// `has(vars.NAME)`.
@@ -708,9 +828,7 @@ impl Compiler<'_> {
                 }
                 LiteralValue::String(s) => (Node::Str(s.inner().into()), Type::String),
                 LiteralValue::Null => (Node::Null, Type::Null),
-                LiteralValue::Double(_) => {
-                    return Err(self.error(e, "floating-point numbers are not supported"))
-                }
+                LiteralValue::Double(d) => (Node::Double(*d.inner()), Type::Double),
                 LiteralValue::Bytes(_) => {
                     return Err(self.error(e, "bytes literals are not supported"))
                 }
@@ -862,10 +980,71 @@ impl Compiler<'_> {
             }
             (operators::NEGATE, None) => {
                 arity(1)?;
-                Ok((
-                    Node::Negate(b(self.typed(&args[0], Type::Int, "-")?)),
-                    Type::Int,
-                ))
+                let (node, ty) = self.compile(&args[0])?;
+                if !matches!(ty, Type::Int | Type::Double | Type::Duration) {
+                    return Err(self.error(e, format!("- expects a number, found {ty}")));
+                }
+                Ok((Node::Negate(b(node)), ty))
+            }
+            (
+                operators::ADD
+                | operators::SUBSTRACT
+                | operators::MULTIPLY
+                | operators::DIVIDE
+                | operators::MODULO,
+                None,
+            ) => {
+                arity(2)?;
+                let op = match name {
+                    operators::ADD => ArithOp::Add,
+                    operators::SUBSTRACT => ArithOp::Sub,
+                    operators::MULTIPLY => ArithOp::Mul,
+                    operators::DIVIDE => ArithOp::Div,
+                    _ => ArithOp::Rem,
+                };
+                let (l, lt) = self.compile(&args[0])?;
+                let (r, rt) = self.compile(&args[1])?;
+                let ty = arith_type(op, lt, rt).ok_or_else(|| {
+                    self.error(
+                        e,
+                        format!("no {} for {lt} and {rt}", name.trim_matches('_')),
+                    )
+                })?;
+                Ok((Node::Arith(op, b(l), b(r)), ty))
+            }
+            ("int" | "uint" | "double" | "string" | "timestamp" | "duration", None) => {
+                arity(1)?;
+                let func = match name {
+                    "int" => Func::ToInt,
+                    "uint" => Func::ToUint,
+                    "double" => Func::ToDouble,
+                    "string" => Func::ToString,
+                    "timestamp" => Func::ToTimestamp,
+                    _ => Func::ToDuration,
+                };
+                let (node, from) = self.compile(&args[0])?;
+                if !converts(func, from) {
+                    return Err(self.error(e, format!("{name}() does not take a {from}")));
+                }
+                // A literal is checked now, not on every request.
+                if let Node::Str(text) = &node {
+                    let valid = match func {
+                        Func::ToTimestamp => time::parse_timestamp(text).is_some(),
+                        Func::ToDuration => time::parse_duration(text).is_some(),
+                        _ => true,
+                    };
+                    if !valid {
+                        return Err(self.error(&args[0], format!("`{text}` is not a valid {name}")));
+                    }
+                }
+                let ty = match func {
+                    Func::ToInt | Func::ToUint => Type::Int,
+                    Func::ToDouble => Type::Double,
+                    Func::ToString => Type::String,
+                    Func::ToTimestamp => Type::Timestamp,
+                    _ => Type::Duration,
+                };
+                Ok((Node::Call(func, vec![node]), ty))
             }
             (operators::CONDITIONAL, None) => {
                 arity(3)?;
@@ -897,7 +1076,20 @@ impl Compiler<'_> {
                     operators::GREATER => Cmp::Gt,
                     _ => Cmp::Ge,
                 };
-                let comparable = lt == rt && matches!(lt, Type::String | Type::Int | Type::Bool)
+                let ordered = |t: Type| {
+                    matches!(
+                        t,
+                        Type::String
+                            | Type::Int
+                            | Type::Bool
+                            | Type::Double
+                            | Type::Timestamp
+                            | Type::Duration
+                    )
+                };
+                let numbers = |t: Type| matches!(t, Type::Int | Type::Double);
+                let comparable = lt == rt && ordered(lt)
+                    || numbers(lt) && numbers(rt)
                     || (matches!(op, Cmp::Eq | Cmp::Ne) && (lt == Type::Null || rt == Type::Null));
                 if !comparable {
                     return Err(self.error(e, format!("cannot compare {lt} with {rt}")));
@@ -1085,12 +1277,41 @@ impl Compiler<'_> {
             ));
         }
         let mut nodes = Vec::with_capacity(given);
+        let zone_at = matches!(signature.func, Func::TimestampField(_)).then_some(1);
         for (i, operand) in operands.drain(..).enumerate() {
+            if Some(i) == zone_at {
+                if let Ast::Literal(LiteralValue::String(name)) = &operand.expr {
+                    if time::zone(name.inner()).is_none() {
+                        return Err(
+                            self.error(operand, format!("unknown time zone `{}`", name.inner()))
+                        );
+                    }
+                }
+            }
             let want = wanted
                 .get(i)
                 .copied()
                 .unwrap_or_else(|| signature.optional[i - least]);
             nodes.push(self.typed(operand, want, signature.name)?);
+        }
+        if let (Func::InCidrRange | Func::InCidrRanges, [_, ranges]) =
+            (signature.func, nodes.as_slice())
+        {
+            let literal = |n: &Node| match n {
+                Node::Str(s) => Some(crate::policy::cidr::Cidr::parse(s).ok()),
+                _ => None,
+            };
+            let parsed: Option<Vec<_>> = match ranges {
+                Node::List(items) => items.iter().map(literal).collect(),
+                single => literal(single).map(|c| vec![c]),
+            };
+            if let Some(parsed) = parsed {
+                let ip = nodes.swap_remove(0);
+                return Ok((
+                    Node::InCidrs(Box::new(ip), parsed.into_iter().flatten().collect()),
+                    Type::Bool,
+                ));
+            }
         }
         Ok((Node::Call(signature.func, nodes), signature.returns))
     }

@@ -322,3 +322,108 @@ fn macros_of_the_hosted_docs() {
         assert!(!e.matches(&f), "{src}");
     }
 }
+
+/// Numbers, timestamps and durations, with the docs' own examples.
+#[test]
+fn doubles_timestamps_and_durations() {
+    let f = fake();
+    let value = |src: &str| {
+        let e = Expression::compile_any(src, Phase::HttpRequest)
+            .unwrap_or_else(|e| panic!("{src}: {e}"));
+        let v = e.eval(&f).unwrap_or_else(|e| panic!("{src}: {e}"));
+        let mut out = String::new();
+        v.write_to(&f, &mut out);
+        out
+    };
+    for (src, want) in [
+        ("1 + 2 * 3", "7"),
+        ("7 / 2", "3"),
+        ("7 % 4", "3"),
+        ("-(2 - 5)", "3"),
+        ("0.5 + 0.25", "0.75"),
+        ("uint(1.5) + 10u", "11"),
+        ("int(50.5)", "50"),
+        ("int('42') + 1", "43"),
+        ("double('2.5') * 2.0", "5"),
+        ("double(3) > 2.5", "true"),
+        ("1 < 1.5", "true"),
+        ("'a' + 'b'", "ab"),
+        ("string(12) + string(true)", "12true"),
+        ("timestamp('2023-12-25T00:00:00Z')", "2023-12-25T00:00:00Z"),
+        (
+            "timestamp('2023-12-25T00:00:00Z') > timestamp('2023-12-24T23:59:59Z')",
+            "true",
+        ),
+        (
+            "timestamp('2023-12-25T01:00:00Z') - timestamp('2023-12-25T00:00:00Z')",
+            "3600s",
+        ),
+        (
+            "timestamp('2023-12-25T00:00:00Z') + duration('1h30m')",
+            "2023-12-25T01:30:00Z",
+        ),
+        (
+            "duration('1h30m') > duration('90m') || duration('1h30m') == duration('90m')",
+            "true",
+        ),
+        ("duration('1.5s')", "1.5s"),
+        ("timestamp('2023-12-25T00:00:00Z').getDate()", "25"),
+        (
+            "timestamp('2023-12-25T00:00:00Z').getDate('America/Los_Angeles')",
+            "24",
+        ),
+        ("timestamp('2023-12-25T00:00:00Z').getDayOfMonth()", "24"),
+        ("timestamp('2023-12-25T12:00:00Z').getDayOfWeek()", "1"),
+        ("timestamp('2023-12-25T12:00:00Z').getDayOfYear()", "358"),
+        ("timestamp('2023-12-25T12:00:00Z').getFullYear()", "2023"),
+        ("timestamp('2023-12-25T12:00:00Z').getHours()", "12"),
+        (
+            "timestamp('2023-12-25T12:00:00.500Z').getMilliseconds()",
+            "500",
+        ),
+        ("timestamp('2023-12-25T12:30:00Z').getMinutes()", "30"),
+        ("timestamp('2023-12-25T12:00:00Z').getMonth()", "11"),
+        ("timestamp('2023-12-25T12:30:30Z').getSeconds()", "30"),
+        (
+            "timestamp('2024-01-01T10:00:00Z').getDate('Asia/Tokyo')",
+            "1",
+        ),
+        ("duration('3h').getHours()", "3"),
+        ("duration('1.234s').getMilliseconds()", "234"),
+        ("duration('1h30m').getMinutes()", "90"),
+        ("duration('1m30s').getSeconds()", "90"),
+        (
+            "timestamp(time.now) > timestamp('2023-12-31T00:00:00Z')",
+            "true",
+        ),
+        ("conn.ts.start == timestamp(0)", "true"),
+        ("rand.double() >= 0.0 && rand.double() < 1.0", "true"),
+        ("rand.int() >= 0 && rand.int() <= 1", "true"),
+        ("rand.int(5, 5)", "5"),
+    ] {
+        assert_eq!(value(src), want, "{src}");
+    }
+    let err = |src: &str| Expression::compile_any(src, Phase::HttpRequest).unwrap_err();
+    assert!(err("timestamp('yesterday')")
+        .message
+        .contains("not a valid timestamp"));
+    assert!(err("duration('1d')")
+        .message
+        .contains("not a valid duration"));
+    assert!(err("1 + 'a'").message.contains("no + for int and string"));
+    assert!(err("1 + 1.0").message.contains("no + for int and double"));
+    assert!(err("timestamp(true)")
+        .message
+        .contains("does not take a bool"));
+    let e = err("timestamp('2023-12-25T00:00:00Z').getDate('Mars/Base')");
+    assert!(e.message.contains("unknown time zone `Mars/Base`"), "{e}");
+    // Run-time failures: a rule that cannot be evaluated does not match.
+    for src in [
+        "1 / 0 == 0",
+        "int('x') == 0",
+        "timestamp(req.method) > timestamp(0)",
+    ] {
+        let e = Expression::compile(src, Phase::HttpRequest).unwrap();
+        assert!(!e.matches(&f), "{src}");
+    }
+}
