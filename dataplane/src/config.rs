@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::ipintel::IpIntel;
 
 /// Everything a data plane process is configured with.
 #[derive(Clone, Debug)]
@@ -81,6 +84,11 @@ pub struct Config {
     pub tcp_buffer: usize,
     /// How plain byte streams move: a copy loop or splice(2).
     pub tcp_forwarding: Forwarding,
+    /// The geo databases and IP category lists behind the `conn.geo.*` and
+    /// `conn.client_ip.*` / `conn.server_ip.*` policy variables, loaded once before
+    /// start (`--geoip-db`, `--ip-categories`); empty, so every such variable is
+    /// empty, when none were given. Workers read it through their `Arc<Config>`.
+    pub ip_intel: Arc<IpIntel>,
 }
 
 /// How bytes of tcp and tls-passthrough connections move between two plain sockets.
@@ -144,6 +152,7 @@ impl Default for Config {
             upstream_tls_insecure: false,
             tcp_buffer: 1 << 20,
             tcp_forwarding: Forwarding::Copy,
+            ip_intel: Arc::default(),
         }
     }
 }

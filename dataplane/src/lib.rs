@@ -18,6 +18,7 @@ mod error;
 mod fast_map;
 mod fault;
 pub mod http;
+pub mod ipintel;
 mod policy;
 mod ratelimit;
 mod relay;

@@ -2,10 +2,12 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use innergate_dataplane::config::{parse_port_map, Config, Forwarding, RingTaskRun};
+use innergate_dataplane::ipintel::IpIntel;
 use innergate_table::units::parse_duration;
 
 #[global_allocator]
@@ -77,7 +79,6 @@ struct Args {
     /// Time a tcp connection may pass no byte in either direction.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     tcp_idle_timeout: Duration,
-    /// Default certificate chain (PEM) for https endpoints.
     /// Where agents open tunnel sessions (the hosted service's agent protocol over
     /// TLS), e.g. 0.0.0.0:4443.
     #[arg(long)]
@@ -94,6 +95,7 @@ struct Args {
     /// How long a silent tunnel session lives (then its endpoints go offline).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     tunnel_timeout: Duration,
+    /// Default certificate chain (PEM) for https endpoints.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// Private key (PEM) of --tls-cert.
@@ -124,11 +126,29 @@ struct Args {
     /// How tcp and tls-passthrough bytes move between plain sockets.
     #[arg(long, value_enum, default_value = "copy")]
     tcp_forwarding: Forwarding,
+    /// A MaxMind DB file (GeoLite2/GeoIP2 City or ASN, or a DB-IP lite one) for the
+    /// conn.geo.* and conn.client_ip.geo/.as policy variables. Repeatable: a lookup
+    /// takes each field from the first file that has it.
+    #[arg(long = "geoip-db", value_name = "FILE")]
+    geoip_db: Vec<PathBuf>,
+    /// Directory of IP category lists, CATEGORY.txt (e.g. proxy.anonymous.tor.txt),
+    /// one address or CIDR a line, for conn.client_ip.categories, .is_tor_node and
+    /// .is_on_blocklist.
+    #[arg(long, value_name = "DIR")]
+    ip_categories: Option<PathBuf>,
 }
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    // Loaded before anything starts, so a bad file stops the process with its name.
+    let ip_intel = match IpIntel::load(&args.geoip_db, args.ip_categories.as_deref()) {
+        Ok(intel) => Arc::new(intel),
+        Err(e) => {
+            log::error!("{e}");
+            std::process::exit(1);
+        }
+    };
     let defaults = Config::default();
     let config = Config {
         workers: args.workers.unwrap_or(defaults.workers),
@@ -165,6 +185,7 @@ fn main() {
         tcp_buffer: args.tcp_buffer.clamp(4096, 16 << 20),
         tcp_forwarding: args.tcp_forwarding,
         ring_taskrun: args.io_uring_taskrun,
+        ip_intel,
         ..defaults
     };
     // Block the shutdown signals before threads start so that every thread inherits

@@ -2,7 +2,7 @@
 //! connection (strings borrowed, never copied), and one [`Exchange`] per phase.
 
 use innergate_table::policy::actions::{Exchange, HeadersMut};
-use innergate_table::policy::expr::{MapVar, Var};
+use innergate_table::policy::expr::{IpVar, MapVar, Var};
 use innergate_table::policy::results::{ActionResults, Results};
 use innergate_table::policy::{ActionId, Facts};
 
@@ -10,6 +10,7 @@ use super::state::{ConnInfo, Vars};
 use super::RequestInfo;
 use crate::error::ProxyError;
 use crate::http::head::{HeaderBlock, RequestHead, ResponseHead};
+use crate::ipintel::IpFacts;
 use crate::ratelimit::now_ms;
 use crate::routes::{EndpointIdx, Route};
 
@@ -159,9 +160,56 @@ fn connection_string<'s>(
         Var::EndpointHost => &route.host_text,
         Var::EndpointAddr => &route.addr_text,
         Var::EndpointProtocol => route.url.scheme.as_str(),
+        Var::Ip(ip) => ip_string(conn.ip(), ip),
         Var::ForwardErrorCode => forward_error.map_or("", ProxyError::code),
         Var::ForwardErrorMessage => forward_error.map_or("", ProxyError::message),
         _ => "",
+    }
+}
+
+/// The string facts of the client's address.
+fn ip_string(facts: &IpFacts, var: IpVar) -> &str {
+    let (l, r) = (&facts.location, &facts.registered_location);
+    match var {
+        IpVar::LocationCity => &l.city,
+        IpVar::LocationContinent => &l.continent,
+        IpVar::LocationCountry => &l.country,
+        IpVar::LocationCountryCode => &l.country_code,
+        IpVar::LocationLatitude => &l.latitude,
+        IpVar::LocationLongitude => &l.longitude,
+        IpVar::LocationMetroCode => &l.metro_code,
+        IpVar::LocationPostalCode => &l.postal_code,
+        IpVar::LocationRadius => &l.radius,
+        IpVar::LocationSubdivision => &l.subdivision,
+        IpVar::LocationTimezone => &l.timezone,
+        IpVar::RegisteredCity => &r.city,
+        IpVar::RegisteredContinent => &r.continent,
+        IpVar::RegisteredCountry => &r.country,
+        IpVar::RegisteredCountryCode => &r.country_code,
+        IpVar::RegisteredMetroCode => &r.metro_code,
+        IpVar::RegisteredSubdivision => &r.subdivision,
+        IpVar::RegisteredTimezone => &r.timezone,
+        IpVar::AsOrganization => &facts.autonomous_system.organization,
+        _ => "",
+    }
+}
+
+/// The bool facts of the client's address.
+fn ip_bool(facts: &IpFacts, var: Var) -> bool {
+    match var {
+        Var::Ip(IpVar::LocationIsEu) => facts.location.is_eu,
+        Var::Ip(IpVar::RegisteredIsEu) => facts.registered_location.is_eu,
+        Var::Ip(IpVar::IsTorNode) => facts.is_tor_node,
+        Var::Ip(IpVar::IsOnBlocklist) => facts.is_on_blocklist,
+        _ => false,
+    }
+}
+
+/// The list facts of the client's address.
+fn ip_list(facts: &IpFacts, var: Var) -> &[String] {
+    match var {
+        Var::Ip(IpVar::Categories) => &facts.categories,
+        _ => &[],
     }
 }
 
@@ -172,6 +220,7 @@ fn connection_int(conn: &ConnInfo, route: &Route, var: Var) -> i64 {
         Var::ServerPort => i64::from(conn.server_port),
         Var::EndpointPort => i64::from(route.url.port),
         Var::ConnTsStart => conn.started_ns,
+        Var::Ip(IpVar::AsNumber) => i64::from(conn.ip().autonomous_system.number),
         _ => 0,
     }
 }
@@ -200,6 +249,12 @@ macro_rules! facts_via_view {
             }
             fn results(&self) -> &ActionResults {
                 self.view().results()
+            }
+            fn boolean(&self, var: Var) -> bool {
+                ip_bool(self.view().info.conn.ip(), var)
+            }
+            fn list(&self, var: Var) -> &[String] {
+                ip_list(self.view().info.conn.ip(), var)
             }
         }
     };
@@ -329,6 +384,12 @@ impl Facts for OnConnect<'_> {
     }
     fn results(&self) -> &ActionResults {
         self.results.get()
+    }
+    fn boolean(&self, var: Var) -> bool {
+        ip_bool(self.conn.ip(), var)
+    }
+    fn list(&self, var: Var) -> &[String] {
+        ip_list(self.conn.ip(), var)
     }
 }
 

@@ -9,6 +9,7 @@ use smallvec::SmallVec;
 use innergate_table::policy::results::Results;
 
 use crate::error::ProxyError;
+use crate::ipintel::IpFacts;
 use crate::routes::{EndpointIdx, RouteTable};
 
 /// The endpoints a request went through: the public one first, then each
@@ -30,6 +31,8 @@ pub(crate) struct ConnInfo {
     /// `conn.ts.start`: when the connection was accepted, in nanoseconds since the
     /// Unix epoch.
     pub(crate) started_ns: i64,
+    /// What the IP data says of the client, looked up when a policy first asks.
+    ip: std::cell::OnceCell<Box<IpFacts>>,
 }
 
 impl ConnInfo {
@@ -51,7 +54,20 @@ impl ConnInfo {
             started_ns: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as i64),
+            ip: std::cell::OnceCell::new(),
         }
+    }
+
+    /// What the IP data says of the client (`conn.geo.*`, `conn.client_ip.*`).
+    pub(crate) fn ip(&self) -> &IpFacts {
+        self.ip.get_or_init(|| {
+            let facts = self
+                .client_ip
+                .parse()
+                .map(crate::ipintel::lookup_here)
+                .unwrap_or_default();
+            Box::new(facts)
+        })
     }
 }
 

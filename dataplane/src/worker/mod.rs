@@ -167,6 +167,7 @@ async fn run(
     if worker.access_log.is_some() {
         monoio::spawn(flush_access_log(worker.clone()));
     }
+    crate::ipintel::install(worker.config.ip_intel.clone());
     monoio::spawn(sweep_upstream_pool(worker.clone()));
     // Dropping a port's sender stops its accept loop.
     let mut accepting: HashMap<u16, flume::Sender<accept::Stop>> = HashMap::new();

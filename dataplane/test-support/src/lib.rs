@@ -10,17 +10,21 @@
 //!   such a CA ([`TestCa`]) with the leaves it signs.
 //! - [`netns`]: a network namespace of the test's own ([`Netns`]), linked to the root
 //!   namespace by a veth pair, for services only a tunnel agent can reach.
+//! - [`mmdb`]: small MaxMind DB files ([`TestGeoDb`]) with GeoLite2 City and ASN
+//!   records, for the geo and IP-intelligence policy variables.
 //!
 //! Each suite's `support.rs` re-exports these next to its own fixtures.
 
 pub mod ca;
 pub mod http;
+pub mod mmdb;
 pub mod netns;
 pub mod process;
 pub mod tls;
 
 pub use ca::TestCa;
 pub use http::{get, raw, read_chunked, read_head, HttpConn, Response};
+pub use mmdb::{AsnRecord, CityRecord, TestGeoDb};
 pub use netns::Netns;
 pub use process::{
     eventually, eventually_some, eventually_within, signal, start_until, KillOnDrop, StopOnDrop,

@@ -329,3 +329,84 @@ on_http_request:
     );
     assert_eq!(send(&mut conn, "/", "User-Agent: curl/8\r\n").status, 404);
 }
+
+#[test]
+fn geo_and_ip_intelligence_come_from_the_files_the_data_plane_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("city.mmdb");
+    TestGeoDb::new("GeoLite2-City")
+        .city(
+            "127.0.0.0/8",
+            &CityRecord {
+                continent_code: "NA",
+                continent: "North America",
+                country_code: "US",
+                country: "United States",
+                registered_country_code: "CA",
+                registered_country: "Canada",
+                city: "Strongsville",
+                postal_code: "44136",
+                latitude: Some(41.3145),
+                longitude: Some(-81.8357),
+                accuracy_radius: Some(5),
+                time_zone: "America/New_York",
+                subdivisions: &["Ohio"],
+                ..CityRecord::default()
+            },
+        )
+        .asn(
+            "127.0.0.0/8",
+            &AsnRecord {
+                number: 64_512,
+                organization: "Loopback Networks",
+            },
+        )
+        .write(&db);
+    let categories = dir.path().join("categories");
+    std::fs::create_dir(&categories).unwrap();
+    std::fs::write(
+        categories.join("proxy.anonymous.tor.txt"),
+        "# exits\n127.0.0.1\n",
+    )
+    .unwrap();
+    std::fs::write(categories.join("com.example.crawler.txt"), "10.0.0.0/8\n").unwrap();
+    let policy = r#"
+on_http_request:
+  - expressions:
+      - conn.client_ip.is_tor_node || 'proxy' in conn.client_ip.categories
+    actions:
+      - type: custom-response
+        config:
+          status_code: 403
+          body: "${conn.geo.city}, ${conn.geo.country_code} (${conn.geo.latitude} ${conn.geo.longitude} r${conn.geo.radius}) registered ${conn.client_ip.geo.registered_location.country}; AS${conn.client_ip.as.number} ${conn.client_ip.as.organization}; ${conn.client_ip.categories.join(',')}; blocklisted=${conn.client_ip.is_on_blocklist}"
+  - actions:
+      - type: custom-response
+        config:
+          body: "no data: '${conn.geo.city}' ${conn.client_ip.as.number} ${size(conn.client_ip.categories)} ${conn.client_ip.is_tor_node}"
+"#;
+    let mut dp = DataPlane::start_with(&[
+        "--geoip-db",
+        db.to_str().unwrap(),
+        "--ip-categories",
+        categories.to_str().unwrap(),
+    ]);
+    dp.push(vec![cloud(
+        "ep_app",
+        "acme",
+        "http://app.example.com",
+        policy,
+    )]);
+    let res = get(dp.http_addr(), "app.example.com", "/");
+    assert_eq!(res.status, 403, "{}", res.text());
+    assert_eq!(
+        res.text(),
+        "Strongsville, US (41.3145 -81.8357 r5) registered Canada; AS64512 Loopback Networks; \
+         proxy,proxy.anonymous,proxy.anonymous.tor; blocklisted=false"
+    );
+    // Without the files every such variable is empty, never an error.
+    let dp = serve(policy);
+    assert_eq!(
+        get(dp.http_addr(), "app.example.com", "/").text(),
+        "no data: '' 0 0 false"
+    );
+}

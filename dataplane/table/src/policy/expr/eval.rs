@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use jiff::{SignedDuration, Timestamp};
 
 use super::time;
-use super::{ArithOp, Cmp, Func, MapVar, Node, ResultVar, StrFn, StrMapVar, Var};
+use super::{ArithOp, Cmp, Func, IpVar, MapVar, Node, ResultVar, StrFn, StrMapVar, Var};
 use crate::policy::cidr::Cidr;
 use crate::policy::results::ActionResults;
 
@@ -25,6 +25,14 @@ pub trait Facts {
     fn map_size(&self, map: MapVar) -> usize;
     /// A variable set by `set-vars`.
     fn user_var(&self, name: &str) -> Option<&str>;
+    /// A bool variable (the IP facts' flags); `false` when unknown.
+    fn boolean(&self, _var: Var) -> bool {
+        false
+    }
+    /// A list variable (`conn.client_ip.categories`); empty when unknown.
+    fn list(&self, _var: Var) -> &[String] {
+        &[]
+    }
     /// What the actions that ran so far recorded.
     fn results(&self) -> &ActionResults {
         ActionResults::none()
@@ -288,6 +296,11 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
 fn read<'a>(var: Var, f: &'a dyn Facts) -> Val<'a> {
     let borrowed = |s: &'a str| Val::Str(Cow::Borrowed(s));
     match var {
+        Var::Ip(
+            IpVar::LocationIsEu | IpVar::RegisteredIsEu | IpVar::IsTorNode | IpVar::IsOnBlocklist,
+        ) => Val::Bool(f.boolean(var)),
+        Var::Ip(IpVar::AsNumber) => Val::Int(f.int(var)),
+        Var::Ip(IpVar::Categories) => Val::Strings(Cow::Borrowed(f.list(var))),
         Var::ConnTsStart => match Timestamp::from_nanosecond(i128::from(f.int(var))) {
             Ok(t) => Val::Timestamp(t),
             Err(_) => Val::Timestamp(Timestamp::UNIX_EPOCH),

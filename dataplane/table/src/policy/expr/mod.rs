@@ -142,6 +142,64 @@ pub enum Var {
     ForwardErrorMessage,
     /// An action result ([`ActionResults`]), read by the evaluator.
     Result(ResultVar),
+    /// A fact of the client's address from the data plane's IP data.
+    Ip(IpVar),
+}
+
+/// What the data plane's IP data (`--geoip-db`, `--ip-categories`) says of the
+/// client's address; empty, `false`, 0 or `[]` without the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpVar {
+    /// `conn.client_ip.geo.location.city`.
+    LocationCity,
+    /// `conn.client_ip.geo.location.continent`.
+    LocationContinent,
+    /// `conn.client_ip.geo.location.country`.
+    LocationCountry,
+    /// `conn.client_ip.geo.location.country_code`.
+    LocationCountryCode,
+    /// `conn.client_ip.geo.location.is_eu`.
+    LocationIsEu,
+    /// `conn.client_ip.geo.location.latitude`.
+    LocationLatitude,
+    /// `conn.client_ip.geo.location.longitude`.
+    LocationLongitude,
+    /// `conn.client_ip.geo.location.metro_code`.
+    LocationMetroCode,
+    /// `conn.client_ip.geo.location.postal_code`.
+    LocationPostalCode,
+    /// `conn.client_ip.geo.location.radius`.
+    LocationRadius,
+    /// `conn.client_ip.geo.location.subdivision`.
+    LocationSubdivision,
+    /// `conn.client_ip.geo.location.timezone`.
+    LocationTimezone,
+    /// `conn.client_ip.geo.registered_location.city`.
+    RegisteredCity,
+    /// `conn.client_ip.geo.registered_location.continent`.
+    RegisteredContinent,
+    /// `conn.client_ip.geo.registered_location.country`.
+    RegisteredCountry,
+    /// `conn.client_ip.geo.registered_location.country_code`.
+    RegisteredCountryCode,
+    /// `conn.client_ip.geo.registered_location.is_eu`.
+    RegisteredIsEu,
+    /// `conn.client_ip.geo.registered_location.metro_code`.
+    RegisteredMetroCode,
+    /// `conn.client_ip.geo.registered_location.subdivision`.
+    RegisteredSubdivision,
+    /// `conn.client_ip.geo.registered_location.timezone`.
+    RegisteredTimezone,
+    /// `conn.client_ip.as.number`.
+    AsNumber,
+    /// `conn.client_ip.as.organization`.
+    AsOrganization,
+    /// `conn.client_ip.categories`.
+    Categories,
+    /// `conn.client_ip.is_tor_node`.
+    IsTorNode,
+    /// `conn.client_ip.is_on_blocklist`.
+    IsOnBlocklist,
 }
 
 /// A result variable of an action, `actions.ngrok.<action>.*`.
@@ -255,6 +313,187 @@ const SCALARS: &[(&str, Var, Type, Availability)] = {
         ("conn.server_port", Var::ServerPort, Int, Always),
         ("conn.tls.sni", Var::TlsSni, Str, Always),
         ("conn.ts.start", Var::ConnTsStart, Type::Timestamp, Always),
+        (
+            "conn.client_ip.geo.location.city",
+            Var::Ip(IpVar::LocationCity),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.location.continent",
+            Var::Ip(IpVar::LocationContinent),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.location.country",
+            Var::Ip(IpVar::LocationCountry),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.location.country_code",
+            Var::Ip(IpVar::LocationCountryCode),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.location.is_eu",
+            Var::Ip(IpVar::LocationIsEu),
+            Bool,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.location.latitude",
+            Var::Ip(IpVar::LocationLatitude),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.location.longitude",
+            Var::Ip(IpVar::LocationLongitude),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.location.metro_code",
+            Var::Ip(IpVar::LocationMetroCode),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.location.postal_code",
+            Var::Ip(IpVar::LocationPostalCode),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.location.radius",
+            Var::Ip(IpVar::LocationRadius),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.location.subdivision",
+            Var::Ip(IpVar::LocationSubdivision),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.location.timezone",
+            Var::Ip(IpVar::LocationTimezone),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.registered_location.city",
+            Var::Ip(IpVar::RegisteredCity),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.registered_location.continent",
+            Var::Ip(IpVar::RegisteredContinent),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.registered_location.country",
+            Var::Ip(IpVar::RegisteredCountry),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.registered_location.country_code",
+            Var::Ip(IpVar::RegisteredCountryCode),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.registered_location.is_eu",
+            Var::Ip(IpVar::RegisteredIsEu),
+            Bool,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.registered_location.metro_code",
+            Var::Ip(IpVar::RegisteredMetroCode),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.registered_location.subdivision",
+            Var::Ip(IpVar::RegisteredSubdivision),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.geo.registered_location.timezone",
+            Var::Ip(IpVar::RegisteredTimezone),
+            Str,
+            Always,
+        ),
+        ("conn.geo.city", Var::Ip(IpVar::LocationCity), Str, Always),
+        (
+            "conn.geo.country",
+            Var::Ip(IpVar::LocationCountry),
+            Str,
+            Always,
+        ),
+        (
+            "conn.geo.country_code",
+            Var::Ip(IpVar::LocationCountryCode),
+            Str,
+            Always,
+        ),
+        (
+            "conn.geo.latitude",
+            Var::Ip(IpVar::LocationLatitude),
+            Str,
+            Always,
+        ),
+        (
+            "conn.geo.longitude",
+            Var::Ip(IpVar::LocationLongitude),
+            Str,
+            Always,
+        ),
+        (
+            "conn.geo.radius",
+            Var::Ip(IpVar::LocationRadius),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.as.number",
+            Var::Ip(IpVar::AsNumber),
+            Int,
+            Always,
+        ),
+        (
+            "conn.client_ip.as.organization",
+            Var::Ip(IpVar::AsOrganization),
+            Str,
+            Always,
+        ),
+        (
+            "conn.client_ip.categories",
+            Var::Ip(IpVar::Categories),
+            List,
+            Always,
+        ),
+        (
+            "conn.client_ip.is_tor_node",
+            Var::Ip(IpVar::IsTorNode),
+            Bool,
+            Always,
+        ),
+        (
+            "conn.client_ip.is_on_blocklist",
+            Var::Ip(IpVar::IsOnBlocklist),
+            Bool,
+            Always,
+        ),
         ("endpoint.id", Var::EndpointId, Str, Always),
         ("endpoint.url", Var::EndpointUrl, Str, Always),
         ("endpoint.host", Var::EndpointHost, Str, Always),
