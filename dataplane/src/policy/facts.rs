@@ -135,7 +135,7 @@ impl<'s> View<'s> {
         }
     }
 
-    fn user_var(self, name: &str) -> Option<&'s str> {
+    fn user_var(self, name: &str) -> Option<&'s serde_json::Value> {
         self.vars.get(name)
     }
 
@@ -244,7 +244,7 @@ macro_rules! facts_via_view {
             fn map_size(&self, map: MapVar) -> usize {
                 self.view().map_size(map)
             }
-            fn user_var(&self, name: &str) -> Option<&str> {
+            fn user_var(&self, name: &str) -> Option<&serde_json::Value> {
                 self.view().user_var(name)
             }
             fn results(&self) -> &ActionResults {
@@ -308,7 +308,7 @@ impl Exchange for OnHttp<'_> {
             None => &mut self.req.headers,
         }
     }
-    fn set_var(&mut self, name: &str, value: String) {
+    fn set_var(&mut self, name: &str, value: serde_json::Value) {
         self.vars.set(name, value);
     }
     fn set_target(&mut self, target: &str) {
@@ -379,7 +379,7 @@ impl Facts for OnConnect<'_> {
     fn map_size(&self, _: MapVar) -> usize {
         0
     }
-    fn user_var(&self, name: &str) -> Option<&str> {
+    fn user_var(&self, name: &str) -> Option<&serde_json::Value> {
         self.vars.get(name)
     }
     fn results(&self) -> &ActionResults {
@@ -400,7 +400,7 @@ impl Exchange for OnConnect<'_> {
     fn headers(&mut self) -> &mut dyn HeadersMut {
         &mut self.none
     }
-    fn set_var(&mut self, name: &str, value: String) {
+    fn set_var(&mut self, name: &str, value: serde_json::Value) {
         self.vars.set(name, value);
     }
     fn set_target(&mut self, _: &str) {}

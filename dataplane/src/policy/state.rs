@@ -71,19 +71,16 @@ impl ConnInfo {
     }
 }
 
-/// `vars.*`, set by `set-vars`.
+/// `vars.*`, set by `set-vars`: values of any type.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Vars(SmallVec<[(String, String); 4]>);
+pub(crate) struct Vars(SmallVec<[(String, serde_json::Value); 4]>);
 
 impl Vars {
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+    pub(crate) fn get(&self, name: &str) -> Option<&serde_json::Value> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
-    pub(crate) fn set(&mut self, name: &str, value: String) {
+    pub(crate) fn set(&mut self, name: &str, value: serde_json::Value) {
         match self.0.iter_mut().find(|(n, _)| n == name) {
             Some(slot) => slot.1 = value,
             None => self.0.push((name.to_string(), value)),

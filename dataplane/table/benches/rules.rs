@@ -49,7 +49,7 @@ impl Facts for Request {
     fn map_size(&self, _: MapVar) -> usize {
         self.headers.len()
     }
-    fn user_var(&self, _: &str) -> Option<&str> {
+    fn user_var(&self, _: &str) -> Option<&serde_json::Value> {
         None
     }
 }

@@ -152,7 +152,7 @@ on_http_request:
             - variable_b: "${vars.variable_a} and b"
             - count: 3
   - expressions:
-      - vars.count == '3'
+      - vars.count == 3
     actions:
       - type: custom-response
         config:
@@ -168,6 +168,54 @@ on_http_request:
         get(dp.http_addr(), "app.example.com", "/").text(),
         "this is variable a | this is variable a and b"
     );
+}
+
+/// The set-vars page's typed example, verbatim: each value keeps its YAML type.
+#[test]
+fn set_vars_keeps_the_types_of_its_values() {
+    let policy = r#"
+on_http_request:
+  - actions:
+      - type: set-vars
+        config:
+          vars:
+            - sample_string: bar
+            - sample_double: 1.5
+            - sample_bool: true
+            - sample_null: null
+            - sample_list:
+                - 1
+                - 2
+                - 3
+            - sample_map:
+                key: value
+            - sample_nested_map:
+                key:
+                  - value1
+                  - value2
+  - expressions:
+      - vars.sample_bool == true
+    actions:
+      - type: custom-response
+        config:
+          status_code: 200
+          headers:
+            content-type: text/plain
+          body: ${vars.sample_string} ${vars.sample_double} ${vars.sample_list[0]} ${vars.sample_map.key} ${vars.sample_nested_map.key[1]}
+"#;
+    let mut dp = DataPlane::start();
+    dp.push(vec![with_policy(
+        agent(
+            "ep_app",
+            "acme",
+            "http://app.example.com",
+            Backend::text("upstream").addr,
+        ),
+        policy,
+    )]);
+    let res = get(dp.http_addr(), "app.example.com", "/");
+    assert_eq!(res.text(), "bar 1.5 1 value value2");
+    assert_eq!(res.header("content-type"), Some("text/plain"));
 }
 
 #[test]

@@ -150,7 +150,7 @@ pub trait Exchange {
     /// The headers this phase edits (request or response).
     fn headers(&mut self) -> &mut dyn HeadersMut;
     /// Sets `vars.NAME`.
-    fn set_var(&mut self, name: &str, value: String);
+    fn set_var(&mut self, name: &str, value: serde_json::Value);
     /// Replaces the request target (`/path?query`); request phase only.
     fn set_target(&mut self, target: &str);
     /// Writes one structured log line (`log`).

@@ -137,7 +137,7 @@ mod tests {
         fn map_size(&self, _: crate::policy::expr::MapVar) -> usize {
             0
         }
-        fn user_var(&self, _: &str) -> Option<&str> {
+        fn user_var(&self, _: &str) -> Option<&serde_json::Value> {
             None
         }
     }

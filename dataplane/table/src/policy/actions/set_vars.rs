@@ -1,7 +1,9 @@
-//! `set-vars`: set variables that later expressions read as `vars.NAME`; values
-//! interpolate `${…}`.
+//! `set-vars`: set variables that later expressions read as `vars.NAME`. Values are
+//! of any type (strings, numbers, bools, null, lists, maps); strings interpolate
+//! `${…}`.
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::Exchange;
 use crate::policy::action::{PolicyAction, Verdict};
@@ -15,39 +17,20 @@ pub struct SetVarsConfig {
     /// Names and values, in order: a list of single-entry maps (as the hosted docs
     /// write it) or one map.
     #[serde(deserialize_with = "entries")]
-    pub vars: Vec<(String, String)>,
+    pub vars: Vec<(String, Value)>,
 }
 
-/// Reads `vars` in either form. Values are text: strings, and numbers and booleans as
-/// written; a list, map or null is refused (vars hold strings here).
-fn entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+/// Reads `vars` in either form; values are any YAML/JSON value.
+fn entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, Value)>, D::Error> {
     use serde::de::Error;
-    use serde_json::Value;
-    let text = |name: &str, value: Value| match value {
-        Value::String(s) => Ok(s),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Bool(b) => Ok(b.to_string()),
-        other => Err(D::Error::custom(format!(
-            "vars.{name}: innergate's vars hold strings, numbers and booleans, not {}",
-            match other {
-                Value::Null => "null",
-                Value::Array(_) => "a list",
-                _ => "a map",
-            }
-        ))),
-    };
     match Value::deserialize(d)? {
-        Value::Object(map) => map
-            .into_iter()
-            .map(|(k, v)| Ok((k.clone(), text(&k, v)?)))
-            .collect(),
+        Value::Object(map) => Ok(map.into_iter().collect()),
         Value::Array(items) => items
             .into_iter()
             .enumerate()
             .map(|(i, item)| match item {
                 Value::Object(map) if map.len() == 1 => {
-                    let (k, v) = map.into_iter().next().expect("one entry");
-                    Ok((k.clone(), text(&k, v)?))
+                    Ok(map.into_iter().next().expect("one entry"))
                 }
                 _ => Err(D::Error::custom(format!(
                     "vars[{i}]: each entry of the list is a map of exactly one name and value"
@@ -60,12 +43,24 @@ fn entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String
     }
 }
 
-/// `set-vars`, compiled.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SetVars {
-    /// Names and value templates, in order.
-    pub vars: Vec<(String, Template)>,
+/// Where a variable's value comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum VarSource {
+    /// A string, `${…}` interpolated; exactly one `${…}` and nothing else keeps the
+    /// expression's type (`${int(50.5)}` is the number 50), as the docs say.
+    Template(Template),
+    /// A number, bool, null, list or map, as written.
+    Literal(Value),
 }
+
+/// `set-vars`, compiled.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetVars {
+    /// Names and values, in order.
+    pub vars: Vec<(String, VarSource)>,
+}
+
+impl Eq for SetVars {}
 
 impl SetVars {
     /// Checks the names and compiles the values.
@@ -82,17 +77,31 @@ impl SetVars {
                     "`{name}` is not a variable name (letters, digits, _)"
                 ));
             }
-            let template =
-                Template::compile(&value, phase).map_err(|e| format!("vars.{name}: {e}"))?;
-            vars.push((name, template));
+            let source = match value {
+                Value::String(text) => VarSource::Template(
+                    Template::compile(&text, phase).map_err(|e| format!("vars.{name}: {e}"))?,
+                ),
+                other => VarSource::Literal(other),
+            };
+            vars.push((name, source));
         }
         Ok(SetVars { vars })
     }
 
     /// Sets the variables in order; each value sees those set before it.
     pub fn apply(&self, x: &mut dyn Exchange) {
-        for (name, template) in &self.vars {
-            let value = template.render(x.facts()).into_owned();
+        for (name, source) in &self.vars {
+            let value = match source {
+                VarSource::Literal(value) => value.clone(),
+                VarSource::Template(template) => match template.single_expression() {
+                    Some(expr) => match expr.eval(x.facts()) {
+                        Ok(v) => v.to_json(x.facts()),
+                        // An expression that fails sets the variable to null.
+                        Err(_) => Value::Null,
+                    },
+                    None => Value::String(template.render(x.facts()).into_owned()),
+                },
+            };
             x.set_var(name, value);
         }
     }

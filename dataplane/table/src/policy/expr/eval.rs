@@ -24,7 +24,7 @@ pub trait Facts {
     /// How many entries `map` has.
     fn map_size(&self, map: MapVar) -> usize;
     /// A variable set by `set-vars`.
-    fn user_var(&self, name: &str) -> Option<&str>;
+    fn user_var(&self, name: &str) -> Option<&serde_json::Value>;
     /// A bool variable (the IP facts' flags); `false` when unknown.
     fn boolean(&self, _var: Var) -> bool {
         false
@@ -64,6 +64,8 @@ pub enum Val<'a> {
     Strings(Cow<'a, [String]>),
     /// A whole string map.
     StrMap(StrMapVar),
+    /// A list or map that set-vars stored.
+    Json(&'a serde_json::Value),
     /// `null`.
     Null,
 }
@@ -146,10 +148,61 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
                     .is_ok_and(|ip| ranges.iter().any(|c| c.contains(ip))),
             )
         }
-        Node::UserVar(name) => {
-            Val::Str(Cow::Borrowed(f.user_var(name).ok_or(EvalError::NoSuchVar)?))
+        Node::UserVar(name, fields) => {
+            let mut value = f.user_var(name).ok_or(EvalError::NoSuchVar)?;
+            for field in fields.iter() {
+                value = value.get(field.as_ref()).ok_or(EvalError::NoSuchKey)?;
+            }
+            Val::from_json(value)
         }
-        Node::HasUserVar(name) => Val::Bool(f.user_var(name).is_some()),
+        Node::HasUserVar(name, fields) => Val::Bool(
+            f.user_var(name)
+                .and_then(|v| fields.iter().try_fold(v, |v, field| v.get(field.as_ref())))
+                .is_some(),
+        ),
+        Node::DynIndex(base, key) => {
+            let Val::Json(value) = eval(base, f)? else {
+                return Err(EvalError::NoSuchKey);
+            };
+            let found = match eval(key, f)? {
+                Val::Int(i) => usize::try_from(i).ok().and_then(|i| value.get(i)),
+                Val::Str(k) => value.get(k.as_ref()),
+                _ => None,
+            };
+            Val::from_json(found.ok_or(EvalError::NoSuchKey)?)
+        }
+        Node::AsType(want, x) => {
+            let v = eval(x, f)?;
+            let fits = matches!(
+                (want, &v),
+                (super::Type::String, Val::Str(_))
+                    | (super::Type::Int, Val::Int(_))
+                    | (super::Type::Double, Val::Double(_))
+                    | (super::Type::Bool, Val::Bool(_))
+                    | (super::Type::Null, Val::Null)
+                    | (super::Type::List, Val::Json(serde_json::Value::Array(_)))
+            );
+            if !fits {
+                return Err(EvalError::BadArgument);
+            }
+            v
+        }
+        Node::InDyn(needle, hay) => {
+            let needle = eval(needle, f)?;
+            let Val::Json(hay) = eval(hay, f)? else {
+                return Ok(Val::Bool(false));
+            };
+            Val::Bool(match hay {
+                serde_json::Value::Array(items) => {
+                    items.iter().any(|item| needle.to_json(f) == *item)
+                }
+                serde_json::Value::Object(map) => match &needle {
+                    Val::Str(key) => map.contains_key(key.as_ref()),
+                    _ => false,
+                },
+                _ => false,
+            })
+        }
         Node::MapValues(map, key) => Val::MapValues(*map, string(eval(key, f)?)),
         Node::ListIndex(list, index) => {
             let Val::Int(i) = eval(index, f)? else {
@@ -224,6 +277,15 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
                 }
                 // null compares equal only to null.
                 (Val::Null, Val::Null) => std::cmp::Ordering::Equal,
+                // Lists and maps from vars are equal or not, never ordered.
+                (Val::Json(_), _) | (_, Val::Json(_)) => {
+                    let equal = l.to_json(f) == r.to_json(f);
+                    return Ok(Val::Bool(match op {
+                        Cmp::Eq => equal,
+                        Cmp::Ne => !equal,
+                        _ => false,
+                    }));
+                }
                 _ => return Ok(Val::Bool(*op == Cmp::Ne)),
             };
             Val::Bool(match op {
@@ -262,6 +324,8 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
             Val::List(ListLiteral(items)) => items.len() as i64,
             Val::Map(map) => f.map_size(map) as i64,
             Val::Strings(items) => items.len() as i64,
+            Val::Json(serde_json::Value::Array(items)) => items.len() as i64,
+            Val::Json(serde_json::Value::Object(map)) => map.len() as i64,
             Val::StrMap(map) => str_map(f.results(), map).len() as i64,
             _ => 0,
         }),
@@ -773,6 +837,54 @@ fn is_url(s: &str) -> bool {
     }
 }
 
+impl<'a> Val<'a> {
+    /// A value set-vars stored, as expressions see it.
+    pub fn from_json(value: &'a serde_json::Value) -> Val<'a> {
+        use serde_json::Value;
+        match value {
+            Value::Null => Val::Null,
+            Value::Bool(b) => Val::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Val::Int(i),
+                None => Val::Double(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => Val::Str(Cow::Borrowed(s)),
+            Value::Array(_) | Value::Object(_) => Val::Json(value),
+        }
+    }
+
+    /// The value as set-vars stores it: its type kept (numbers, bools, null,
+    /// strings, lists of strings); timestamps and durations as their text.
+    pub fn to_json(&self, f: &dyn Facts) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            Val::Null => Value::Null,
+            Val::Bool(b) => Value::Bool(*b),
+            Val::Int(i) => Value::from(*i),
+            Val::Double(d) => serde_json::Number::from_f64(*d).map_or(Value::Null, Value::Number),
+            Val::Str(s) => Value::String(s.to_string()),
+            Val::Json(v) => (*v).clone(),
+            Val::Strings(items) => Value::from(items.to_vec()),
+            Val::MapValues(map, key) => Value::from(
+                (0..f.count(*map, key))
+                    .filter_map(|i| f.value(*map, key, i).map(String::from))
+                    .collect::<Vec<_>>(),
+            ),
+            Val::List(ListLiteral(nodes)) => Value::Array(
+                nodes
+                    .iter()
+                    .map(|n| eval(n, f).map_or(Value::Null, |v| v.to_json(f)))
+                    .collect(),
+            ),
+            other => {
+                let mut out = String::new();
+                other.write_to(f, &mut out);
+                Value::String(out)
+            }
+        }
+    }
+}
+
 impl Val<'_> {
     /// Writes the value as text (for `${…}` interpolation).
     pub fn write_to(&self, f: &dyn Facts, out: &mut String) {
@@ -801,6 +913,7 @@ impl Val<'_> {
                 }
             }
             Val::Strings(items) => out.push_str(&items.join(", ")),
+            Val::Json(value) => out.push_str(&value.to_string()),
             Val::List(_) | Val::Map(_) | Val::StrMap(_) | Val::Null => {}
         }
     }

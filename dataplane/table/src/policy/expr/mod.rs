@@ -45,6 +45,9 @@ pub enum Type {
     StrMap,
     /// `null`.
     Null,
+    /// A value whose type is known only when it runs (`vars.*`, which set-vars may
+    /// set to anything); checked where it is used.
+    Dyn,
 }
 
 impl fmt::Display for Type {
@@ -60,6 +63,7 @@ impl fmt::Display for Type {
             Type::Map => "map(string, list(string))",
             Type::StrMap => "map(string, string)",
             Type::Null => "null",
+            Type::Dyn => "dyn",
         })
     }
 }
@@ -866,6 +870,9 @@ const fn duration_field(name: &'static str, field: time::Field) -> Signature {
 /// The types each conversion takes.
 fn converts(func: Func, from: Type) -> bool {
     use Type::*;
+    if from == Dyn {
+        return true;
+    }
     match func {
         Func::ToInt => matches!(from, Int | Double | String | Timestamp),
         Func::ToUint | Func::ToDouble => matches!(from, Int | Double | String),
@@ -891,6 +898,7 @@ fn arith_type(op: ArithOp, l: Type, r: Type) -> Option<Type> {
     use ArithOp::*;
     use Type::*;
     Some(match (op, l, r) {
+        (_, Dyn, _) | (_, _, Dyn) => Dyn,
         (_, Int, Int) => Int,
         (Add | Sub | Mul | Div, Double, Double) => Double,
         (Add, String, String) => String,
@@ -924,10 +932,16 @@ pub(crate) enum Node {
     /// `inCidrRange(s)` over literal ranges, parsed once (those that do not parse
     /// dropped: they never match).
     InCidrs(Box<Node>, Vec<crate::policy::cidr::Cidr>),
-    /// `vars.NAME`.
-    UserVar(Box<str>),
-    /// `has(vars.NAME)`.
-    HasUserVar(Box<str>),
+    /// `vars.NAME`, or `vars.NAME.a.b` (fields of a map it holds).
+    UserVar(Box<str>, Box<[Box<str>]>),
+    /// `value[key]` of a dynamic value (a list index or a map key).
+    DynIndex(Box<Node>, Box<Node>),
+    /// A dynamic value where a type is expected: an error when it is another.
+    AsType(Type, Box<Node>),
+    /// `x in value` of a dynamic value (a list's items, a map's keys).
+    InDyn(Box<Node>, Box<Node>),
+    /// `has(vars.NAME)`, `has(vars.NAME.a.b)`.
+    HasUserVar(Box<str>, Box<[Box<str>]>),
     /// `map[key]`: the values of one key.
     MapValues(MapVar, Box<Node>),
     /// `list[i]`.
@@ -979,7 +993,7 @@ impl Expression {
     /// Compiles a condition: an expression of type bool over the variables of `phase`.
     pub fn compile(source: &str, phase: Phase) -> Result<Expression, ExprError> {
         let expr = Self::compile_any(source, phase)?;
-        if expr.ty != Type::Bool {
+        if !matches!(expr.ty, Type::Bool | Type::Dyn) {
             return Err(ExprError {
                 column: 1,
                 message: format!("a rule expression must be a bool, this is a {}", expr.ty),
@@ -1107,11 +1121,17 @@ impl Compiler<'_> {
     /// A dotted name: a scalar, a map, or `vars.NAME`.
     fn variable(&self, e: &IdedExpr) -> Result<(Node, Type), ExprError> {
         let path = dotted(e).ok_or_else(|| self.error(e, "expected a variable"))?;
-        if let Some(name) = path.strip_prefix("vars.") {
-            if name.is_empty() || name.contains('.') {
+        if let Some(rest) = path.strip_prefix("vars.") {
+            let mut parts = rest.split('.');
+            let name = parts.next().unwrap_or("");
+            if name.is_empty() {
                 return Err(self.error(e, "vars are read as vars.NAME"));
             }
-            return Ok((Node::UserVar(name.into()), Type::String));
+            let fields: Vec<Box<str>> = parts.map(Box::from).collect();
+            return Ok((
+                Node::UserVar(name.into(), fields.into_boxed_slice()),
+                Type::Dyn,
+            ));
         }
         for (name, var, ty, availability) in SCALARS {
             if *name == path {
@@ -1154,8 +1174,14 @@ impl Compiler<'_> {
 
     /// `has(vars.NAME)` or `has(map.key)`.
     fn has(&self, e: &IdedExpr, path: &str) -> Result<(Node, Type), ExprError> {
-        if let Some(name) = path.strip_prefix("vars.") {
-            return Ok((Node::HasUserVar(name.into()), Type::Bool));
+        if let Some(rest) = path.strip_prefix("vars.") {
+            let mut parts = rest.split('.');
+            let name = parts.next().unwrap_or("");
+            let fields: Vec<Box<str>> = parts.map(Box::from).collect();
+            return Ok((
+                Node::HasUserVar(name.into(), fields.into_boxed_slice()),
+                Type::Bool,
+            ));
         }
         for (map_name, map, availability) in MAPS {
             if let Some(key) = path
@@ -1177,6 +1203,9 @@ impl Compiler<'_> {
 
     fn typed(&self, e: &IdedExpr, want: Type, what: &str) -> Result<Node, ExprError> {
         let (node, ty) = self.compile(e)?;
+        if ty == Type::Dyn && want != Type::Dyn {
+            return Ok(Node::AsType(want, Box::new(node)));
+        }
         if ty != want {
             return Err(self.error(e, format!("{what} expects {want}, found {ty}")));
         }
@@ -1220,7 +1249,7 @@ impl Compiler<'_> {
             (operators::NEGATE, None) => {
                 arity(1)?;
                 let (node, ty) = self.compile(&args[0])?;
-                if !matches!(ty, Type::Int | Type::Double | Type::Duration) {
+                if !matches!(ty, Type::Int | Type::Double | Type::Duration | Type::Dyn) {
                     return Err(self.error(e, format!("- expects a number, found {ty}")));
                 }
                 Ok((Node::Negate(b(node)), ty))
@@ -1290,10 +1319,12 @@ impl Compiler<'_> {
                 let c = self.typed(&args[0], Type::Bool, "?:")?;
                 let (t, tt) = self.compile(&args[1])?;
                 let (f, ft) = self.compile(&args[2])?;
-                if tt != ft {
-                    return Err(self.error(e, format!("?: branches differ: {tt} and {ft}")));
-                }
-                Ok((Node::Cond(b(c), b(t), b(f)), tt))
+                let ty = match (tt, ft) {
+                    (a, b) if a == b => a,
+                    (Type::Dyn, _) | (_, Type::Dyn) => Type::Dyn,
+                    _ => return Err(self.error(e, format!("?: branches differ: {tt} and {ft}"))),
+                };
+                Ok((Node::Cond(b(c), b(t), b(f)), ty))
             }
             (
                 operators::EQUALS
@@ -1327,7 +1358,9 @@ impl Compiler<'_> {
                     )
                 };
                 let numbers = |t: Type| matches!(t, Type::Int | Type::Double);
-                let comparable = lt == rt && ordered(lt)
+                let comparable = lt == Type::Dyn
+                    || rt == Type::Dyn
+                    || lt == rt && ordered(lt)
                     || numbers(lt) && numbers(rt)
                     || (matches!(op, Cmp::Eq | Cmp::Ne) && (lt == Type::Null || rt == Type::Null));
                 if !comparable {
@@ -1340,8 +1373,12 @@ impl Compiler<'_> {
             }
             (operators::IN, None) => {
                 arity(2)?;
-                let needle = self.typed(&args[0], Type::String, "in")?;
                 let (hay, ht) = self.compile(&args[1])?;
+                if ht == Type::Dyn {
+                    let (needle, _) = self.compile(&args[0])?;
+                    return Ok((Node::InDyn(b(needle), b(hay)), Type::Bool));
+                }
+                let needle = self.typed(&args[0], Type::String, "in")?;
                 match (ht, hay) {
                     (Type::List, hay) => Ok((Node::InList(b(needle), b(hay)), Type::Bool)),
                     (Type::Map, Node::Map(map)) => Ok((Node::InMap(b(needle), map), Type::Bool)),
@@ -1356,6 +1393,10 @@ impl Compiler<'_> {
             (operators::INDEX, None) => {
                 arity(2)?;
                 let (target, tt) = self.compile(&args[0])?;
+                if tt == Type::Dyn {
+                    let (key, _) = self.compile(&args[1])?;
+                    return Ok((Node::DynIndex(b(target), b(key)), Type::Dyn));
+                }
                 match (tt, target) {
                     (Type::Map, Node::Map(map)) => {
                         let key = self.typed(&args[1], Type::String, "a map index")?;
@@ -1385,7 +1426,10 @@ impl Compiler<'_> {
                     _ => return Err(self.error(e, "size takes one argument")),
                 };
                 let (node, ty) = self.compile(arg)?;
-                if !matches!(ty, Type::String | Type::List | Type::Map | Type::StrMap) {
+                if !matches!(
+                    ty,
+                    Type::String | Type::List | Type::Map | Type::StrMap | Type::Dyn
+                ) {
                     return Err(self.error(
                         arg,
                         format!("size expects a string, list or map, found {ty}"),

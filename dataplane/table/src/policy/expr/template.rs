@@ -73,6 +73,15 @@ impl Template {
         &self.source
     }
 
+    /// The expression when the text is exactly one `${…}` and nothing else (whose
+    /// value keeps its type where a value may be typed: set-vars).
+    pub fn single_expression(&self) -> Option<&Expression> {
+        match self.parts.as_slice() {
+            [Part::Expr(e)] => Some(e),
+            _ => None,
+        }
+    }
+
     /// The literal text when there is nothing to interpolate.
     pub fn as_literal(&self) -> Option<&str> {
         match self.parts.as_slice() {

@@ -5,7 +5,7 @@ const QUERY: &[(&str, &str)] = &[("a", "1"), ("b", "2")];
 
 struct Fake {
     headers: Vec<(&'static str, &'static str)>,
-    vars: Vec<(&'static str, &'static str)>,
+    vars: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl Facts for Fake {
@@ -60,8 +60,8 @@ impl Facts for Fake {
     fn map_size(&self, _: MapVar) -> usize {
         self.headers.len()
     }
-    fn user_var(&self, name: &str) -> Option<&str> {
-        self.vars.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    fn user_var(&self, name: &str) -> Option<&serde_json::Value> {
+        self.vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 }
 
@@ -73,7 +73,16 @@ fn fake() -> Fake {
             ("x-multi", "a"),
             ("x-multi", "b"),
         ],
-        vars: vec![("tier", "gold")],
+        vars: vec![
+            ("tier", serde_json::json!("gold")),
+            ("n", serde_json::json!(3)),
+            ("flag", serde_json::json!(true)),
+            ("list", serde_json::json!([1, 2, 3])),
+            (
+                "map",
+                serde_json::json!({"key": "value", "nested": {"key": ["v1", "v2"]}}),
+            ),
+        ],
     }
 }
 
@@ -426,4 +435,49 @@ fn doubles_timestamps_and_durations() {
         let e = Expression::compile(src, Phase::HttpRequest).unwrap();
         assert!(!e.matches(&f), "{src}");
     }
+}
+
+/// `vars.*` hold values of any type (set-vars' documented form); they are checked
+/// where they are used, when the rule runs.
+#[test]
+fn typed_vars() {
+    let f = fake();
+    let value = |src: &str| {
+        let e = Expression::compile_any(src, Phase::HttpRequest)
+            .unwrap_or_else(|e| panic!("{src}: {e}"));
+        let v = e.eval(&f).unwrap_or_else(|e| panic!("{src}: {e}"));
+        let mut out = String::new();
+        v.write_to(&f, &mut out);
+        out
+    };
+    for (src, want) in [
+        ("vars.tier", "gold"),
+        ("vars.n + 1", "4"),
+        ("vars.n == 3", "true"),
+        ("vars.n == '3'", "false"),
+        ("vars.flag == true", "true"),
+        ("vars.flag ? 'yes' : 'no'", "yes"),
+        ("vars.list[0]", "1"),
+        ("size(vars.list)", "3"),
+        ("2 in vars.list", "true"),
+        ("vars.map.key", "value"),
+        ("vars.map['key']", "value"),
+        ("vars.map.nested.key[1]", "v2"),
+        ("'key' in vars.map", "true"),
+        ("has(vars.map.nested)", "true"),
+        ("has(vars.map.missing)", "false"),
+        ("vars.tier.upperAscii()", "GOLD"),
+        ("vars.list", "[1,2,3]"),
+    ] {
+        assert_eq!(value(src), want, "{src}");
+    }
+    let cond = |src: &str| {
+        Expression::compile(src, Phase::HttpRequest)
+            .unwrap()
+            .matches(&f)
+    };
+    assert!(cond("vars.flag"));
+    // A value of another type than its use wants fails the rule, not the request.
+    assert!(!cond("vars.list.startsWith('a')"));
+    assert!(!cond("vars.map.missing == 'x'"));
 }
