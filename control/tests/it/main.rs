@@ -5,6 +5,7 @@ mod api;
 mod authtokens;
 mod cli;
 mod held_by;
+mod hosted_policies;
 mod lifecycle;
 mod support;
 mod tunnel;
