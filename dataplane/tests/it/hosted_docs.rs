@@ -458,3 +458,49 @@ on_http_request:
         "no data: '' 0 0 false"
     );
 }
+
+#[test]
+fn cookies_of_requests_and_responses() {
+    let backend = Backend::start(|_| {
+        Some(
+            b"HTTP/1.1 200 OK\r\nset-cookie: sid=s3cr3t; Path=/; Max-Age=86401; Expires=Wed, 21 Oct 2099 07:28:00 GMT; HttpOnly; Secure\r\ncontent-length: 2\r\n\r\nok"
+                .to_vec(),
+        )
+    });
+    let policy = r#"
+on_http_request:
+  - expressions:
+      - "!hasReqCookie('session')"
+    actions:
+      - type: custom-response
+        config:
+          status_code: 401
+          body: no session
+  - actions:
+      - type: add-headers
+        config:
+          headers:
+            x-session: ${getReqCookie('session').value}
+on_http_response:
+  - expressions:
+      - res.cookies['sid'][0].http_only && res.cookies['sid'][0].secure
+      - res.cookies['sid'][0].max_age > duration('24h')
+      - res.cookies['sid'][0].expires > timestamp(time.now)
+    actions:
+      - type: add-headers
+        config:
+          headers:
+            x-cookie-checked: ${res.cookies['sid'][0].value}
+"#;
+    let mut dp = DataPlane::start();
+    dp.push(vec![with_policy(
+        agent("ep_app", "acme", "http://app.example.com", backend.addr),
+        policy,
+    )]);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    assert_eq!(send(&mut conn, "/", "").status, 401);
+    let res = send(&mut conn, "/", "Cookie: theme=dark; session=abc123\r\n");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("x-cookie-checked"), Some("s3cr3t"));
+    assert_eq!(backend.requests()[0].header("x-session"), Some("abc123"));
+}

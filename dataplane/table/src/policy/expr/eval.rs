@@ -64,8 +64,8 @@ pub enum Val<'a> {
     Strings(Cow<'a, [String]>),
     /// A whole string map.
     StrMap(StrMapVar),
-    /// A list or map that set-vars stored.
-    Json(&'a serde_json::Value),
+    /// A list or map: one set-vars stored, or one made for the request (cookies).
+    Json(Cow<'a, serde_json::Value>),
     /// `null`.
     Null,
 }
@@ -164,12 +164,7 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
             let Val::Json(value) = eval(base, f)? else {
                 return Err(EvalError::NoSuchKey);
             };
-            let found = match eval(key, f)? {
-                Val::Int(i) => usize::try_from(i).ok().and_then(|i| value.get(i)),
-                Val::Str(k) => value.get(k.as_ref()),
-                _ => None,
-            };
-            Val::from_json(found.ok_or(EvalError::NoSuchKey)?)
+            child(value, &eval(key, f)?).ok_or(EvalError::NoSuchKey)?
         }
         Node::AsType(want, x) => {
             let v = eval(x, f)?;
@@ -180,19 +175,35 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
                     | (super::Type::Double, Val::Double(_))
                     | (super::Type::Bool, Val::Bool(_))
                     | (super::Type::Null, Val::Null)
-                    | (super::Type::List, Val::Json(serde_json::Value::Array(_)))
+                    | (super::Type::List, Val::Json(_))
             );
             if !fits {
                 return Err(EvalError::BadArgument);
             }
             v
         }
+        Node::Cookies(side) => Val::Json(Cow::Owned(cookies(f, *side))),
+        Node::Cookie(side, name) => {
+            let name = string(eval(name, f)?);
+            let mut all = cookies(f, *side);
+            let first = all
+                .get_mut(name.as_ref())
+                .and_then(|list| list.as_array_mut())
+                .filter(|list| !list.is_empty())
+                .map(|list| list.swap_remove(0))
+                .ok_or(EvalError::NoSuchKey)?;
+            Val::from_owned_json(first)
+        }
+        Node::HasCookie(side, name) => {
+            let name = string(eval(name, f)?);
+            Val::Bool(cookies(f, *side).get(name.as_ref()).is_some())
+        }
         Node::InDyn(needle, hay) => {
             let needle = eval(needle, f)?;
             let Val::Json(hay) = eval(hay, f)? else {
                 return Ok(Val::Bool(false));
             };
-            Val::Bool(match hay {
+            Val::Bool(match hay.as_ref() {
                 serde_json::Value::Array(items) => {
                     items.iter().any(|item| needle.to_json(f) == *item)
                 }
@@ -262,6 +273,29 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
                 (Val::Int(a), Val::Int(b)) => a.cmp(b),
                 (Val::Bool(a), Val::Bool(b)) => a.cmp(b),
                 (Val::Timestamp(a), Val::Timestamp(b)) => a.cmp(b),
+                // Text that a dyn value holds for a time (a cookie's expires, max_age).
+                (Val::Str(s), Val::Timestamp(t)) | (Val::Timestamp(t), Val::Str(s)) => {
+                    let Some(parsed) = time::parse_timestamp(s) else {
+                        return Ok(Val::Bool(*op == Cmp::Ne));
+                    };
+                    let o = parsed.cmp(t);
+                    if matches!(l, Val::Str(_)) {
+                        o
+                    } else {
+                        o.reverse()
+                    }
+                }
+                (Val::Str(s), Val::Duration(d)) | (Val::Duration(d), Val::Str(s)) => {
+                    let Some(parsed) = time::parse_duration(s) else {
+                        return Ok(Val::Bool(*op == Cmp::Ne));
+                    };
+                    let o = parsed.cmp(d);
+                    if matches!(l, Val::Str(_)) {
+                        o
+                    } else {
+                        o.reverse()
+                    }
+                }
                 (Val::Duration(a), Val::Duration(b)) => a.cmp(b),
                 // Numbers compare across int and double; NaN compares unequal to all.
                 (Val::Double(_) | Val::Int(_), Val::Double(_) | Val::Int(_)) => {
@@ -324,8 +358,11 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
             Val::List(ListLiteral(items)) => items.len() as i64,
             Val::Map(map) => f.map_size(map) as i64,
             Val::Strings(items) => items.len() as i64,
-            Val::Json(serde_json::Value::Array(items)) => items.len() as i64,
-            Val::Json(serde_json::Value::Object(map)) => map.len() as i64,
+            Val::Json(value) => match value.as_ref() {
+                serde_json::Value::Array(items) => items.len() as i64,
+                serde_json::Value::Object(map) => map.len() as i64,
+                _ => 0,
+            },
             Val::StrMap(map) => str_map(f.results(), map).len() as i64,
             _ => 0,
         }),
@@ -353,6 +390,46 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
             _ => return Err(EvalError::Overflow),
         },
     })
+}
+
+/// The cookies of the request's (`RequestHeaders`) or the response's headers.
+fn cookies(f: &dyn Facts, side: MapVar) -> serde_json::Value {
+    let header = match side {
+        MapVar::ResponseHeaders => "set-cookie",
+        _ => "cookie",
+    };
+    let values = (0..f.count(side, header)).filter_map(|i| f.value(side, header, i));
+    match side {
+        MapVar::ResponseHeaders => super::cookies::response_cookies(values),
+        _ => super::cookies::request_cookies(values),
+    }
+}
+
+/// `value[key]`: an item of a list by index, a member of a map by key.
+fn child<'a>(value: Cow<'a, serde_json::Value>, key: &Val<'_>) -> Option<Val<'a>> {
+    let pick = |v: &serde_json::Value| -> Option<usize> {
+        match (v, key) {
+            (serde_json::Value::Array(_), Val::Int(i)) => usize::try_from(*i).ok(),
+            _ => None,
+        }
+    };
+    match value {
+        Cow::Borrowed(v) => match key {
+            Val::Str(k) => v.get(k.as_ref()).map(Val::from_json),
+            _ => pick(v).and_then(|i| v.get(i)).map(Val::from_json),
+        },
+        Cow::Owned(mut v) => {
+            let taken = match key {
+                Val::Str(k) => v.as_object_mut()?.remove(k.as_ref())?,
+                _ => {
+                    let i = pick(&v)?;
+                    let items = v.as_array_mut()?;
+                    (i < items.len()).then(|| items.swap_remove(i))?
+                }
+            };
+            Some(Val::from_owned_json(taken))
+        }
+    }
 }
 
 /// A scalar variable: read from the facts, or made here from them (the whole URL,
@@ -849,7 +926,22 @@ impl<'a> Val<'a> {
                 None => Val::Double(n.as_f64().unwrap_or(f64::NAN)),
             },
             Value::String(s) => Val::Str(Cow::Borrowed(s)),
-            Value::Array(_) | Value::Object(_) => Val::Json(value),
+            Value::Array(_) | Value::Object(_) => Val::Json(Cow::Borrowed(value)),
+        }
+    }
+
+    /// A value made for this request, as expressions see it.
+    pub fn from_owned_json(value: serde_json::Value) -> Val<'a> {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => Val::Str(Cow::Owned(s)),
+            Value::Array(_) | Value::Object(_) => Val::Json(Cow::Owned(value)),
+            Value::Null => Val::Null,
+            Value::Bool(b) => Val::Bool(b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Val::Int(i),
+                None => Val::Double(n.as_f64().unwrap_or(f64::NAN)),
+            },
         }
     }
 
@@ -863,7 +955,7 @@ impl<'a> Val<'a> {
             Val::Int(i) => Value::from(*i),
             Val::Double(d) => serde_json::Number::from_f64(*d).map_or(Value::Null, Value::Number),
             Val::Str(s) => Value::String(s.to_string()),
-            Val::Json(v) => (*v).clone(),
+            Val::Json(v) => v.as_ref().clone(),
             Val::Strings(items) => Value::from(items.to_vec()),
             Val::MapValues(map, key) => Value::from(
                 (0..f.count(*map, key))

@@ -8,6 +8,7 @@
 //! that does not exist in the phase (such as `res.*` before the response) is an error
 //! at create time, with its column.
 
+mod cookies;
 mod eval;
 mod template;
 mod time;
@@ -940,6 +941,12 @@ pub(crate) enum Node {
     AsType(Type, Box<Node>),
     /// `x in value` of a dynamic value (a list's items, a map's keys).
     InDyn(Box<Node>, Box<Node>),
+    /// `req.cookies` (headers of the request) or `res.cookies` (of the response).
+    Cookies(MapVar),
+    /// `getReqCookie(name)`, `getResCookie(name)`: the first cookie of that name.
+    Cookie(MapVar, Box<Node>),
+    /// `hasReqCookie(name)`, `hasResCookie(name)`.
+    HasCookie(MapVar, Box<Node>),
     /// `has(vars.NAME)`, `has(vars.NAME.a.b)`.
     HasUserVar(Box<str>, Box<[Box<str>]>),
     /// `map[key]`: the values of one key.
@@ -1092,7 +1099,22 @@ impl Compiler<'_> {
                     .ok_or_else(|| self.error(e, "has() takes a field, like has(vars.name)"))?;
                 self.has(e, &format!("{base}.{}", select.field))
             }
-            Ast::Ident(_) | Ast::Select(_) => self.variable(e),
+            Ast::Ident(_) | Ast::Select(_) if dotted(e).is_some() => self.variable(e),
+            // A field of a value that is not a variable: a cookie, a list item.
+            Ast::Select(select) => {
+                let (operand, ty) = self.compile(&select.operand)?;
+                if ty != Type::Dyn {
+                    return Err(self.error(e, format!("a {ty} has no field `{}`", select.field)));
+                }
+                Ok((
+                    Node::DynIndex(
+                        Box::new(operand),
+                        Box::new(Node::Str(select.field.as_str().into())),
+                    ),
+                    Type::Dyn,
+                ))
+            }
+            Ast::Ident(_) => self.variable(e),
             Ast::List(list) => {
                 let mut items = Vec::with_capacity(list.elements.len());
                 for item in &list.elements {
@@ -1142,6 +1164,15 @@ impl Compiler<'_> {
         for (name, map) in STR_MAPS {
             if *name == path {
                 return Ok((Node::StrMap(*map), Type::StrMap));
+            }
+        }
+        for (name, side, availability) in [
+            ("req.cookies", MapVar::RequestHeaders, Http),
+            ("res.cookies", MapVar::ResponseHeaders, Response),
+        ] {
+            if path == name {
+                self.check_available(e, name, availability)?;
+                return Ok((Node::Cookies(side), Type::Dyn));
             }
         }
         for (name, map, availability) in MAPS {
@@ -1489,6 +1520,21 @@ impl Compiler<'_> {
                     Ok((Node::MapValues(map, b(key)), Type::List))
                 } else {
                     Ok((Node::InMap(b(key), map), Type::Bool))
+                }
+            }
+            ("getReqCookie" | "hasReqCookie" | "getResCookie" | "hasResCookie", None) => {
+                arity(1)?;
+                let (side, headers, availability) = if name.contains("Req") {
+                    (MapVar::RequestHeaders, "req.cookies", Http)
+                } else {
+                    (MapVar::ResponseHeaders, "res.cookies", Response)
+                };
+                self.check_available(e, headers, availability)?;
+                let key = self.typed(&args[0], Type::String, name)?;
+                if name.starts_with("get") {
+                    Ok((Node::Cookie(side, b(key)), Type::Dyn))
+                } else {
+                    Ok((Node::HasCookie(side, b(key)), Type::Bool))
                 }
             }
             _ => self.function(e, call),

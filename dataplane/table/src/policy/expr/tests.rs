@@ -72,6 +72,8 @@ fn fake() -> Fake {
             ("accept", "text/html"),
             ("x-multi", "a"),
             ("x-multi", "b"),
+            ("cookie", "session=abc123; theme=dark"),
+            ("cookie", "theme=light"),
         ],
         vars: vec![
             ("tier", serde_json::json!("gold")),
@@ -480,4 +482,38 @@ fn typed_vars() {
     // A value of another type than its use wants fails the rule, not the request.
     assert!(!cond("vars.list.startsWith('a')"));
     assert!(!cond("vars.map.missing == 'x'"));
+}
+
+#[test]
+fn request_cookies_as_documented() {
+    let f = fake();
+    let value = |src: &str| {
+        let e = Expression::compile_any(src, Phase::HttpRequest)
+            .unwrap_or_else(|e| panic!("{src}: {e}"));
+        let v = e.eval(&f).unwrap_or_else(|e| panic!("{src}: {e}"));
+        let mut out = String::new();
+        v.write_to(&f, &mut out);
+        out
+    };
+    for (src, want) in [
+        ("size(req.cookies) > 0", "true"),
+        ("req.cookies['session'][0].name == 'session'", "true"),
+        ("req.cookies['session'][0].value", "abc123"),
+        ("req.cookies['theme'][1].value", "light"),
+        ("'theme' in req.cookies", "true"),
+        ("getReqCookie('session').value", "abc123"),
+        ("getReqCookie('theme').value", "dark"),
+        ("hasReqCookie('session')", "true"),
+        ("hasReqCookie('nope')", "false"),
+    ] {
+        assert_eq!(value(src), want, "{src}");
+    }
+    let e = Expression::compile("getReqCookie('nope').value == 'x'", Phase::HttpRequest).unwrap();
+    assert!(!e.matches(&f), "a missing cookie fails the rule");
+    assert!(Expression::compile("hasResCookie('a')", Phase::HttpRequest).is_err());
+    assert!(Expression::compile(
+        "res.cookies['s'][0].expires > timestamp(time.now) && res.cookies['s'][0].max_age > duration('24h')",
+        Phase::HttpResponse
+    )
+    .is_ok());
 }
