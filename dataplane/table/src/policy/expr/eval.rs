@@ -182,6 +182,23 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
             }
             v
         }
+        Node::Literal(values, keys) => {
+            use serde_json::Value;
+            let mut items = Vec::with_capacity(values.len());
+            for v in values {
+                items.push(eval(v, f)?.to_json(f));
+            }
+            Val::Json(Cow::Owned(match keys {
+                None => Value::Array(items),
+                Some(keys) => {
+                    let mut map = serde_json::Map::new();
+                    for (k, v) in keys.iter().zip(items) {
+                        map.insert(string(eval(k, f)?).into_owned(), v);
+                    }
+                    Value::Object(map)
+                }
+            }))
+        }
         Node::Cookies(side) => Val::Json(Cow::Owned(cookies(f, *side))),
         Node::Cookie(side, name) => {
             let name = string(eval(name, f)?);
@@ -545,6 +562,16 @@ fn items<'a>(v: Val<'a>, f: &'a dyn Facts) -> Result<Vec<Cow<'a, str>>, EvalErro
             items.iter().map(|s| Cow::Borrowed(s.as_str())).collect()
         }
         Val::Strings(Cow::Owned(items)) => items.into_iter().map(Cow::Owned).collect(),
+        Val::Json(value) => match value.as_ref() {
+            serde_json::Value::Array(list) => list
+                .iter()
+                .map(|v| match v {
+                    serde_json::Value::String(s) => Cow::Owned(s.clone()),
+                    other => Cow::Owned(other.to_string()),
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
         _ => Vec::new(),
     })
 }
@@ -761,6 +788,133 @@ fn call<'a>(func: Func, args: &'a [Node], f: &'a dyn Facts) -> R<'a> {
             )),
             _ => Err(EvalError::BadArgument),
         },
+        Func::JsonDecode => {
+            let text = string(next());
+            let value: serde_json::Value =
+                serde_json::from_str(&text).map_err(|_| EvalError::BadArgument)?;
+            Ok(Val::from_owned_json(value))
+        }
+        Func::JsonEncode => owned(next().to_json(f).to_string()),
+        Func::IsJson => Ok(Val::Bool(
+            serde_json::from_str::<serde_json::Value>(&string(next())).is_ok(),
+        )),
+        Func::QueryDecode => {
+            let text = string(next());
+            let mut map = serde_json::Map::new();
+            for pair in text.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                let k = query_unescape(k).ok_or(EvalError::BadArgument)?;
+                let v = query_unescape(v).ok_or(EvalError::BadArgument)?;
+                // The first value of a key, as the docs compare them as strings.
+                map.entry(k).or_insert(serde_json::Value::String(v));
+            }
+            Ok(Val::Json(Cow::Owned(serde_json::Value::Object(map))))
+        }
+        Func::QueryEncode => {
+            let serde_json::Value::Object(map) = next().to_json(f) else {
+                return Err(EvalError::BadArgument);
+            };
+            let mut out = Vec::with_capacity(map.len());
+            for (k, v) in &map {
+                let values = match v {
+                    serde_json::Value::Array(items) => items.clone(),
+                    other => vec![other.clone()],
+                };
+                for v in values {
+                    let v = match v {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    out.push(format!("{}={}", query_escape(k), query_escape(&v)));
+                }
+            }
+            owned(out.join("&"))
+        }
+        Func::IsQueryString => {
+            let text = string(next());
+            Ok(Val::Bool(text.split('&').all(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                !k.is_empty() && query_unescape(k).is_some() && query_unescape(v).is_some()
+            })))
+        }
+        Func::Hash(digest) => {
+            let text = string(next());
+            let bytes = super::digest::digest(digest, text.as_bytes());
+            match next() {
+                Val::Str(format) if format == "base64" => {
+                    use base64::Engine;
+                    owned(base64::engine::general_purpose::STANDARD.encode(bytes))
+                }
+                Val::Str(format) if format != "hex" => Err(EvalError::BadArgument),
+                _ => owned(bytes.iter().map(|b| format!("{b:02x}")).collect()),
+            }
+        }
+        Func::Slice => {
+            let list = json_list(next(), f)?;
+            let (start, end) = (int(&next()), int(&next()));
+            let (Ok(start), Ok(end)) = (usize::try_from(start), usize::try_from(end)) else {
+                return Err(EvalError::BadArgument);
+            };
+            if start > end || end > list.len() {
+                return Err(EvalError::BadArgument);
+            }
+            Ok(Val::from_owned_json(serde_json::Value::Array(
+                list[start..end].to_vec(),
+            )))
+        }
+        Func::Flatten => {
+            let list = json_list(next(), f)?;
+            let depth = match next() {
+                Val::Int(d) if d < 0 => return Err(EvalError::BadArgument),
+                Val::Int(d) => d as usize,
+                _ => 1,
+            };
+            Ok(Val::from_owned_json(serde_json::Value::Array(flatten(
+                list, depth,
+            ))))
+        }
+        Func::Sort => {
+            let mut list = json_list(next(), f)?;
+            let kind = |v: &serde_json::Value| match v {
+                serde_json::Value::Number(_) => Some(0),
+                serde_json::Value::String(_) => Some(1),
+                serde_json::Value::Bool(_) => Some(2),
+                _ => None,
+            };
+            let first = list.first().and_then(kind);
+            if list.iter().any(|v| kind(v).is_none() || kind(v) != first) {
+                return Err(EvalError::BadArgument);
+            }
+            list.sort_by(|a, b| match (a, b) {
+                (serde_json::Value::Number(x), serde_json::Value::Number(y)) => x
+                    .as_f64()
+                    .partial_cmp(&y.as_f64())
+                    .unwrap_or(std::cmp::Ordering::Equal),
+                (serde_json::Value::String(x), serde_json::Value::String(y)) => x.cmp(y),
+                (serde_json::Value::Bool(x), serde_json::Value::Bool(y)) => x.cmp(y),
+                _ => std::cmp::Ordering::Equal,
+            });
+            Ok(Val::from_owned_json(serde_json::Value::Array(list)))
+        }
+        Func::Distinct => {
+            let list = json_list(next(), f)?;
+            let mut seen: Vec<serde_json::Value> = Vec::with_capacity(list.len());
+            for item in list {
+                if !seen.contains(&item) {
+                    seen.push(item);
+                }
+            }
+            Ok(Val::from_owned_json(serde_json::Value::Array(seen)))
+        }
+        Func::Range => {
+            let n = int(&next());
+            if !(0..=1_000_000).contains(&n) {
+                return Err(EvalError::BadArgument);
+            }
+            Ok(Val::from_owned_json(serde_json::Value::from(
+                (0..n).collect::<Vec<_>>(),
+            )))
+        }
         Func::BasicAuthEncode => {
             use base64::Engine;
             let (user, password) = (string(next()), string(next()));
@@ -837,6 +991,26 @@ fn random() -> u64 {
         state.set(x);
         x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11
     })
+}
+
+/// A list value's items (an error for anything but a list).
+fn json_list(v: Val<'_>, f: &dyn Facts) -> Result<Vec<serde_json::Value>, EvalError> {
+    match v.to_json(f) {
+        serde_json::Value::Array(items) => Ok(items),
+        _ => Err(EvalError::BadArgument),
+    }
+}
+
+/// `depth` levels of nested lists spliced into their parent.
+fn flatten(list: Vec<serde_json::Value>, depth: usize) -> Vec<serde_json::Value> {
+    let mut out = Vec::with_capacity(list.len());
+    for item in list {
+        match item {
+            serde_json::Value::Array(inner) if depth > 0 => out.extend(flatten(inner, depth - 1)),
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Whether `ip` lies in one of `cidrs`; a range that does not parse is skipped, and

@@ -9,6 +9,7 @@
 //! at create time, with its column.
 
 mod cookies;
+mod digest;
 mod eval;
 mod template;
 mod time;
@@ -737,9 +738,34 @@ pub(crate) enum Func {
     TimestampField(time::Field),
     /// `d.getHours()` and the other fields of a duration.
     DurationField(time::Field),
+    JsonDecode,
+    JsonEncode,
+    IsJson,
+    QueryDecode,
+    QueryEncode,
+    IsQueryString,
+    /// `hash.md5(s[, format])`, `s.md5()` and the other digests.
+    Hash(Digest),
+    Slice,
+    Flatten,
+    Sort,
+    Distinct,
+    Range,
     InCidrRange,
     InCidrRanges,
     BasicAuthEncode,
+}
+
+/// The digests of the `hash.*` macros.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Digest {
+    Crc32,
+    Crc64,
+    Md5,
+    Sha1,
+    Sha256,
+    Sha512,
+    XxHash64,
 }
 
 /// How a function is called: on a receiver (`s.trim()`) or by a global name
@@ -841,8 +867,67 @@ const FUNCTIONS: &[Signature] = {
         duration_field("getMilliseconds", time::Field::Milliseconds),
         duration_field("getMinutes", time::Field::Minutes),
         duration_field("getSeconds", time::Field::Seconds),
+        global("json.decode", &[Str], Type::Dyn, Func::JsonDecode),
+        global("json.encode", &[Type::Dyn], Str, Func::JsonEncode),
+        method("decodeJson", &[], &[], Type::Dyn, Func::JsonDecode),
+        method("isJson", &[], &[], Bool, Func::IsJson),
+        dyn_method("encodeJson", &[], &[], Str, Func::JsonEncode),
+        global("queryString.decode", &[Str], Type::Dyn, Func::QueryDecode),
+        global("queryString.encode", &[Type::Dyn], Str, Func::QueryEncode),
+        method("decodeQueryString", &[], &[], Type::Dyn, Func::QueryDecode),
+        method("isQueryString", &[], &[], Bool, Func::IsQueryString),
+        dyn_method("encodeQueryString", &[], &[], Str, Func::QueryEncode),
+        dyn_method("slice", &[Int, Int], &[], Type::Dyn, Func::Slice),
+        dyn_method("flatten", &[], &[Int], Type::Dyn, Func::Flatten),
+        dyn_method("sort", &[], &[], Type::Dyn, Func::Sort),
+        dyn_method("distinct", &[], &[], Type::Dyn, Func::Distinct),
+        global("lists.range", &[Int], Type::Dyn, Func::Range),
+        hash("hash.crc32", Digest::Crc32),
+        hash("hash.crc64", Digest::Crc64),
+        hash("hash.md5", Digest::Md5),
+        hash("hash.sha1", Digest::Sha1),
+        hash("hash.sha256", Digest::Sha256),
+        hash("hash.sha512", Digest::Sha512),
+        hash("hash.xxhash64", Digest::XxHash64),
+        method("crc32", &[], &[Str], Str, Func::Hash(Digest::Crc32)),
+        method("crc64", &[], &[Str], Str, Func::Hash(Digest::Crc64)),
+        method("md5", &[], &[Str], Str, Func::Hash(Digest::Md5)),
+        method("sha1", &[], &[Str], Str, Func::Hash(Digest::Sha1)),
+        method("sha256", &[], &[Str], Str, Func::Hash(Digest::Sha256)),
+        method("sha512", &[], &[Str], Str, Func::Hash(Digest::Sha512)),
+        method("xxhash64", &[], &[Str], Str, Func::Hash(Digest::XxHash64)),
     ]
 };
+
+/// A method on a list or map (any value; checked when it runs).
+const fn dyn_method(
+    name: &'static str,
+    args: &'static [Type],
+    optional: &'static [Type],
+    returns: Type,
+    func: Func,
+) -> Signature {
+    Signature {
+        name,
+        receiver: Some(Type::Dyn),
+        args,
+        optional,
+        returns,
+        func,
+    }
+}
+
+/// `hash.NAME(s[, 'hex' | 'base64'])`.
+const fn hash(name: &'static str, digest: Digest) -> Signature {
+    Signature {
+        name,
+        receiver: None,
+        args: &[Type::String],
+        optional: &[Type::String],
+        returns: Type::String,
+        func: Func::Hash(digest),
+    }
+}
 
 /// `ts.getX([zone])`: a field of a timestamp, in UTC or the named zone.
 const fn timestamp_field(name: &'static str, field: time::Field) -> Signature {
@@ -941,6 +1026,9 @@ pub(crate) enum Node {
     AsType(Type, Box<Node>),
     /// `x in value` of a dynamic value (a list's items, a map's keys).
     InDyn(Box<Node>, Box<Node>),
+    /// A list literal of values other than strings (`[1, 2]`), or with keys a map
+    /// literal (`{'a': 1}`): a dyn value made when it runs.
+    Literal(Vec<Node>, Option<Vec<Node>>),
     /// `req.cookies` (headers of the request) or `res.cookies` (of the response).
     Cookies(MapVar),
     /// `getReqCookie(name)`, `getResCookie(name)`: the first cookie of that name.
@@ -1117,21 +1205,33 @@ impl Compiler<'_> {
             Ast::Ident(_) => self.variable(e),
             Ast::List(list) => {
                 let mut items = Vec::with_capacity(list.elements.len());
+                let mut strings = true;
                 for item in &list.elements {
                     let (node, ty) = self.compile(item)?;
-                    if ty != Type::String {
-                        return Err(
-                            self.error(item, format!("list literals hold strings, not {ty}"))
-                        );
-                    }
+                    strings &= ty == Type::String;
                     items.push(node);
                 }
-                Ok((Node::List(items), Type::List))
+                // Strings only: the list type the fast paths know; else a dyn list.
+                if strings {
+                    Ok((Node::List(items), Type::List))
+                } else {
+                    Ok((Node::Literal(items, None), Type::Dyn))
+                }
+            }
+            Ast::Map(map) => {
+                let mut keys = Vec::with_capacity(map.entries.len());
+                let mut values = Vec::with_capacity(map.entries.len());
+                for entry in &map.entries {
+                    let cel::common::ast::EntryExpr::MapEntry(entry) = &entry.expr else {
+                        return Err(self.error(e, "message literals are not supported"));
+                    };
+                    keys.push(self.typed(&entry.key, Type::String, "a map key")?);
+                    values.push(self.compile(&entry.value)?.0);
+                }
+                Ok((Node::Literal(values, Some(keys)), Type::Dyn))
             }
             Ast::Call(call) => self.call(e, call),
-            Ast::Map(_) | Ast::Struct(_) => {
-                Err(self.error(e, "map and message literals are not supported"))
-            }
+            Ast::Struct(_) => Err(self.error(e, "message literals are not supported")),
             Ast::Comprehension(_) => Err(self.error(
                 e,
                 "macros over lists (all, exists, map, filter) are not supported",
@@ -1234,7 +1334,10 @@ impl Compiler<'_> {
 
     fn typed(&self, e: &IdedExpr, want: Type, what: &str) -> Result<Node, ExprError> {
         let (node, ty) = self.compile(e)?;
-        if ty == Type::Dyn && want != Type::Dyn {
+        if want == Type::Dyn {
+            return Ok(node);
+        }
+        if ty == Type::Dyn {
             return Ok(Node::AsType(want, Box::new(node)));
         }
         if ty != want {

@@ -517,3 +517,76 @@ fn request_cookies_as_documented() {
     )
     .is_ok());
 }
+
+/// JSON, query strings, digests and list helpers, with the macros page's examples.
+#[test]
+fn json_query_strings_digests_and_lists() {
+    let f = fake();
+    let value = |src: &str| {
+        let e = Expression::compile_any(src, Phase::HttpRequest)
+            .unwrap_or_else(|e| panic!("{src}: {e}"));
+        let v = e.eval(&f).unwrap_or_else(|e| panic!("{src}: {e}"));
+        let mut out = String::new();
+        v.write_to(&f, &mut out);
+        out
+    };
+    for (src, want) in [
+        ("json.decode('{\"a\":\"b\"}').a", "b"),
+        ("json.decode('[\"a\",\"b\",\"c\"]')[0] == 'a'", "true"),
+        ("json.encode({'a': 'b'})", "{\"a\":\"b\"}"),
+        ("json.encode(['a', 'b', 'c'])", "[\"a\",\"b\",\"c\"]"),
+        ("['a', 'b', 'c'].encodeJson()", "[\"a\",\"b\",\"c\"]"),
+        (
+            "{'a': 'b', 'c': 'd'}.encodeJson()",
+            "{\"a\":\"b\",\"c\":\"d\"}",
+        ),
+        ("'{\"x\": 1}'.decodeJson().x + 1", "2"),
+        ("'{\"x\": 1}'.isJson() && !'nope'.isJson()", "true"),
+        ("queryString.decode('a=b&c=d')['c']", "d"),
+        ("queryString.decode(req.url.query)['b'] == '2'", "true"),
+        ("queryString.encode({'a': 'b', 'c': 'd'})", "a=b&c=d"),
+        ("{'a': 'b', 'c': 'd'}.encodeQueryString()", "a=b&c=d"),
+        ("'a=b&c=d'.decodeQueryString().a", "b"),
+        ("'a=b&c=d'.isQueryString()", "true"),
+        ("hash.crc32('hello')", "3610a686"),
+        ("hash.crc32('hello', 'base64')", "NhCmhg=="),
+        ("hash.crc64('hello')", "3c3eeee2d8100000"),
+        ("hash.md5('hello')", "5d41402abc4b2a76b9719d911017c592"),
+        ("hash.md5('hello', 'base64')", "XUFAKrxLKna5cZ2REBfFkg=="),
+        (
+            "hash.sha1('hello')",
+            "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d",
+        ),
+        (
+            "hash.sha256('hello')",
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+        ),
+        ("hash.sha512('hello').size()", "128"),
+        ("hash.xxhash64('hello')", "26c7827d889f6da3"),
+        ("hash.xxhash64('hello', 'base64')", "JseCfYifbaM="),
+        ("'hello'.sha256() == hash.sha256('hello')", "true"),
+        ("[1, 2, 3, 4].slice(1, 3)", "[2,3]"),
+        ("[1, [2, 3], [4]].flatten()", "[1,2,3,4]"),
+        ("[1, [2, [3, 4]]].flatten()", "[1,2,[3,4]]"),
+        ("[1, [2, [3, 4]]].flatten(2)", "[1,2,3,4]"),
+        ("[3, 2, 1].sort()", "[1,2,3]"),
+        ("['b', 'c', 'a'].sort()", "[\"a\",\"b\",\"c\"]"),
+        ("[1, 2, 2, 3, 3, 3].distinct()", "[1,2,3]"),
+        ("[1, 'b', 2, 'b'].distinct()", "[1,\"b\",2]"),
+        ("lists.range(5)", "[0,1,2,3,4]"),
+        ("size(lists.range(3))", "3"),
+        ("2 in [1, 2, 3]", "true"),
+        ("json.decode('[\"a\",\"b\"]').join('-')", "a-b"),
+    ] {
+        assert_eq!(value(src), want, "{src}");
+    }
+    for src in [
+        "[1, 'b'].sort() == []",
+        "json.decode('{') == {}",
+        "[1, 2].flatten(-1) == []",
+        "hash.md5('x', 'octal') == ''",
+    ] {
+        let e = Expression::compile(src, Phase::HttpRequest).unwrap();
+        assert!(!e.matches(&f), "{src}");
+    }
+}
