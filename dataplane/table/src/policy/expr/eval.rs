@@ -65,7 +65,7 @@ pub enum Val<'a> {
     /// A whole string map.
     StrMap(StrMapVar),
     /// A list or map: one set-vars stored, or one made for the request (cookies).
-    Json(Cow<'a, serde_json::Value>),
+    Json(Json<'a>),
     /// `null`.
     Null,
 }
@@ -73,6 +73,31 @@ pub enum Val<'a> {
 /// The items of a list literal, evaluated on demand.
 #[derive(Clone, Copy, Debug)]
 pub struct ListLiteral<'a>(&'a [Node]);
+
+/// A list or map value, borrowed from the facts or made for this evaluation (boxed:
+/// every [`Val`] stays small, which the common comparisons pay for).
+#[derive(Clone, Debug)]
+pub enum Json<'a> {
+    /// Kept by the exchange (set-vars).
+    Borrowed(&'a serde_json::Value),
+    /// Made now (cookies, json.decode, literals).
+    Owned(Box<serde_json::Value>),
+}
+
+impl Json<'_> {
+    fn owned(value: serde_json::Value) -> Self {
+        Json::Owned(Box::new(value))
+    }
+}
+
+impl AsRef<serde_json::Value> for Json<'_> {
+    fn as_ref(&self) -> &serde_json::Value {
+        match self {
+            Json::Borrowed(v) => v,
+            Json::Owned(v) => v,
+        }
+    }
+}
 
 /// Why evaluation failed (a rule then does not match).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,113 +149,16 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
         Node::Arith(op, l, r) => arith(*op, eval(l, f)?, eval(r, f)?)?,
         Node::Str(s) => Val::Str(Cow::Borrowed(s)),
         Node::Null => Val::Null,
+        // The variables most rules read go straight to the facts; the rest (made
+        // here, or of other types) through `read`.
+        Node::Var(var @ (Var::Method | Var::Host | Var::Path | Var::Query | Var::Scheme)) => {
+            Val::Str(Cow::Borrowed(f.string(*var)))
+        }
+        Node::Var(var @ (Var::ContentLength | Var::StatusCode)) => Val::Int(f.int(*var)),
         Node::Var(var) => read(*var, f),
         Node::Map(map) => Val::Map(*map),
         Node::StrMap(map) => Val::StrMap(*map),
-        Node::StrMapValue(map, key) => {
-            let key = string(eval(key, f)?);
-            let value = str_map(f.results(), *map)
-                .iter()
-                .find(|(k, _)| *k == key)
-                .ok_or(EvalError::NoSuchKey)?;
-            Val::Str(Cow::Borrowed(value.1.as_str()))
-        }
-        Node::InStrMap(key, map) => {
-            let key = string(eval(key, f)?);
-            Val::Bool(str_map(f.results(), *map).iter().any(|(k, _)| *k == key))
-        }
         Node::Call(func, args) => call(*func, args, f)?,
-        Node::InCidrs(ip, ranges) => {
-            let ip = string(eval(ip, f)?);
-            Val::Bool(
-                ip.trim()
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ranges.iter().any(|c| c.contains(ip))),
-            )
-        }
-        Node::UserVar(name, fields) => {
-            let mut value = f.user_var(name).ok_or(EvalError::NoSuchVar)?;
-            for field in fields.iter() {
-                value = value.get(field.as_ref()).ok_or(EvalError::NoSuchKey)?;
-            }
-            Val::from_json(value)
-        }
-        Node::HasUserVar(name, fields) => Val::Bool(
-            f.user_var(name)
-                .and_then(|v| fields.iter().try_fold(v, |v, field| v.get(field.as_ref())))
-                .is_some(),
-        ),
-        Node::DynIndex(base, key) => {
-            let Val::Json(value) = eval(base, f)? else {
-                return Err(EvalError::NoSuchKey);
-            };
-            child(value, &eval(key, f)?).ok_or(EvalError::NoSuchKey)?
-        }
-        Node::AsType(want, x) => {
-            let v = eval(x, f)?;
-            let fits = matches!(
-                (want, &v),
-                (super::Type::String, Val::Str(_))
-                    | (super::Type::Int, Val::Int(_))
-                    | (super::Type::Double, Val::Double(_))
-                    | (super::Type::Bool, Val::Bool(_))
-                    | (super::Type::Null, Val::Null)
-                    | (super::Type::List, Val::Json(_))
-            );
-            if !fits {
-                return Err(EvalError::BadArgument);
-            }
-            v
-        }
-        Node::Literal(values, keys) => {
-            use serde_json::Value;
-            let mut items = Vec::with_capacity(values.len());
-            for v in values {
-                items.push(eval(v, f)?.to_json(f));
-            }
-            Val::Json(Cow::Owned(match keys {
-                None => Value::Array(items),
-                Some(keys) => {
-                    let mut map = serde_json::Map::new();
-                    for (k, v) in keys.iter().zip(items) {
-                        map.insert(string(eval(k, f)?).into_owned(), v);
-                    }
-                    Value::Object(map)
-                }
-            }))
-        }
-        Node::Cookies(side) => Val::Json(Cow::Owned(cookies(f, *side))),
-        Node::Cookie(side, name) => {
-            let name = string(eval(name, f)?);
-            let mut all = cookies(f, *side);
-            let first = all
-                .get_mut(name.as_ref())
-                .and_then(|list| list.as_array_mut())
-                .filter(|list| !list.is_empty())
-                .map(|list| list.swap_remove(0))
-                .ok_or(EvalError::NoSuchKey)?;
-            Val::from_owned_json(first)
-        }
-        Node::HasCookie(side, name) => {
-            let name = string(eval(name, f)?);
-            Val::Bool(cookies(f, *side).get(name.as_ref()).is_some())
-        }
-        Node::InDyn(needle, hay) => {
-            let needle = eval(needle, f)?;
-            let Val::Json(hay) = eval(hay, f)? else {
-                return Ok(Val::Bool(false));
-            };
-            Val::Bool(match hay.as_ref() {
-                serde_json::Value::Array(items) => {
-                    items.iter().any(|item| needle.to_json(f) == *item)
-                }
-                serde_json::Value::Object(map) => match &needle {
-                    Val::Str(key) => map.contains_key(key.as_ref()),
-                    _ => false,
-                },
-                _ => false,
-            })
-        }
         Node::MapValues(map, key) => Val::MapValues(*map, string(eval(key, f)?)),
         Node::ListIndex(list, index) => {
             let Val::Int(i) = eval(index, f)? else {
@@ -289,64 +217,11 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
                 (Val::Str(a), Val::Str(b)) => a.as_ref().cmp(b.as_ref()),
                 (Val::Int(a), Val::Int(b)) => a.cmp(b),
                 (Val::Bool(a), Val::Bool(b)) => a.cmp(b),
-                (Val::Timestamp(a), Val::Timestamp(b)) => a.cmp(b),
-                // Text that a dyn value holds for a time (a cookie's expires, max_age).
-                (Val::Str(s), Val::Timestamp(t)) | (Val::Timestamp(t), Val::Str(s)) => {
-                    let Some(parsed) = time::parse_timestamp(s) else {
-                        return Ok(Val::Bool(*op == Cmp::Ne));
-                    };
-                    let o = parsed.cmp(t);
-                    if matches!(l, Val::Str(_)) {
-                        o
-                    } else {
-                        o.reverse()
-                    }
-                }
-                (Val::Str(s), Val::Duration(d)) | (Val::Duration(d), Val::Str(s)) => {
-                    let Some(parsed) = time::parse_duration(s) else {
-                        return Ok(Val::Bool(*op == Cmp::Ne));
-                    };
-                    let o = parsed.cmp(d);
-                    if matches!(l, Val::Str(_)) {
-                        o
-                    } else {
-                        o.reverse()
-                    }
-                }
-                (Val::Duration(a), Val::Duration(b)) => a.cmp(b),
-                // Numbers compare across int and double; NaN compares unequal to all.
-                (Val::Double(_) | Val::Int(_), Val::Double(_) | Val::Int(_)) => {
-                    let as_f64 = |v: &Val<'_>| match v {
-                        Val::Int(i) => *i as f64,
-                        Val::Double(d) => *d,
-                        _ => f64::NAN,
-                    };
-                    match as_f64(&l).partial_cmp(&as_f64(&r)) {
-                        Some(o) => o,
-                        None => return Ok(Val::Bool(*op == Cmp::Ne)),
-                    }
-                }
                 // null compares equal only to null.
                 (Val::Null, Val::Null) => std::cmp::Ordering::Equal,
-                // Lists and maps from vars are equal or not, never ordered.
-                (Val::Json(_), _) | (_, Val::Json(_)) => {
-                    let equal = l.to_json(f) == r.to_json(f);
-                    return Ok(Val::Bool(match op {
-                        Cmp::Eq => equal,
-                        Cmp::Ne => !equal,
-                        _ => false,
-                    }));
-                }
-                _ => return Ok(Val::Bool(*op == Cmp::Ne)),
+                _ => return compare_other(*op, &l, &r, f),
             };
-            Val::Bool(match op {
-                Cmp::Eq => ordering.is_eq(),
-                Cmp::Ne => ordering.is_ne(),
-                Cmp::Lt => ordering.is_lt(),
-                Cmp::Le => ordering.is_le(),
-                Cmp::Gt => ordering.is_gt(),
-                Cmp::Ge => ordering.is_ge(),
-            })
+            Val::Bool(ordered(*op, ordering))
         }
         Node::InList(needle, hay) => {
             let needle = string(eval(needle, f)?);
@@ -406,6 +281,7 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
             Val::Duration(d) => Val::Duration(d.checked_neg().ok_or(EvalError::Overflow)?),
             _ => return Err(EvalError::Overflow),
         },
+        _ => return rare(node, f),
     })
 }
 
@@ -423,7 +299,7 @@ fn cookies(f: &dyn Facts, side: MapVar) -> serde_json::Value {
 }
 
 /// `value[key]`: an item of a list by index, a member of a map by key.
-fn child<'a>(value: Cow<'a, serde_json::Value>, key: &Val<'_>) -> Option<Val<'a>> {
+fn child<'a>(value: Json<'a>, key: &Val<'_>) -> Option<Val<'a>> {
     let pick = |v: &serde_json::Value| -> Option<usize> {
         match (v, key) {
             (serde_json::Value::Array(_), Val::Int(i)) => usize::try_from(*i).ok(),
@@ -431,11 +307,11 @@ fn child<'a>(value: Cow<'a, serde_json::Value>, key: &Val<'_>) -> Option<Val<'a>
         }
     };
     match value {
-        Cow::Borrowed(v) => match key {
+        Json::Borrowed(v) => match key {
             Val::Str(k) => v.get(k.as_ref()).map(Val::from_json),
             _ => pick(v).and_then(|i| v.get(i)).map(Val::from_json),
         },
-        Cow::Owned(mut v) => {
+        Json::Owned(mut v) => {
             let taken = match key {
                 Val::Str(k) => v.as_object_mut()?.remove(k.as_ref())?,
                 _ => {
@@ -449,8 +325,191 @@ fn child<'a>(value: Cow<'a, serde_json::Value>, key: &Val<'_>) -> Option<Val<'a>
     }
 }
 
+/// Comparisons of the types rules use less (times, doubles, dyn values), kept out of
+/// [`eval`]'s frame.
+#[inline(never)]
+fn compare_other<'a>(op: Cmp, l: &Val<'_>, r: &Val<'_>, f: &dyn Facts) -> R<'a> {
+    let ordering = match (l, r) {
+        (Val::Timestamp(a), Val::Timestamp(b)) => a.cmp(b),
+        // Text that a dyn value holds for a time (a cookie's expires, max_age).
+        (Val::Str(s), Val::Timestamp(t)) | (Val::Timestamp(t), Val::Str(s)) => {
+            let Some(parsed) = time::parse_timestamp(s) else {
+                return Ok(Val::Bool(op == Cmp::Ne));
+            };
+            let o = parsed.cmp(t);
+            if matches!(l, Val::Str(_)) {
+                o
+            } else {
+                o.reverse()
+            }
+        }
+        (Val::Str(s), Val::Duration(d)) | (Val::Duration(d), Val::Str(s)) => {
+            let Some(parsed) = time::parse_duration(s) else {
+                return Ok(Val::Bool(op == Cmp::Ne));
+            };
+            let o = parsed.cmp(d);
+            if matches!(l, Val::Str(_)) {
+                o
+            } else {
+                o.reverse()
+            }
+        }
+        (Val::Duration(a), Val::Duration(b)) => a.cmp(b),
+        // Numbers compare across int and double; NaN compares unequal to all.
+        (Val::Double(_) | Val::Int(_), Val::Double(_) | Val::Int(_)) => {
+            let as_f64 = |v: &Val<'_>| match v {
+                Val::Int(i) => *i as f64,
+                Val::Double(d) => *d,
+                _ => f64::NAN,
+            };
+            match as_f64(l).partial_cmp(&as_f64(r)) {
+                Some(o) => o,
+                None => return Ok(Val::Bool(op == Cmp::Ne)),
+            }
+        }
+        // Lists and maps from vars are equal or not, never ordered.
+        (Val::Json(_), _) | (_, Val::Json(_)) => {
+            let equal = l.to_json(f) == r.to_json(f);
+            return Ok(Val::Bool(match op {
+                Cmp::Eq => equal,
+                Cmp::Ne => !equal,
+                _ => false,
+            }));
+        }
+        _ => return Ok(Val::Bool(op == Cmp::Ne)),
+    };
+    Ok(Val::Bool(ordered(op, ordering)))
+}
+
+/// Whether `ordering` satisfies `op`.
+fn ordered(op: Cmp, ordering: std::cmp::Ordering) -> bool {
+    match op {
+        Cmp::Eq => ordering.is_eq(),
+        Cmp::Ne => ordering.is_ne(),
+        Cmp::Lt => ordering.is_lt(),
+        Cmp::Le => ordering.is_le(),
+        Cmp::Gt => ordering.is_gt(),
+        Cmp::Ge => ordering.is_ge(),
+    }
+}
+
+/// The nodes of values made per evaluation (string maps, CIDR sets, vars, dyn
+/// values, literals, cookies): kept out of [`eval`] so that its frame, which every
+/// step of the common comparisons pays for, stays small.
+#[inline(never)]
+fn rare<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
+    Ok(match node {
+        Node::StrMapValue(map, key) => {
+            let key = string(eval(key, f)?);
+            let value = str_map(f.results(), *map)
+                .iter()
+                .find(|(k, _)| *k == key)
+                .ok_or(EvalError::NoSuchKey)?;
+            Val::Str(Cow::Borrowed(value.1.as_str()))
+        }
+        Node::InStrMap(key, map) => {
+            let key = string(eval(key, f)?);
+            Val::Bool(str_map(f.results(), *map).iter().any(|(k, _)| *k == key))
+        }
+        Node::InCidrs(ip, ranges) => {
+            let ip = string(eval(ip, f)?);
+            Val::Bool(
+                ip.trim()
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ranges.iter().any(|c| c.contains(ip))),
+            )
+        }
+        Node::UserVar(name, fields) => {
+            let mut value = f.user_var(name).ok_or(EvalError::NoSuchVar)?;
+            for field in fields.iter() {
+                value = value.get(field.as_ref()).ok_or(EvalError::NoSuchKey)?;
+            }
+            Val::from_json(value)
+        }
+        Node::HasUserVar(name, fields) => Val::Bool(
+            f.user_var(name)
+                .and_then(|v| fields.iter().try_fold(v, |v, field| v.get(field.as_ref())))
+                .is_some(),
+        ),
+        Node::DynIndex(base, key) => {
+            let Val::Json(value) = eval(base, f)? else {
+                return Err(EvalError::NoSuchKey);
+            };
+            child(value, &eval(key, f)?).ok_or(EvalError::NoSuchKey)?
+        }
+        Node::AsType(want, x) => {
+            let v = eval(x, f)?;
+            let fits = matches!(
+                (want, &v),
+                (super::Type::String, Val::Str(_))
+                    | (super::Type::Int, Val::Int(_))
+                    | (super::Type::Double, Val::Double(_))
+                    | (super::Type::Bool, Val::Bool(_))
+                    | (super::Type::Null, Val::Null)
+                    | (super::Type::List, Val::Json(_))
+            );
+            if !fits {
+                return Err(EvalError::BadArgument);
+            }
+            v
+        }
+        Node::Literal(values, keys) => {
+            use serde_json::Value;
+            let mut items = Vec::with_capacity(values.len());
+            for v in values {
+                items.push(eval(v, f)?.to_json(f));
+            }
+            Val::Json(Json::owned(match keys {
+                None => Value::Array(items),
+                Some(keys) => {
+                    let mut map = serde_json::Map::new();
+                    for (k, v) in keys.iter().zip(items) {
+                        map.insert(string(eval(k, f)?).into_owned(), v);
+                    }
+                    Value::Object(map)
+                }
+            }))
+        }
+        Node::Cookies(side) => Val::Json(Json::owned(cookies(f, *side))),
+        Node::Cookie(side, name) => {
+            let name = string(eval(name, f)?);
+            let mut all = cookies(f, *side);
+            let first = all
+                .get_mut(name.as_ref())
+                .and_then(|list| list.as_array_mut())
+                .filter(|list| !list.is_empty())
+                .map(|list| list.swap_remove(0))
+                .ok_or(EvalError::NoSuchKey)?;
+            Val::from_owned_json(first)
+        }
+        Node::HasCookie(side, name) => {
+            let name = string(eval(name, f)?);
+            Val::Bool(cookies(f, *side).get(name.as_ref()).is_some())
+        }
+        Node::InDyn(needle, hay) => {
+            let needle = eval(needle, f)?;
+            let Val::Json(hay) = eval(hay, f)? else {
+                return Ok(Val::Bool(false));
+            };
+            Val::Bool(match hay.as_ref() {
+                serde_json::Value::Array(items) => {
+                    items.iter().any(|item| needle.to_json(f) == *item)
+                }
+                serde_json::Value::Object(map) => match &needle {
+                    Val::Str(key) => map.contains_key(key.as_ref()),
+                    _ => false,
+                },
+                _ => false,
+            })
+        }
+        // Every other node is evaluated by eval.
+        _ => unreachable!("eval handles {node:?}"),
+    })
+}
+
 /// A scalar variable: read from the facts, or made here from them (the whole URL,
 /// media types, the time, action results).
+#[inline(never)]
 fn read<'a>(var: Var, f: &'a dyn Facts) -> Val<'a> {
     let borrowed = |s: &'a str| Val::Str(Cow::Borrowed(s));
     match var {
@@ -599,6 +658,7 @@ fn chars_before(s: &str, at: usize) -> i64 {
 
 /// Runs a function of [`super::FUNCTIONS`]; the type checker made `args` match its
 /// signature (receiver first).
+#[inline(never)]
 fn call<'a>(func: Func, args: &'a [Node], f: &'a dyn Facts) -> R<'a> {
     let mut vals = Vec::with_capacity(args.len());
     for arg in args {
@@ -808,7 +868,7 @@ fn call<'a>(func: Func, args: &'a [Node], f: &'a dyn Facts) -> R<'a> {
                 // The first value of a key, as the docs compare them as strings.
                 map.entry(k).or_insert(serde_json::Value::String(v));
             }
-            Ok(Val::Json(Cow::Owned(serde_json::Value::Object(map))))
+            Ok(Val::Json(Json::owned(serde_json::Value::Object(map))))
         }
         Func::QueryEncode => {
             let serde_json::Value::Object(map) = next().to_json(f) else {
@@ -927,6 +987,7 @@ fn call<'a>(func: Func, args: &'a [Node], f: &'a dyn Facts) -> R<'a> {
 }
 
 /// `l op r` over the types the compiler allowed.
+#[inline(never)]
 fn arith<'a>(op: ArithOp, l: Val<'a>, r: Val<'a>) -> R<'a> {
     use ArithOp::*;
     let overflow = EvalError::Overflow;
@@ -1100,7 +1161,7 @@ impl<'a> Val<'a> {
                 None => Val::Double(n.as_f64().unwrap_or(f64::NAN)),
             },
             Value::String(s) => Val::Str(Cow::Borrowed(s)),
-            Value::Array(_) | Value::Object(_) => Val::Json(Cow::Borrowed(value)),
+            Value::Array(_) | Value::Object(_) => Val::Json(Json::Borrowed(value)),
         }
     }
 
@@ -1109,7 +1170,7 @@ impl<'a> Val<'a> {
         use serde_json::Value;
         match value {
             Value::String(s) => Val::Str(Cow::Owned(s)),
-            Value::Array(_) | Value::Object(_) => Val::Json(Cow::Owned(value)),
+            Value::Array(_) | Value::Object(_) => Val::Json(Json::owned(value)),
             Value::Null => Val::Null,
             Value::Bool(b) => Val::Bool(b),
             Value::Number(n) => match n.as_i64() {
@@ -1179,7 +1240,7 @@ impl Val<'_> {
                 }
             }
             Val::Strings(items) => out.push_str(&items.join(", ")),
-            Val::Json(value) => out.push_str(&value.to_string()),
+            Val::Json(value) => out.push_str(&value.as_ref().to_string()),
             Val::List(_) | Val::Map(_) | Val::StrMap(_) | Val::Null => {}
         }
     }

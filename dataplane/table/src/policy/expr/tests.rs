@@ -590,3 +590,14 @@ fn json_query_strings_digests_and_lists() {
         assert!(!e.matches(&f), "{src}");
     }
 }
+
+/// Every evaluation step returns a `Val`: it stays as small as a borrowed string and
+/// its tag, which the common comparisons pay for.
+#[test]
+fn values_stay_small() {
+    assert!(
+        std::mem::size_of::<Val<'_>>() <= 32,
+        "{}",
+        std::mem::size_of::<Val<'_>>()
+    );
+}
