@@ -426,7 +426,7 @@ on_http_request:
       - type: custom-response
         config:
           status_code: 403
-          body: "${conn.geo.city}, ${conn.geo.country_code} (${conn.geo.latitude} ${conn.geo.longitude} r${conn.geo.radius}) registered ${conn.client_ip.geo.registered_location.country}; AS${conn.client_ip.as.number} ${conn.client_ip.as.organization}; ${conn.client_ip.categories.join(',')}; blocklisted=${conn.client_ip.is_on_blocklist}"
+          body: "${conn.geo.city} (${conn.geo.subdivision}), ${conn.geo.country_code} (${conn.geo.latitude} ${conn.geo.longitude} r${conn.geo.radius}) registered ${conn.client_ip.geo.registered_location.country}; AS${conn.client_ip.as.number} ${conn.client_ip.as.organization}; ${conn.client_ip.categories.join(',')}; blocklisted=${conn.client_ip.is_on_blocklist}"
   - actions:
       - type: custom-response
         config:
@@ -448,7 +448,7 @@ on_http_request:
     assert_eq!(res.status, 403, "{}", res.text());
     assert_eq!(
         res.text(),
-        "Strongsville, US (41.3145 -81.8357 r5) registered Canada; AS64512 Loopback Networks; \
+        "Strongsville (Ohio), US (41.3145 -81.8357 r5) registered Canada; AS64512 Loopback Networks; \
          proxy,proxy.anonymous,proxy.anonymous.tor; blocklisted=false"
     );
     // Without the files every such variable is empty, never an error.

@@ -471,6 +471,12 @@ const SCALARS: &[(&str, Var, Type, Availability)] = {
             Always,
         ),
         (
+            "conn.geo.subdivision",
+            Var::Ip(IpVar::LocationSubdivision),
+            Str,
+            Always,
+        ),
+        (
             "conn.client_ip.as.number",
             Var::Ip(IpVar::AsNumber),
             Int,
