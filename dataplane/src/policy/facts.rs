@@ -331,8 +331,11 @@ impl Exchange for OnHttp<'_> {
     fn terminate_tls(&mut self) {
         // Validation keeps terminate-tls in on_tcp_connect.
     }
-    fn results(&mut self) -> &mut ActionResults {
-        self.results.get_mut()
+    fn results(&mut self) -> Option<&mut ActionResults> {
+        self.route
+            .policy
+            .reads_results
+            .then(|| self.results.get_mut())
     }
 }
 
@@ -413,7 +416,10 @@ impl Exchange for OnConnect<'_> {
     fn terminate_tls(&mut self) {
         *self.terminate = Some((self.endpoint, self.action));
     }
-    fn results(&mut self) -> &mut ActionResults {
-        self.results.get_mut()
+    fn results(&mut self) -> Option<&mut ActionResults> {
+        self.route
+            .policy
+            .reads_results
+            .then(|| self.results.get_mut())
     }
 }

@@ -198,7 +198,9 @@ fn record_forward_url(x: &mut dyn Exchange, forward: &dyn ForwardTarget) {
     let url = forward
         .target(x.facts())
         .map_or_else(String::new, |u| u.to_string());
-    x.results().forward_url = url;
+    if let Some(results) = x.results() {
+        results.forward_url = url;
+    }
 }
 
 /// The refusal codes of the actions that may refuse in on_tcp_connect, as `'static`

@@ -79,6 +79,9 @@ pub struct Policy {
     pub on_http_request: Vec<Rule>,
     /// Rules run for each response.
     pub on_http_response: Vec<Rule>,
+    /// Whether any expression or `${…}` of the policy names an action result
+    /// (`actions.ngrok.*`): only then do its actions record them.
+    pub reads_results: bool,
 }
 
 /// What kind of mistake a policy has, for stable error codes.
@@ -160,6 +163,10 @@ impl Policy {
             serde_saphyr::from_str_with_options(text, options)
                 .map_err(|e| err("", format!("invalid YAML: {e}")))?
         };
+        // Every expression and template is a string of the document: one that names
+        // a result means the actions must record theirs (a mention in a literal only
+        // costs the recording).
+        let reads_results = names_results(&doc);
         let obj = match doc {
             Value::Object(o) => o,
             Value::Null => return Ok(Policy::default()),
@@ -179,6 +186,7 @@ impl Policy {
             let rules = parse_rules(phase, value)?;
             *policy.phase_mut(phase) = rules;
         }
+        policy.reads_results = reads_results;
         Ok(policy)
     }
 
@@ -312,6 +320,16 @@ impl Policy {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether a string anywhere in `doc` names an action result.
+fn names_results(doc: &Value) -> bool {
+    match doc {
+        Value::String(s) => s.contains("actions.ngrok."),
+        Value::Array(items) => items.iter().any(names_results),
+        Value::Object(map) => map.values().any(names_results),
+        _ => false,
     }
 }
 

@@ -107,8 +107,8 @@ impl actions::Exchange for Fake {
         Ok(())
     }
     fn terminate_tls(&mut self) {}
-    fn results(&mut self) -> &mut results::ActionResults {
-        &mut self.results
+    fn results(&mut self) -> Option<&mut results::ActionResults> {
+        Some(&mut self.results)
     }
 }
 
@@ -394,6 +394,9 @@ fn documented_fields_of_the_hosted_service() {
     ok("on_tcp_connect:\n  - actions:\n      - type: restrict-ips\n        config: {enforce: true, deny: [10.0.0.0/8]}\n");
     ok("on_http_request:\n  - actions:\n      - type: forward-internal\n        config: {url: https://a.internal, binding: internal}\n");
     ok("on_http_request:\n  - actions:\n      - type: url-rewrite\n        config: {to: /only}\n");
+    // Actions record results only for a policy that reads some.
+    assert!(!ok(SEED).reads_results);
+    assert!(ok("on_http_request:\n  - expressions: ['actions.ngrok.rate_limit.limited']\n    actions: [{type: deny}]\n").reads_results);
     ok("on_tcp_connect:\n  - actions:\n      - type: terminate-tls\n        config: {mutual_tls_verification_strategy: request}\n");
     let p = ok("on_http_request:\n  - actions:\n      - type: set-vars\n        config:\n          vars:\n            - a: x\n            - b: ${vars.a}\n            - n: 3\n            - yes_no: true\n");
     let Action::SetVars(set) = &p.on_http_request[0].actions[0] else {

@@ -51,15 +51,20 @@ impl AddHeaders {
             .map(|(_, t)| super::sanitize(t.render(x.facts())))
             .collect();
         let headers = x.headers();
-        let mut added = Vec::with_capacity(values.len());
-        for ((name, _), value) in self.headers.iter().zip(values) {
+        for ((name, _), value) in self.headers.iter().zip(&values) {
             if name.eq_ignore_ascii_case("host") {
                 headers.remove(name);
             }
-            headers.append(name, &value);
-            added.push((name.to_ascii_lowercase(), value.into_owned()));
+            headers.append(name, value);
         }
-        x.results().headers_added = added;
+        if let Some(results) = x.results() {
+            results.headers_added = self
+                .headers
+                .iter()
+                .zip(values)
+                .map(|((name, _), value)| (name.to_ascii_lowercase(), value.into_owned()))
+                .collect();
+        }
     }
 }
 

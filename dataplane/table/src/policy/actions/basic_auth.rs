@@ -108,10 +108,12 @@ impl PolicyAction for BasicAuth {
     fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
         let checked = self.check(x);
         let authorized = matches!(checked, Some((_, true)));
-        let result = &mut x.results().basic_auth;
-        result.presented = checked.is_some();
-        result.authorized = authorized;
-        result.username = checked.map(|(user, _)| user).unwrap_or_default();
+        if let Some(results) = x.results() {
+            let result = &mut results.basic_auth;
+            result.presented = checked.is_some();
+            result.authorized = authorized;
+            result.username = checked.map(|(user, _)| user).unwrap_or_default();
+        }
         if authorized || !self.enforce {
             return Verdict::Continue;
         }

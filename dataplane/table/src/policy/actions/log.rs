@@ -72,7 +72,9 @@ impl PolicyAction for Log {
         let metadata = self.metadata(x);
         let line = self.line(x, &metadata);
         x.log(line);
-        x.results().log_metadata = metadata;
+        if let Some(results) = x.results() {
+            results.log_metadata = metadata;
+        }
         Verdict::Continue
     }
 }

@@ -162,8 +162,9 @@ pub trait Exchange {
     /// (on_tcp_connect of tls endpoints).
     fn terminate_tls(&mut self);
     /// Where the running action records what later rules read as
-    /// `actions.ngrok.<action>.*`.
-    fn results(&mut self) -> &mut ActionResults;
+    /// `actions.ngrok.<action>.*`; `None` when the running policy reads no results,
+    /// so that nothing is recorded (or allocated) for them.
+    fn results(&mut self) -> Option<&mut ActionResults>;
 }
 
 /// The request URL as policies see it, built from the facts.

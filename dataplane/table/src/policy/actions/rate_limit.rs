@@ -161,16 +161,18 @@ impl PolicyAction for RateLimit {
         let admitted = KEY.with_borrow_mut(|key| {
             self.key(x, key);
             let admitted = x.admit(key.as_bytes());
-            // Results show the key's values joined by commas.
-            let result = &mut x.results().rate_limit;
-            result.limited = admitted.is_err();
-            result.bucket_key.clear();
-            let values = key.strip_suffix(KEY_SEPARATOR).unwrap_or(key);
-            for (i, value) in values.split(KEY_SEPARATOR).enumerate() {
-                if i > 0 {
-                    result.bucket_key.push(',');
+            if let Some(results) = x.results() {
+                // Results show the key's values joined by commas.
+                let result = &mut results.rate_limit;
+                result.limited = admitted.is_err();
+                result.bucket_key.clear();
+                let values = key.strip_suffix(KEY_SEPARATOR).unwrap_or(key);
+                for (i, value) in values.split(KEY_SEPARATOR).enumerate() {
+                    if i > 0 {
+                        result.bucket_key.push(',');
+                    }
+                    result.bucket_key.push_str(value);
                 }
-                result.bucket_key.push_str(value);
             }
             admitted
         });

@@ -84,7 +84,9 @@ impl Redirect {
         match outcome {
             Outcome::Unchanged => None,
             Outcome::Failed(message) => {
-                x.results().redirect.error = (BAD_PATTERN, message);
+                if let Some(results) = x.results() {
+                    results.redirect.error = (BAD_PATTERN, message);
+                }
                 None
             }
             Outcome::Rewritten { url: to, matches } => {
@@ -94,10 +96,12 @@ impl Redirect {
                     to
                 };
                 let location = percent_encode_unsafe(&location);
-                let result = &mut x.results().redirect;
-                result.url.clone_from(&location);
-                result.matches = matches;
-                result.error = ("", String::new());
+                if let Some(results) = x.results() {
+                    let result = &mut results.redirect;
+                    result.url.clone_from(&location);
+                    result.matches = matches;
+                    result.error = ("", String::new());
+                }
                 Some(location)
             }
         }

@@ -28,13 +28,10 @@ impl RemoveHeaders {
     /// Removes every header named in the config.
     pub fn apply(&self, x: &mut dyn Exchange) {
         let headers = x.headers();
-        let removed: Vec<String> = self
-            .headers
-            .iter()
-            .filter(|name| headers.remove(name))
-            .cloned()
-            .collect();
-        x.results().headers_removed = removed;
+        let removed: Vec<&String> = self.headers.iter().filter(|n| headers.remove(n)).collect();
+        if let Some(results) = x.results() {
+            results.headers_removed = removed.into_iter().cloned().collect();
+        }
     }
 }
 

@@ -109,10 +109,12 @@ impl PolicyAction for RestrictIps {
 
     fn execute<'p>(&'p self, x: &mut dyn Exchange) -> Verdict<'p> {
         let decision = self.decide(x);
-        let result = &mut x.results().restrict_ips;
-        result.action = if decision.allowed { "allow" } else { "deny" };
-        result.matched_cidr.clear();
-        result.matched_cidr.push_str(decision.matched.unwrap_or(""));
+        if let Some(results) = x.results() {
+            let result = &mut results.restrict_ips;
+            result.action = if decision.allowed { "allow" } else { "deny" };
+            result.matched_cidr.clear();
+            result.matched_cidr.push_str(decision.matched.unwrap_or(""));
+        }
         if decision.allowed || !self.enforce {
             return Verdict::Continue;
         }

@@ -44,7 +44,9 @@ impl UrlRewrite {
         let (rewritten, matches) = match self.rewrite.apply(x.facts(), &full) {
             Outcome::Unchanged => return,
             Outcome::Failed(message) => {
-                x.results().url_rewrite.error = (BAD_PATTERN, message);
+                if let Some(results) = x.results() {
+                    results.url_rewrite.error = (BAD_PATTERN, message);
+                }
                 return;
             }
             Outcome::Rewritten { url, matches } => (url, matches),
@@ -53,10 +55,12 @@ impl UrlRewrite {
             return;
         };
         x.set_target(&target);
-        let result = &mut x.results().url_rewrite;
-        result.url = format!("{origin}{target}");
-        result.matches = matches;
-        result.error = ("", String::new());
+        if let Some(results) = x.results() {
+            let result = &mut results.url_rewrite;
+            result.url = format!("{origin}{target}");
+            result.matches = matches;
+            result.error = ("", String::new());
+        }
     }
 }
 
