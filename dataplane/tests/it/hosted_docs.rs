@@ -6,6 +6,16 @@
 
 use crate::support::*;
 
+/// A data plane serving `app.example.com` with `policy` in front of `upstream`.
+fn serve_agent(policy: &str, upstream: std::net::SocketAddr) -> DataPlane {
+    let mut dp = DataPlane::start();
+    dp.push(vec![with_policy(
+        agent("ep_app", "acme", "http://app.example.com", upstream),
+        policy,
+    )]);
+    dp
+}
+
 fn serve(policy: &str) -> DataPlane {
     let mut dp = DataPlane::start();
     dp.push(vec![cloud(
@@ -203,16 +213,8 @@ on_http_request:
             content-type: text/plain
           body: ${vars.sample_string} ${vars.sample_double} ${vars.sample_list[0]} ${vars.sample_map.key} ${vars.sample_nested_map.key[1]}
 "#;
-    let mut dp = DataPlane::start();
-    dp.push(vec![with_policy(
-        agent(
-            "ep_app",
-            "acme",
-            "http://app.example.com",
-            Backend::text("upstream").addr,
-        ),
-        policy,
-    )]);
+    let backend = Backend::text("upstream");
+    let dp = serve_agent(policy, backend.addr);
     let res = get(dp.http_addr(), "app.example.com", "/");
     assert_eq!(res.text(), "bar 1.5 1 value value2");
     assert_eq!(res.header("content-type"), Some("text/plain"));
@@ -301,11 +303,7 @@ on_http_request:
           headers:
             x-rewritten: "${actions.ngrok.url_rewrite.url} ${actions.ngrok.url_rewrite.matches[1]}"
 "#;
-    let mut dp = DataPlane::start();
-    dp.push(vec![with_policy(
-        agent("ep_app", "acme", "http://app.example.com", backend.addr),
-        policy,
-    )]);
+    let dp = serve_agent(policy, backend.addr);
     let mut conn = HttpConn::connect(dp.http_addr());
     assert_eq!(
         conn.get("app.example.com", "/products/shoes").text(),
@@ -492,11 +490,7 @@ on_http_response:
           headers:
             x-cookie-checked: ${res.cookies['sid'][0].value}
 "#;
-    let mut dp = DataPlane::start();
-    dp.push(vec![with_policy(
-        agent("ep_app", "acme", "http://app.example.com", backend.addr),
-        policy,
-    )]);
+    let dp = serve_agent(policy, backend.addr);
     let mut conn = HttpConn::connect(dp.http_addr());
     assert_eq!(send(&mut conn, "/", "").status, 401);
     let res = send(&mut conn, "/", "Cookie: theme=dark; session=abc123\r\n");

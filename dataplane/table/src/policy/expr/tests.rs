@@ -88,6 +88,17 @@ fn fake() -> Fake {
     }
 }
 
+/// What `src` renders to in a request phase (as `${src}` would), panicking with the
+/// expression on any error.
+fn rendered(f: &Fake, src: &str) -> String {
+    let e =
+        Expression::compile_any(src, Phase::HttpRequest).unwrap_or_else(|e| panic!("{src}: {e}"));
+    let v = e.eval(f).unwrap_or_else(|e| panic!("{src}: {e}"));
+    let mut out = String::new();
+    v.write_to(f, &mut out);
+    out
+}
+
 fn check(src: &str) -> bool {
     Expression::compile(src, Phase::HttpRequest)
         .unwrap_or_else(|e| panic!("{src}: {e}"))
@@ -213,12 +224,7 @@ fn templates_interpolate() {
 #[test]
 fn request_variables_of_the_hosted_docs() {
     let f = fake();
-    let value = |src: &str| {
-        let e = Expression::compile_any(src, Phase::HttpRequest).unwrap();
-        let mut out = String::new();
-        e.eval(&f).unwrap().write_to(&f, &mut out);
-        out
-    };
+    let value = |src: &str| rendered(&f, src);
     assert_eq!(
         value("req.url"),
         "https://api.example.com:8443/api/v1/users?a=1&b=2"
@@ -249,14 +255,7 @@ fn request_variables_of_the_hosted_docs() {
 #[test]
 fn macros_of_the_hosted_docs() {
     let f = fake();
-    let value = |src: &str| {
-        let e = Expression::compile_any(src, Phase::HttpRequest)
-            .unwrap_or_else(|e| panic!("{src}: {e}"));
-        let v = e.eval(&f).unwrap_or_else(|e| panic!("{src}: {e}"));
-        let mut out = String::new();
-        v.write_to(&f, &mut out);
-        out
-    };
+    let value = |src: &str| rendered(&f, src);
     for (src, want) in [
         ("'TacoCat'.lowerAscii()", "tacocat"),
         ("'TacoCÆt Xii'.upperAscii()", "TACOCÆT XII"),
@@ -338,14 +337,7 @@ fn macros_of_the_hosted_docs() {
 #[test]
 fn doubles_timestamps_and_durations() {
     let f = fake();
-    let value = |src: &str| {
-        let e = Expression::compile_any(src, Phase::HttpRequest)
-            .unwrap_or_else(|e| panic!("{src}: {e}"));
-        let v = e.eval(&f).unwrap_or_else(|e| panic!("{src}: {e}"));
-        let mut out = String::new();
-        v.write_to(&f, &mut out);
-        out
-    };
+    let value = |src: &str| rendered(&f, src);
     for (src, want) in [
         ("1 + 2 * 3", "7"),
         ("7 / 2", "3"),
@@ -444,14 +436,7 @@ fn doubles_timestamps_and_durations() {
 #[test]
 fn typed_vars() {
     let f = fake();
-    let value = |src: &str| {
-        let e = Expression::compile_any(src, Phase::HttpRequest)
-            .unwrap_or_else(|e| panic!("{src}: {e}"));
-        let v = e.eval(&f).unwrap_or_else(|e| panic!("{src}: {e}"));
-        let mut out = String::new();
-        v.write_to(&f, &mut out);
-        out
-    };
+    let value = |src: &str| rendered(&f, src);
     for (src, want) in [
         ("vars.tier", "gold"),
         ("vars.n + 1", "4"),
@@ -487,14 +472,7 @@ fn typed_vars() {
 #[test]
 fn request_cookies_as_documented() {
     let f = fake();
-    let value = |src: &str| {
-        let e = Expression::compile_any(src, Phase::HttpRequest)
-            .unwrap_or_else(|e| panic!("{src}: {e}"));
-        let v = e.eval(&f).unwrap_or_else(|e| panic!("{src}: {e}"));
-        let mut out = String::new();
-        v.write_to(&f, &mut out);
-        out
-    };
+    let value = |src: &str| rendered(&f, src);
     for (src, want) in [
         ("size(req.cookies) > 0", "true"),
         ("req.cookies['session'][0].name == 'session'", "true"),
@@ -522,14 +500,7 @@ fn request_cookies_as_documented() {
 #[test]
 fn json_query_strings_digests_and_lists() {
     let f = fake();
-    let value = |src: &str| {
-        let e = Expression::compile_any(src, Phase::HttpRequest)
-            .unwrap_or_else(|e| panic!("{src}: {e}"));
-        let v = e.eval(&f).unwrap_or_else(|e| panic!("{src}: {e}"));
-        let mut out = String::new();
-        v.write_to(&f, &mut out);
-        out
-    };
+    let value = |src: &str| rendered(&f, src);
     for (src, want) in [
         ("json.decode('{\"a\":\"b\"}').a", "b"),
         ("json.decode('[\"a\",\"b\",\"c\"]')[0] == 'a'", "true"),
