@@ -113,7 +113,7 @@ pub fn start(config: Config) -> Result<DataPlane, StartError> {
         default_pair,
         config.tls_cert_dir.as_deref(),
     )?);
-    let tls = (!certs.is_empty()).then(|| certs.server_config());
+    let tls = (!certs.is_empty()).then(|| certs.server());
     let upstream_tls =
         upstream::UpstreamTls::new(config.upstream_ca.as_deref(), config.upstream_tls_insecure)?;
     let access_log = match &config.access_log {

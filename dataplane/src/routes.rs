@@ -23,7 +23,7 @@ use innergate_table::wire::AuthtokenRecord;
 
 use crate::ratelimit::{EndpointLimits, RateCounters, RateRegistry};
 use crate::stats::{SlotPlan, StatsSlots};
-use crate::tls::certs::{pair_from_pem, CertStore};
+use crate::tls::certs::{pair_from_pem, CertStore, TlsServer};
 use innergate_table::policy::actions::terminate_tls::TlsVersion;
 use innergate_table::policy::{Action, ActionId, Phase};
 use rustls::pki_types::ServerName;
@@ -67,7 +67,7 @@ pub(crate) struct Route {
     /// Counters of its `rate-limit` actions, by action id.
     pub(crate) limits: EndpointLimits,
     /// TLS configs of its `terminate-tls` actions, by action id.
-    terminations: SmallVec<[(ActionId, Arc<rustls::ServerConfig>); 1]>,
+    terminations: SmallVec<[(ActionId, TlsServer); 1]>,
 }
 
 impl Route {
@@ -79,8 +79,8 @@ impl Route {
             .map(|(_, c)| &**c)
     }
 
-    /// The TLS config of its terminate-tls action `id`.
-    pub(crate) fn termination(&self, id: ActionId) -> Option<Arc<rustls::ServerConfig>> {
+    /// The TLS server of its terminate-tls action `id`.
+    pub(crate) fn termination(&self, id: ActionId) -> Option<TlsServer> {
         self.terminations
             .iter()
             .find(|(a, _)| *a == id)
@@ -327,7 +327,7 @@ impl RouteTable {
                     .map(|(_, p)| p)
                     .collect();
                     let config = store
-                        .server_config_with(&versions, t.client_auth.as_ref())
+                        .server_with(&versions, t.client_auth.as_ref())
                         .map_err(|message| CompileError::Certificate {
                             id: ep.id.clone(),
                             message,

@@ -155,6 +155,7 @@ fn connection_string<'s>(
     match var {
         Var::ClientIp => &conn.client_ip,
         Var::TlsSni => conn.sni.as_deref().unwrap_or(""),
+        Var::Tls(tls) => conn.tls.as_ref().map_or("", |t| t.string(tls)),
         Var::EndpointId => &route.id,
         Var::EndpointUrl => &route.url_text,
         Var::EndpointHost => &route.host_text,
@@ -194,6 +195,22 @@ fn ip_string(facts: &IpFacts, var: IpVar) -> &str {
     }
 }
 
+/// The bool facts of the connection: its TLS, the client's address.
+fn connection_bool(conn: &ConnInfo, var: Var) -> bool {
+    match var {
+        Var::Tls(tls) => conn.tls.as_ref().is_some_and(|t| t.boolean(tls)),
+        _ => ip_bool(conn.ip(), var),
+    }
+}
+
+/// The list facts of the connection: its TLS, the client's address.
+fn connection_list(conn: &ConnInfo, var: Var) -> &[String] {
+    match var {
+        Var::Tls(tls) => conn.tls.as_ref().map_or(&[], |t| t.list(tls)),
+        _ => ip_list(conn.ip(), var),
+    }
+}
+
 /// The bool facts of the client's address.
 fn ip_bool(facts: &IpFacts, var: Var) -> bool {
     match var {
@@ -220,6 +237,7 @@ fn connection_int(conn: &ConnInfo, route: &Route, var: Var) -> i64 {
         Var::ServerPort => i64::from(conn.server_port),
         Var::EndpointPort => i64::from(route.url.port),
         Var::ConnTsStart => conn.started_ns,
+        Var::Tls(tls) => conn.tls.as_ref().map_or(0, |t| t.int(tls)),
         Var::Ip(IpVar::AsNumber) => i64::from(conn.ip().autonomous_system.number),
         _ => 0,
     }
@@ -251,10 +269,10 @@ macro_rules! facts_via_view {
                 self.view().results()
             }
             fn boolean(&self, var: Var) -> bool {
-                ip_bool(self.view().info.conn.ip(), var)
+                connection_bool(self.view().info.conn, var)
             }
             fn list(&self, var: Var) -> &[String] {
-                ip_list(self.view().info.conn.ip(), var)
+                connection_list(self.view().info.conn, var)
             }
         }
     };
@@ -389,10 +407,10 @@ impl Facts for OnConnect<'_> {
         self.results.get()
     }
     fn boolean(&self, var: Var) -> bool {
-        ip_bool(self.conn.ip(), var)
+        connection_bool(self.conn, var)
     }
     fn list(&self, var: Var) -> &[String] {
-        ip_list(self.conn.ip(), var)
+        connection_list(self.conn, var)
     }
 }
 

@@ -14,7 +14,9 @@ mod facts;
 pub(crate) mod state;
 
 use innergate_table::policy::actions::Exchange;
-use innergate_table::policy::{ActionId, Facts, ForwardTarget, LocalResponse, Phase, Verdict};
+use innergate_table::policy::{
+    Action, ActionId, Facts, ForwardTarget, LocalResponse, Phase, Verdict,
+};
 
 use facts::{NoHeaders, OnConnect, OnHttp};
 pub(crate) use state::{Admission, ConnInfo, ConnState, RequestState};
@@ -190,6 +192,45 @@ pub(crate) fn run_connect(
             terminate,
         };
     }
+}
+
+/// The terminate-tls whose settings shape the handshake of an https connection to
+/// `entry`: the first in a rule of its `on_tcp_connect` whose expressions hold on
+/// what is known before the handshake (the client's address, the SNI; `conn.tls.*`
+/// beyond it reads empty then). The phase itself runs before the endpoint's first
+/// request, as on every http connection, with the handshake's facts; that
+/// terminate-tls then has nothing left to do.
+pub(crate) fn handshake_termination(
+    table: &RouteTable,
+    entry: EndpointIdx,
+    conn: &ConnInfo,
+) -> Option<ActionId> {
+    let route = table.route(entry);
+    let (mut vars, mut results, mut terminate) = Default::default();
+    for (r, rule) in route.policy.on_tcp_connect.iter().enumerate() {
+        let x = OnConnect {
+            conn,
+            endpoint: entry,
+            route,
+            vars: &mut vars,
+            results: &mut results,
+            forward_error: None,
+            none: NoHeaders,
+            action: ActionId::new(Phase::TcpConnect, r, 0),
+            terminate: &mut terminate,
+        };
+        if !rule.applies(&x) {
+            continue;
+        }
+        if let Some(a) = rule
+            .actions
+            .iter()
+            .position(|action| matches!(action, Action::TerminateTls(_)))
+        {
+            return Some(ActionId::new(Phase::TcpConnect, r, a));
+        }
+    }
+    None
 }
 
 /// Records the target a failed forward tried (`actions.ngrok.forward_internal.url`);

@@ -11,6 +11,7 @@ use innergate_table::policy::results::Results;
 use crate::error::ProxyError;
 use crate::ipintel::IpFacts;
 use crate::routes::{EndpointIdx, RouteTable};
+use crate::tls::facts::TlsFacts;
 
 /// The endpoints a request went through: the public one first, then each
 /// forward-internal target.
@@ -31,6 +32,8 @@ pub(crate) struct ConnInfo {
     /// `conn.ts.start`: when the connection was accepted, in nanoseconds since the
     /// Unix epoch.
     pub(crate) started_ns: i64,
+    /// What the handshake established (`conn.tls.*` but the SNI), on https.
+    pub(crate) tls: Option<Box<TlsFacts>>,
     /// What the IP data says of the client, looked up when a policy first asks.
     ip: std::cell::OnceCell<Box<IpFacts>>,
 }
@@ -54,6 +57,7 @@ impl ConnInfo {
             started_ns: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as i64),
+            tls: None,
             ip: std::cell::OnceCell::new(),
         }
     }

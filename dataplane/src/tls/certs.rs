@@ -127,6 +127,28 @@ impl CertStore {
         }
     }
 
+    /// The https server over these certificates, TLS 1.2 and 1.3.
+    pub(crate) fn server(self: &Arc<Self>) -> TlsServer {
+        TlsServer {
+            config: self.server_config(),
+            certs: self.clone(),
+        }
+    }
+
+    /// A terminate-tls server over these certificates: the given versions, asking
+    /// clients for theirs where `client_auth` says; `Err` when its authorities make
+    /// no verifier.
+    pub(crate) fn server_with(
+        self: &Arc<Self>,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        client_auth: Option<&ClientAuth>,
+    ) -> Result<TlsServer, String> {
+        Ok(TlsServer {
+            config: self.server_config_with(versions, client_auth)?,
+            certs: self.clone(),
+        })
+    }
+
     /// A server config over these certificates, TLS 1.2 and 1.3.
     pub fn server_config(self: &Arc<Self>) -> Arc<ServerConfig> {
         self.server_config_for(&[&rustls::version::TLS12, &rustls::version::TLS13])
@@ -164,6 +186,24 @@ impl CertStore {
         // strongest first), as scanners and hardening guides expect.
         config.ignore_client_order = true;
         Ok(Arc::new(config))
+    }
+}
+
+/// A server config with the certificates it serves from. Which certificate a
+/// handshake presented is not kept by the session; it is worked out again from the
+/// store by the SNI (the same pure choice the resolver made), for `conn.tls.server.*`.
+#[derive(Clone, Debug)]
+pub(crate) struct TlsServer {
+    pub(crate) config: Arc<ServerConfig>,
+    certs: Arc<CertStore>,
+}
+
+impl TlsServer {
+    /// The leaf certificate a handshake asking for `sni` was shown.
+    pub(crate) fn presented(&self, sni: Option<&str>) -> Option<CertificateDer<'static>> {
+        self.certs
+            .pick(sni)
+            .and_then(|pair| pair.cert.first().cloned())
     }
 }
 

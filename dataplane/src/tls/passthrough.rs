@@ -96,7 +96,7 @@ pub(crate) async fn serve_tls(
         Some(config) => {
             let io = PrefixedReadIo::new(stream, io::Cursor::new(hello));
             let remaining = limit.saturating_sub(started.elapsed());
-            let acceptor = monoio_rustls::TlsAcceptor::from(config);
+            let acceptor = monoio_rustls::TlsAcceptor::from(config.config);
             let accept = acceptor.accept(io);
             match monoio::time::timeout(remaining, accept).await {
                 Ok(Ok(tls)) => {

@@ -1,6 +1,6 @@
-//! Reads the server name from a TLS ClientHello without terminating TLS, for tls
-//! endpoints routed by SNI (passthrough). It judges nothing else: versions, ciphers
-//! and extensions are the upstream's business.
+//! Reads a TLS ClientHello without terminating TLS: its server name, for tls
+//! endpoints routed by SNI (passthrough), and its parts for the JA4 fingerprint. It
+//! judges nothing: versions, ciphers and extensions are the upstream's business.
 
 /// The most handshake bytes a ClientHello may take before it is refused.
 const MAX_HELLO: usize = 64 * 1024;
@@ -13,7 +13,15 @@ pub struct NotClientHello;
 /// needed, `Ok(Some(None))` for a complete hello without SNI.
 #[doc(hidden)]
 pub fn client_hello_sni(buf: &[u8]) -> Result<Option<Option<String>>, NotClientHello> {
-    // The handshake message may span several records: gather their payloads.
+    match client_hello_message(buf)? {
+        Some(body) => parse_hello(&body).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The body of the ClientHello handshake message at the start of `buf` (gathered
+/// from the records it spans): `Ok(None)` when more bytes are needed.
+pub(crate) fn client_hello_message(buf: &[u8]) -> Result<Option<Vec<u8>>, NotClientHello> {
     let mut handshake = Vec::new();
     let mut rest = buf;
     loop {
@@ -44,16 +52,53 @@ pub fn client_hello_sni(buf: &[u8]) -> Result<Option<Option<String>>, NotClientH
                 return Err(NotClientHello);
             }
             if handshake.len() >= 4 + body {
-                return parse_hello(&handshake[4..4 + body]).map(Some);
+                handshake.truncate(4 + body);
+                handshake.drain(..4);
+                return Ok(Some(handshake));
             }
         }
     }
 }
 
-struct Cursor<'a>(&'a [u8]);
+/// The parts of a ClientHello body that fingerprints read, borrowed from it.
+pub(crate) struct HelloParts<'a> {
+    pub(crate) legacy_version: u16,
+    pub(crate) cipher_suites: &'a [u8],
+    /// Each extension's type and data, in the order sent.
+    pub(crate) extensions: Vec<(u16, &'a [u8])>,
+}
+
+/// Splits a ClientHello body into its parts.
+pub(crate) fn hello_parts(body: &[u8]) -> Result<HelloParts<'_>, NotClientHello> {
+    let mut c = Cursor(body);
+    let legacy_version = c.u16()? as u16;
+    c.take(32)?; // random
+    let session = c.u8()?;
+    c.take(session)?;
+    let suites = c.u16()?;
+    let cipher_suites = c.take(suites)?;
+    let compression = c.u8()?;
+    c.take(compression)?;
+    let mut extensions = Vec::new();
+    if !c.0.is_empty() {
+        let len = c.u16()?;
+        let mut ext = Cursor(c.take(len)?);
+        while !ext.0.is_empty() {
+            let (kind, len) = (ext.u16()? as u16, ext.u16()?);
+            extensions.push((kind, ext.take(len)?));
+        }
+    }
+    Ok(HelloParts {
+        legacy_version,
+        cipher_suites,
+        extensions,
+    })
+}
+
+pub(crate) struct Cursor<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], NotClientHello> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], NotClientHello> {
         if self.0.len() < n {
             return Err(NotClientHello);
         }
@@ -61,52 +106,36 @@ impl<'a> Cursor<'a> {
         self.0 = rest;
         Ok(head)
     }
-    fn u8(&mut self) -> Result<usize, NotClientHello> {
+    pub(crate) fn u8(&mut self) -> Result<usize, NotClientHello> {
         Ok(usize::from(self.take(1)?[0]))
     }
-    fn u16(&mut self) -> Result<usize, NotClientHello> {
+    pub(crate) fn u16(&mut self) -> Result<usize, NotClientHello> {
         let b = self.take(2)?;
         Ok(usize::from(u16::from_be_bytes([b[0], b[1]])))
     }
 }
 
 fn parse_hello(body: &[u8]) -> Result<Option<String>, NotClientHello> {
-    let mut c = Cursor(body);
-    c.take(2 + 32)?; // version, random
-    let session = c.u8()?;
-    c.take(session)?;
-    let suites = c.u16()?;
-    c.take(suites)?;
-    let compression = c.u8()?;
-    c.take(compression)?;
-    if c.0.is_empty() {
-        return Ok(None); // no extensions at all
-    }
-    let extensions = c.u16()?;
-    let mut ext = Cursor(c.take(extensions)?);
-    while !ext.0.is_empty() {
-        let (kind, len) = (ext.u16()?, ext.u16()?);
-        let data = ext.take(len)?;
-        if kind != 0 {
-            continue;
-        }
-        let mut names = Cursor(data);
-        let list = names.u16()?;
-        let mut list = Cursor(names.take(list)?);
-        while !list.0.is_empty() {
-            let (name_type, len) = (list.u8()?, list.u16()?);
-            let name = list.take(len)?;
-            if name_type == 0 {
-                let valid = !name.is_empty()
-                    && name
-                        .iter()
-                        .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'.');
-                if !valid {
-                    return Err(NotClientHello);
-                }
-                let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-                return Ok(Some(name.trim_end_matches('.').to_string()));
+    let parts = hello_parts(body)?;
+    let Some((_, data)) = parts.extensions.iter().find(|(kind, _)| *kind == 0) else {
+        return Ok(None);
+    };
+    let mut names = Cursor(data);
+    let list = names.u16()?;
+    let mut list = Cursor(names.take(list)?);
+    while !list.0.is_empty() {
+        let (name_type, len) = (list.u8()?, list.u16()?);
+        let name = list.take(len)?;
+        if name_type == 0 {
+            let valid = !name.is_empty()
+                && name
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'.');
+            if !valid {
+                return Err(NotClientHello);
             }
+            let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+            return Ok(Some(name.trim_end_matches('.').to_string()));
         }
     }
     Ok(None)

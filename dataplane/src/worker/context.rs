@@ -13,6 +13,7 @@ use crate::control::calls::ControlCalls;
 use crate::drain::Drain;
 use crate::routes::RouteTable;
 use crate::stats::WorkerStats;
+use crate::tls::certs::TlsServer;
 use crate::tunnel::registry::{Directory, DirectoryCopy, Tunnels};
 use crate::upstream::{UpstreamPool, UpstreamTls};
 
@@ -36,8 +37,8 @@ pub(crate) struct Worker {
     /// Which worker this is: its slots in shared counters.
     pub(crate) id: usize,
     pub(crate) config: Arc<Config>,
-    /// The TLS server config for https ports, when certificates are configured.
-    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS server for https ports, when certificates are configured.
+    pub(crate) tls: Option<TlsServer>,
     /// TLS client configs for https:// and tls:// upstreams.
     pub(crate) upstream_tls: UpstreamTls,
     pub(super) table: RefCell<Rc<LocalTable>>,

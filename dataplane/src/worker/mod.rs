@@ -25,6 +25,7 @@ use crate::access_log::WorkerLog;
 use crate::config::{Config, RingTaskRun};
 use crate::drain::Drain;
 use crate::routes::RouteTable;
+use crate::tls::certs::TlsServer;
 use crate::upstream::{UpstreamPool, UpstreamTls};
 
 /// The supervisor's side of a worker.
@@ -71,7 +72,7 @@ fn build_runtime(config: &Config, taskrun: RingTaskRun) -> std::io::Result<Worke
 pub(crate) fn spawn(
     id: usize,
     config: Arc<Config>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<TlsServer>,
     upstream_tls: UpstreamTls,
     access_log: Option<WorkerLog>,
     tunnel: TunnelShared,
@@ -140,7 +141,7 @@ pub(crate) fn spawn(
 async fn run(
     id: usize,
     config: Arc<Config>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<TlsServer>,
     upstream_tls: UpstreamTls,
     access_log: Option<WorkerLog>,
     tunnel: TunnelShared,

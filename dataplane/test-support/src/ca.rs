@@ -32,13 +32,21 @@ impl TestCa {
 
     /// A leaf for `names` (DNS names or IP addresses): (certificate, key), PEM.
     pub fn issue(&self, names: &[&str]) -> (String, String) {
+        self.issue_to(None, names)
+    }
+
+    /// A leaf for `names` whose subject is `CN=common_name` where one is given
+    /// (rcgen's own name otherwise): (certificate, key), PEM.
+    pub fn issue_to(&self, common_name: Option<&str>, names: &[&str]) -> (String, String) {
         let issuer = Issuer::from_params(&self.params, &self.key);
         let key = KeyPair::generate().unwrap();
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let cert = CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        if let Some(name) = common_name {
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params.distinguished_name.push(DnType::CommonName, name);
+        }
+        let cert = params.signed_by(&key, &issuer).unwrap();
         (cert.pem(), key.serialize_pem())
     }
 

@@ -674,3 +674,106 @@ fn terminate_tls_mutual_tls_in_the_three_documented_strategies() {
     assert!(echoes(none, addr, "r.example.com"));
     assert!(echoes(other, addr, "r.example.com"));
 }
+
+/// Sends a GET over TLS with `config`; the status, or `None` when the handshake or
+/// the exchange failed.
+fn status_over(config: &Arc<rustls::ClientConfig>, addr: SocketAddr, sni: &str) -> Option<u16> {
+    let mut tls = tls_connect(config, addr, sni);
+    write!(
+        tls,
+        "GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = tls.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    std::str::from_utf8(raw.get(9..12)?).ok()?.parse().ok()
+}
+
+#[test]
+fn https_endpoints_take_terminate_tls_and_policies_read_the_handshake() {
+    let pki = Pki::new(&[
+        "default.test",
+        "m.example.com",
+        "p.example.com",
+        "v.example.com",
+    ]);
+    let clients = TestCa::new("client CA");
+    let (cert, key) = clients.issue_to(Some("ExampleClient"), &["client.example.com"]);
+    // What a request reads of its connection's TLS, one field per `|`.
+    let facts = "${conn.tls.version}|${conn.tls.cipher_suite}|${conn.tls.session_resumed}|\
+                 ${conn.tls.client.subject.common_name}|${conn.tls.client.issuer}|\
+                 ${'client.example.com' in conn.tls.client.san.dns_names}|${size(conn.tls.client.subject.country)}|\
+                 ${conn.tls.client.validity.not_after > conn.tls.client.validity.not_before}|\
+                 ${conn.tls.client.pem.startsWith('-----BEGIN CERTIFICATE-----')}|\
+                 ${conn.tls.server.san.dns_names[0]}|${conn.tls.server.issuer.common_name}|\
+                 ${conn.tls.ja4_fingerprint.startsWith('t13d')}";
+    // The hosted docs' mutual TLS example is an https endpoint (`ngrok http 8080`)
+    // with terminate-tls in on_tcp_connect; requests then read the certificate.
+    let mutual = serde_json::json!({
+        "on_tcp_connect": [{"actions": [{"type": "terminate-tls", "config": {
+            "mutual_tls_certificate_authorities": [clients.pem()]}}]}],
+        "on_http_request": [{"actions": [{"type": "custom-response",
+            "config": {"body": facts}}]}]
+    })
+    .to_string();
+    let plain = serde_json::json!({
+        "on_http_request": [{"actions": [{"type": "custom-response",
+            "config": {"body": facts}}]}]
+    })
+    .to_string();
+    let mut dp = pki.start(&[]);
+    dp.push(vec![
+        cloud("ep_m", "acme", "https://m.example.com:8443", &mutual),
+        cloud("ep_p", "acme", "https://p.example.com:8443", &plain),
+        cloud(
+            "ep_v",
+            "acme",
+            "https://v.example.com:8443",
+            "on_tcp_connect:\n  - actions:\n      - type: terminate-tls\n        config: {min_version: '1.3'}\n\
+             on_http_request:\n  - actions:\n      - type: custom-response\n        config: {body: v}\n",
+        ),
+    ]);
+    let addr = dp.listener(PORT);
+    let with_cert = client_with_certificate(&pki, Some((&cert, &key)));
+    let without = client_with_certificate(&pki, None);
+
+    let (response, _) = tls_get(&with_cert, addr, "m.example.com", "m.example.com");
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.text(),
+        "1.3|TLS_AES_256_GCM_SHA384|false|ExampleClient|CN=client CA|true|0|\
+         true|true|m.example.com|innergate test CA|true"
+    );
+    // require-and-verify (the default): no certificate, no request.
+    assert_eq!(status_over(&without, addr, "m.example.com"), None);
+
+    // Without terminate-tls nothing is asked of the client; its fields read empty.
+    let (response, _) = tls_get(&without, addr, "p.example.com", "p.example.com");
+    assert_eq!(
+        response.text(),
+        "1.3|TLS_AES_256_GCM_SHA384|false|||false|0|false|false|p.example.com|innergate test CA|true"
+    );
+
+    // Its versions: a TLS 1.2 client is turned away where min_version is 1.3 only.
+    let tls12_only = {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pki.ca.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[&rustls::version::TLS12])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    };
+    assert_eq!(status_over(&tls12_only, addr, "v.example.com"), None);
+    assert_eq!(status_over(&tls12_only, addr, "p.example.com"), Some(200));
+    assert_eq!(status_over(&without, addr, "v.example.com"), Some(200));
+}

@@ -275,13 +275,16 @@ impl Policy {
                         f.validate_for(url.scheme).map_err(|m| invalid(&path, m))?;
                     }
                     if matches!(action, Action::TerminateTls(_))
-                        && url.scheme != crate::url::Scheme::Tls
+                        && !matches!(
+                            url.scheme,
+                            crate::url::Scheme::Tls | crate::url::Scheme::Https
+                        )
                     {
                         return Err(invalid(
                             &path,
                             format!(
-                                "terminate-tls ends TLS on tls endpoints; a {} endpoint has \
-                                 none to end",
+                                "terminate-tls ends TLS on tls and https endpoints; a {} \
+                                 endpoint has none to end",
                                 url.scheme
                             ),
                         ));

@@ -226,10 +226,15 @@ fn validation_against_the_endpoint() {
     let e = check("tcp://a.example.com:5000", agent(), tls_only).unwrap_err();
     assert!(
         e.message
-            .contains("terminate-tls ends TLS on tls endpoints"),
+            .contains("terminate-tls ends TLS on tls and https endpoints"),
         "{e}"
     );
+    let e = check("http://a.example.com", agent(), tls_only).unwrap_err();
+    assert!(e.message.contains("a http endpoint has none"), "{e}");
     check("tls://a.example.com", agent(), tls_only).unwrap();
+    // On https it shapes the handshake the data plane does anyway (the hosted
+    // service's mutual TLS example is an https endpoint).
+    check("https://a.example.com", agent(), tls_only).unwrap();
     let e = parse_err(
         "on_tcp_connect:\n  - actions: [{type: terminate-tls, config: {min_version: '1.1'}}]\n",
     );

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use jiff::{SignedDuration, Timestamp};
 
 use super::time;
-use super::{ArithOp, Cmp, Func, IpVar, MapVar, Node, ResultVar, StrFn, StrMapVar, Var};
+use super::{ArithOp, Cmp, Func, IpVar, MapVar, Node, ResultVar, StrFn, StrMapVar, Type, Var};
 use crate::policy::cidr::Cidr;
 use crate::policy::results::ActionResults;
 
@@ -367,8 +367,14 @@ fn compare_other<'a>(op: Cmp, l: &Val<'_>, r: &Val<'_>, f: &dyn Facts) -> R<'a> 
                 None => return Ok(Val::Bool(op == Cmp::Ne)),
             }
         }
-        // Lists and maps from vars are equal or not, never ordered.
-        (Val::Json(_), _) | (_, Val::Json(_)) => {
+        // Lists (`conn.tls.client.issuer.country == ['US']`) and the lists and maps of
+        // vars are equal or not, never ordered.
+        (Val::Json(_), _)
+        | (_, Val::Json(_))
+        | (
+            Val::Strings(_) | Val::MapValues(..) | Val::List(_),
+            Val::Strings(_) | Val::MapValues(..) | Val::List(_),
+        ) => {
             let equal = l.to_json(f) == r.to_json(f);
             return Ok(Val::Bool(match op {
                 Cmp::Eq => equal,
@@ -518,9 +524,12 @@ fn read<'a>(var: Var, f: &'a dyn Facts) -> Val<'a> {
         ) => Val::Bool(f.boolean(var)),
         Var::Ip(IpVar::AsNumber) => Val::Int(f.int(var)),
         Var::Ip(IpVar::Categories) => Val::Strings(Cow::Borrowed(f.list(var))),
-        Var::ConnTsStart => match Timestamp::from_nanosecond(i128::from(f.int(var))) {
-            Ok(t) => Val::Timestamp(t),
-            Err(_) => Val::Timestamp(Timestamp::UNIX_EPOCH),
+        Var::ConnTsStart => timestamp_ns(f.int(var)),
+        Var::Tls(tls) => match tls.ty() {
+            Type::Bool => Val::Bool(f.boolean(var)),
+            Type::List => Val::Strings(Cow::Borrowed(f.list(var))),
+            Type::Timestamp => timestamp_ns(f.int(var)),
+            _ => borrowed(f.string(var)),
         },
         Var::ContentLength
         | Var::StatusCode
@@ -580,6 +589,11 @@ fn read<'a>(var: Var, f: &'a dyn Facts) -> Val<'a> {
         }
         _ => borrowed(f.string(var)),
     }
+}
+
+/// A timestamp the facts give as nanoseconds since the Unix epoch.
+fn timestamp_ns(ns: i64) -> Val<'static> {
+    Val::Timestamp(Timestamp::from_nanosecond(i128::from(ns)).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
 /// `/path?query`.

@@ -13,6 +13,7 @@ mod digest;
 mod eval;
 mod template;
 mod time;
+mod tls;
 
 use std::fmt;
 
@@ -21,6 +22,7 @@ use cel::common::ast::{operators, Expr as Ast, IdedExpr, LiteralValue};
 
 pub use eval::{EvalError, Facts, Val};
 pub use template::Template;
+pub use tls::{CertOf, CertVar, NameField, TlsVar};
 
 use super::Phase;
 
@@ -150,6 +152,8 @@ pub enum Var {
     Result(ResultVar),
     /// A fact of the client's address from the data plane's IP data.
     Ip(IpVar),
+    /// A fact of the connection's TLS (`conn.tls.*` but the SNI).
+    Tls(TlsVar),
 }
 
 /// What the data plane's IP data (`--geoip-db`, `--ip-categories`) says of the
@@ -1267,6 +1271,9 @@ impl Compiler<'_> {
                 return Ok((Node::Var(*var), *ty));
             }
         }
+        if let Some((tls, ty)) = TlsVar::named(&path) {
+            return Ok((Node::Var(Var::Tls(tls)), ty));
+        }
         for (name, map) in STR_MAPS {
             if *name == path {
                 return Ok((Node::StrMap(*map), Type::StrMap));
@@ -1502,7 +1509,10 @@ impl Compiler<'_> {
                     || rt == Type::Dyn
                     || lt == rt && ordered(lt)
                     || numbers(lt) && numbers(rt)
-                    || (matches!(op, Cmp::Eq | Cmp::Ne) && (lt == Type::Null || rt == Type::Null));
+                    || (matches!(op, Cmp::Eq | Cmp::Ne)
+                        && (lt == Type::Null
+                            || rt == Type::Null
+                            || lt == Type::List && rt == Type::List));
                 if !comparable {
                     return Err(self.error(e, format!("cannot compare {lt} with {rt}")));
                 }

@@ -5,6 +5,7 @@ const QUERY: &[(&str, &str)] = &[("a", "1"), ("b", "2")];
 
 struct Fake {
     headers: Vec<(&'static str, &'static str)>,
+    dns_names: Vec<String>,
     vars: Vec<(&'static str, serde_json::Value)>,
 }
 
@@ -20,6 +21,11 @@ impl Facts for Fake {
             Var::Authority => "api.example.com:8443",
             Var::UserAgent => "curl/8.5.0",
             Var::ReqContentTypeRaw => "application/json; charset=utf-8",
+            Var::Tls(TlsVar::Version) => "1.3",
+            Var::Tls(TlsVar::Cert(
+                CertOf::Client,
+                CertVar::SubjectField(NameField::CommonName),
+            )) => "ExampleClient",
             _ => "",
         }
     }
@@ -27,7 +33,18 @@ impl Facts for Fake {
         match var {
             Var::StatusCode => 404,
             Var::ContentLength => 12,
+            // 2030-01-01T00:00:00Z.
+            Var::Tls(TlsVar::Cert(CertOf::Client, CertVar::NotAfter)) => 1_893_456_000_000_000_000,
             _ => 0,
+        }
+    }
+    fn boolean(&self, var: Var) -> bool {
+        var == Var::Tls(TlsVar::SessionResumed)
+    }
+    fn list(&self, var: Var) -> &[String] {
+        match var {
+            Var::Tls(TlsVar::Cert(CertOf::Client, CertVar::SanDnsNames)) => &self.dns_names,
+            _ => &[],
         }
     }
     fn count(&self, map: MapVar, key: &str) -> usize {
@@ -67,6 +84,7 @@ impl Facts for Fake {
 
 fn fake() -> Fake {
     Fake {
+        dns_names: vec!["a.example.com".into(), "b.example.com".into()],
         headers: vec![
             ("x-api-key", "k1"),
             ("accept", "text/html"),
@@ -571,4 +589,46 @@ fn values_stay_small() {
         "{}",
         std::mem::size_of::<Val<'_>>()
     );
+}
+
+#[test]
+fn connection_tls_variables() {
+    let f = fake();
+    assert_eq!(rendered(&f, "conn.tls.version"), "1.3");
+    assert_eq!(
+        rendered(&f, "conn.tls.client.subject.common_name"),
+        "ExampleClient"
+    );
+    assert_eq!(rendered(&f, "conn.tls.session_resumed"), "true");
+    assert_eq!(rendered(&f, "size(conn.tls.client.san.dns_names)"), "2");
+    assert_eq!(
+        rendered(&f, "conn.tls.client.san.dns_names[1]"),
+        "b.example.com"
+    );
+    assert!(check("'a.example.com' in conn.tls.client.san.dns_names"));
+    assert!(check(
+        "conn.tls.client.validity.not_after > timestamp('2029-12-31T00:00:00Z')"
+    ));
+    // Lists compare whole, as the docs' `conn.tls.client.issuer.country == ['US']`.
+    assert!(check("conn.tls.server.subject.organization == []"));
+    assert!(check(
+        "conn.tls.client.san.dns_names == ['a.example.com', 'b.example.com']"
+    ));
+    assert!(check("conn.tls.client.san.dns_names != ['a.example.com']"));
+    assert!(check("req.headers['x-multi'] == ['a', 'b']"));
+    // Types as documented: organization is a list, common_name a string.
+    let e = Expression::compile(
+        "conn.tls.client.subject.organization == 'x'",
+        Phase::HttpRequest,
+    )
+    .unwrap_err();
+    assert!(e.message.contains("cannot compare"), "{e}");
+    Expression::compile(
+        "conn.tls.cipher_suite == 'TLS_AES_128_GCM_SHA256'",
+        Phase::TcpConnect,
+    )
+    .unwrap();
+    let e = Expression::compile("conn.tls.client.extensions[0].critical", Phase::HttpRequest)
+        .unwrap_err();
+    assert!(e.message.contains("unknown variable"), "{e}");
 }
