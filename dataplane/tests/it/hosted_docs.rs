@@ -377,6 +377,34 @@ on_http_request:
 }
 
 #[test]
+fn the_user_agent_is_parsed_into_the_documented_fields() {
+    let policy = r#"
+on_http_request:
+  - expressions:
+      - req.user_agent.is_bot
+    actions:
+      - type: deny
+        config:
+          status_code: 403
+  - actions:
+      - type: custom-response
+        config:
+          body: "${req.user_agent.name} ${req.user_agent.version} ${req.user_agent.os} ${req.user_agent.os_version} ${req.user_agent.is_desktop} ${req.user_agent.is_mobile}"
+"#;
+    let dp = serve(policy);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    let safari = "User-Agent: Mozilla/5.0 (Macintosh; Intel Mac OS X 10_12_6) \
+                  AppleWebKit/603.3.8 (KHTML, like Gecko) Version/10.1.2 Safari/603.3.8\r\n";
+    assert_eq!(
+        send(&mut conn, "/", safari).text(),
+        "Safari 10.1.2 macOS 10.12.6 true false"
+    );
+    let bot = "User-Agent: Mozilla/5.0 (compatible; Googlebot/2.1; \
+               +http://www.google.com/bot.html)\r\n";
+    assert_eq!(send(&mut conn, "/", bot).status, 403);
+}
+
+#[test]
 fn geo_and_ip_intelligence_come_from_the_files_the_data_plane_is_given() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("city.mmdb");

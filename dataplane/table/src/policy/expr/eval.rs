@@ -5,7 +5,9 @@ use std::borrow::Cow;
 use jiff::{SignedDuration, Timestamp};
 
 use super::time;
-use super::{ArithOp, Cmp, Func, IpVar, MapVar, Node, ResultVar, StrFn, StrMapVar, Type, Var};
+use super::{
+    ArithOp, Cmp, Func, IpVar, MapVar, Node, ResultVar, StrFn, StrMapVar, Type, UaField, Var,
+};
 use crate::policy::cidr::Cidr;
 use crate::policy::results::ActionResults;
 
@@ -525,6 +527,7 @@ fn read<'a>(var: Var, f: &'a dyn Facts) -> Val<'a> {
         Var::Ip(IpVar::AsNumber) => Val::Int(f.int(var)),
         Var::Ip(IpVar::Categories) => Val::Strings(Cow::Borrowed(f.list(var))),
         Var::ConnTsStart => timestamp_ns(f.int(var)),
+        Var::UserAgentField(field) => user_agent_field(f.string(Var::UserAgent), field),
         Var::Tls(tls) => match tls.ty() {
             Type::Bool => Val::Bool(f.boolean(var)),
             Type::List => Val::Strings(Cow::Borrowed(f.list(var))),
@@ -588,6 +591,25 @@ fn read<'a>(var: Var, f: &'a dyn Facts) -> Val<'a> {
             }
         }
         _ => borrowed(f.string(var)),
+    }
+}
+
+/// A field of the User-Agent header `header`.
+#[inline(never)]
+fn user_agent_field(header: &str, field: UaField) -> Val<'static> {
+    let ua = super::user_agent::parse(header);
+    let text = |s: String| Val::Str(Cow::Owned(s));
+    match field {
+        UaField::Name => text(ua.name),
+        UaField::Version => text(ua.version),
+        UaField::Os => text(ua.os),
+        UaField::OsVersion => text(ua.os_version),
+        UaField::Device => text(ua.device),
+        UaField::Url => text(ua.url),
+        UaField::IsMobile => Val::Bool(ua.mobile),
+        UaField::IsTablet => Val::Bool(ua.tablet),
+        UaField::IsDesktop => Val::Bool(ua.desktop),
+        UaField::IsBot => Val::Bool(ua.bot),
     }
 }
 

@@ -14,6 +14,7 @@ mod eval;
 mod template;
 mod time;
 mod tls;
+mod user_agent;
 
 use std::fmt;
 
@@ -23,6 +24,7 @@ use cel::common::ast::{operators, Expr as Ast, IdedExpr, LiteralValue};
 pub use eval::{EvalError, Facts, Val};
 pub use template::Template;
 pub use tls::{CertOf, CertVar, NameField, TlsVar};
+pub use user_agent::UaField;
 
 use super::Phase;
 
@@ -154,6 +156,8 @@ pub enum Var {
     Ip(IpVar),
     /// A fact of the connection's TLS (`conn.tls.*` but the SNI).
     Tls(TlsVar),
+    /// A field of the parsed User-Agent (`req.user_agent.*`; made by the evaluator).
+    UserAgentField(UaField),
 }
 
 /// What the data plane's IP data (`--geoip-db`, `--ip-categories`) says of the
@@ -1270,6 +1274,18 @@ impl Compiler<'_> {
                 self.check_available(e, name, *availability)?;
                 return Ok((Node::Var(*var), *ty));
             }
+        }
+        if let Some(field) = path
+            .strip_prefix("req.user_agent.")
+            .and_then(UaField::named)
+        {
+            self.check_available(e, "req.user_agent", Http)?;
+            let ty = if field.is_bool() {
+                Type::Bool
+            } else {
+                Type::String
+            };
+            return Ok((Node::Var(Var::UserAgentField(field)), ty));
         }
         if let Some((tls, ty)) = TlsVar::named(&path) {
             return Ok((Node::Var(Var::Tls(tls)), ty));

@@ -632,3 +632,18 @@ fn connection_tls_variables() {
         .unwrap_err();
     assert!(e.message.contains("unknown variable"), "{e}");
 }
+
+#[test]
+fn user_agent_fields() {
+    let f = fake();
+    assert_eq!(rendered(&f, "req.user_agent.name"), "curl");
+    assert_eq!(rendered(&f, "req.user_agent.version"), "8.5.0");
+    assert!(check(
+        "!req.user_agent.is_bot && !req.user_agent.is_desktop"
+    ));
+    assert!(check("req.user_agent.os == ''"));
+    let e = Expression::compile("req.user_agent.is_bot", Phase::TcpConnect).unwrap_err();
+    assert!(e.message.contains("not available in on_tcp_connect"), "{e}");
+    let e = Expression::compile("req.user_agent.browser == 'x'", Phase::HttpRequest).unwrap_err();
+    assert!(e.message.contains("unknown variable"), "{e}");
+}
