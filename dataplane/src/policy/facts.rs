@@ -135,6 +135,36 @@ impl<'s> View<'s> {
         }
     }
 
+    fn keys(self, map: MapVar) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        let mut push = |key: &str| {
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_string());
+            }
+        };
+        match map {
+            MapVar::RequestHeaders => self
+                .req
+                .headers
+                .iter()
+                .for_each(|(name, _)| push(&text(name).to_ascii_lowercase())),
+            MapVar::ResponseHeaders => {
+                if let Some(r) = self.resp {
+                    r.headers
+                        .iter()
+                        .for_each(|(name, _)| push(&text(name).to_ascii_lowercase()));
+                }
+            }
+            MapVar::QueryParams => self
+                .path_and_query()
+                .1
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .for_each(|pair| push(pair.split_once('=').map_or(pair, |(k, _)| k))),
+        }
+        keys
+    }
+
     fn user_var(self, name: &str) -> Option<&'s serde_json::Value> {
         self.vars.get(name)
     }
@@ -261,6 +291,9 @@ macro_rules! facts_via_view {
             }
             fn map_size(&self, map: MapVar) -> usize {
                 self.view().map_size(map)
+            }
+            fn keys(&self, map: MapVar) -> Vec<String> {
+                self.view().keys(map)
             }
             fn user_var(&self, name: &str) -> Option<&serde_json::Value> {
                 self.view().user_var(name)

@@ -405,6 +405,35 @@ on_http_request:
 }
 
 #[test]
+fn list_and_map_macros_on_real_requests() {
+    let policy = r#"
+on_http_request:
+  - expressions:
+      - req.headers.exists(k, k.startsWith('x-debug-'))
+    actions:
+      - type: deny
+        config:
+          status_code: 403
+  - actions:
+      - type: custom-response
+        config:
+          body: "${getReqHeader('accept')[0].split(',').map(t, t.trim().split(';')[0]).filter(t, t != '*/*').join(' ')} ${req.url.query_params.all(k, k.size() == 1)}"
+"#;
+    let dp = serve(policy);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    let accept = "Accept: text/html, application/json;q=0.9, */*;q=0.1\r\n";
+    assert_eq!(
+        send(&mut conn, "/?a=1&b=2", accept).text(),
+        "text/html application/json true"
+    );
+    assert_eq!(
+        send(&mut conn, "/?long=1", accept).text(),
+        "text/html application/json false"
+    );
+    assert_eq!(send(&mut conn, "/", "X-Debug-Trace: 1\r\n").status, 403);
+}
+
+#[test]
 fn geo_and_ip_intelligence_come_from_the_files_the_data_plane_is_given() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("city.mmdb");

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::comprehension::Comprehension;
 use super::time;
 use super::{
     ArithOp, Cmp, Func, IpVar, MapVar, Node, ResultVar, StrFn, StrMapVar, Type, UaField, Var,
@@ -38,6 +39,15 @@ pub trait Facts {
     /// What the actions that ran so far recorded.
     fn results(&self) -> &ActionResults {
         ActionResults::none()
+    }
+    /// The keys of `map`, each once, in order (header names lowercase); what the
+    /// macros iterate over.
+    fn keys(&self, _map: MapVar) -> Vec<String> {
+        Vec::new()
+    }
+    /// A value a macro bound (inside `all`, `map`, …); none outside them.
+    fn bound(&self, _slot: u16) -> Option<&serde_json::Value> {
+        None
     }
 }
 
@@ -148,7 +158,14 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
         Node::Bool(b) => Val::Bool(*b),
         Node::Int(i) => Val::Int(*i),
         Node::Double(d) => Val::Double(*d),
-        Node::Arith(op, l, r) => arith(*op, eval(l, f)?, eval(r, f)?)?,
+        Node::Arith(op, l, r) => {
+            let (l, r) = (eval(l, f)?, eval(r, f)?);
+            if *op == ArithOp::Add && is_list(&l) && is_list(&r) {
+                concatenated(&l, &r, f)
+            } else {
+                arith(*op, l, r)?
+            }
+        }
         Node::Str(s) => Val::Str(Cow::Borrowed(s)),
         Node::Null => Val::Null,
         // The variables most rules read go straight to the facts; the rest (made
@@ -389,6 +406,26 @@ fn compare_other<'a>(op: Cmp, l: &Val<'_>, r: &Val<'_>, f: &dyn Facts) -> R<'a> 
     Ok(Val::Bool(ordered(op, ordering)))
 }
 
+fn is_list(v: &Val<'_>) -> bool {
+    match v {
+        Val::Strings(_) | Val::MapValues(..) | Val::List(_) => true,
+        Val::Json(j) => j.as_ref().is_array(),
+        _ => false,
+    }
+}
+
+/// `a + b` of two lists (how `map` and `filter` gather what they make).
+#[inline(never)]
+fn concatenated<'a>(l: &Val<'_>, r: &Val<'_>, f: &dyn Facts) -> Val<'a> {
+    let items = |v: &Val<'_>| match v.to_json(f) {
+        serde_json::Value::Array(items) => items,
+        _ => Vec::new(),
+    };
+    let mut all = items(l);
+    all.extend(items(r));
+    Val::from_owned_json(serde_json::Value::Array(all))
+}
+
 /// Whether `ordering` satisfies `op`.
 fn ordered(op: Cmp, ordering: std::cmp::Ordering) -> bool {
     match op {
@@ -490,6 +527,15 @@ fn rare<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
                 .ok_or(EvalError::NoSuchKey)?;
             Val::from_owned_json(first)
         }
+        Node::Bound(slot, fields) => {
+            let mut value = f.bound(*slot).ok_or(EvalError::NoSuchVar)?;
+            for field in fields.iter() {
+                value = value.get(field.as_ref()).ok_or(EvalError::NoSuchKey)?;
+            }
+            Val::from_json(value)
+        }
+        Node::Comprehension(c) => comprehension(c, f)?,
+        Node::NotStrictlyFalse(x) => Val::Bool(!matches!(eval(x, f), Ok(Val::Bool(false)))),
         Node::HasCookie(side, name) => {
             let name = string(eval(name, f)?);
             Val::Bool(cookies(f, *side).get(name.as_ref()).is_some())
@@ -1278,6 +1324,95 @@ impl Val<'_> {
             Val::Strings(items) => out.push_str(&items.join(", ")),
             Val::Json(value) => out.push_str(&value.as_ref().to_string()),
             Val::List(_) | Val::Map(_) | Val::StrMap(_) | Val::Null => {}
+        }
+    }
+}
+
+/// Runs a macro's comprehension: each element in turn, while the condition holds;
+/// what it makes is owned, so it outlives the scope of its bound values.
+#[inline(never)]
+fn comprehension<'a>(c: &'a Comprehension, f: &'a dyn Facts) -> R<'a> {
+    use serde_json::Value;
+    let range = eval(&c.range, f)?;
+    let items: Vec<Value> = match range {
+        // Headers and query parameters: their names.
+        Val::Map(map) => f.keys(map).into_iter().map(Value::String).collect(),
+        range => match range.to_json(f) {
+            Value::Array(items) => items,
+            Value::Object(map) => map.into_iter().map(|(k, _)| Value::String(k)).collect(),
+            _ => return Err(EvalError::BadArgument),
+        },
+    };
+    let mut accu = eval(&c.init, f)?.to_json(f);
+    for item in items {
+        let scope = Scope {
+            outer: f,
+            slots: [(c.iter, item), (c.accu, accu)],
+        };
+        let go_on = matches!(eval(&c.cond, &scope), Ok(Val::Bool(true)));
+        let next = if go_on {
+            Some(eval(&c.step, &scope)?.to_json(&scope))
+        } else {
+            None
+        };
+        let [_, (_, before)] = scope.slots;
+        match next {
+            Some(next) => accu = next,
+            None => {
+                accu = before;
+                break;
+            }
+        }
+    }
+    let scope = Scope {
+        outer: f,
+        slots: [(u16::MAX, Value::Null), (c.accu, accu)],
+    };
+    let result = eval(&c.result, &scope)?.to_json(&scope);
+    Ok(Val::from_owned_json(result))
+}
+
+/// The facts inside a comprehension: the outer ones, and the two bound values.
+struct Scope<'a> {
+    outer: &'a dyn Facts,
+    slots: [(u16, serde_json::Value); 2],
+}
+
+impl Facts for Scope<'_> {
+    fn string(&self, var: Var) -> &str {
+        self.outer.string(var)
+    }
+    fn int(&self, var: Var) -> i64 {
+        self.outer.int(var)
+    }
+    fn count(&self, map: MapVar, key: &str) -> usize {
+        self.outer.count(map, key)
+    }
+    fn value(&self, map: MapVar, key: &str, index: usize) -> Option<&str> {
+        self.outer.value(map, key, index)
+    }
+    fn map_size(&self, map: MapVar) -> usize {
+        self.outer.map_size(map)
+    }
+    fn keys(&self, map: MapVar) -> Vec<String> {
+        self.outer.keys(map)
+    }
+    fn user_var(&self, name: &str) -> Option<&serde_json::Value> {
+        self.outer.user_var(name)
+    }
+    fn boolean(&self, var: Var) -> bool {
+        self.outer.boolean(var)
+    }
+    fn list(&self, var: Var) -> &[String] {
+        self.outer.list(var)
+    }
+    fn results(&self) -> &ActionResults {
+        self.outer.results()
+    }
+    fn bound(&self, slot: u16) -> Option<&serde_json::Value> {
+        match self.slots.iter().find(|(s, _)| *s == slot) {
+            Some((_, value)) => Some(value),
+            None => self.outer.bound(slot),
         }
     }
 }

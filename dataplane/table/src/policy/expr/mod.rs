@@ -8,6 +8,7 @@
 //! that does not exist in the phase (such as `res.*` before the response) is an error
 //! at create time, with its column.
 
+mod comprehension;
 mod cookies;
 mod digest;
 mod eval;
@@ -1002,6 +1003,7 @@ fn arith_type(op: ArithOp, l: Type, r: Type) -> Option<Type> {
         (_, Int, Int) => Int,
         (Add | Sub | Mul | Div, Double, Double) => Double,
         (Add, String, String) => String,
+        (Add, List, List) => Dyn,
         (Sub, Timestamp, Timestamp) => Duration,
         (Add | Sub, Timestamp, Duration) => Timestamp,
         (Add, Duration, Timestamp) => Timestamp,
@@ -1013,6 +1015,12 @@ fn arith_type(op: ArithOp, l: Type, r: Type) -> Option<Type> {
 /// A compiled expression node.
 #[derive(Clone, Debug)]
 pub(crate) enum Node {
+    /// A value a macro bound (an element, its accumulator), then fields of it.
+    Bound(u16, Box<[Box<str>]>),
+    /// `all`, `exists`, `exists_one`, `filter`, `map`, as the parser expands them.
+    Comprehension(Box<comprehension::Comprehension>),
+    /// The expansion's `@not_strictly_false`: true unless false (an error is true).
+    NotStrictlyFalse(Box<Node>),
     Bool(bool),
     Int(i64),
     Double(f64),
@@ -1125,7 +1133,12 @@ impl Expression {
                     ),
                 }
             })?;
-        let compiler = Compiler { info: &info, phase };
+        let compiler = Compiler {
+            info: &info,
+            phase,
+            scope: Default::default(),
+            next_slot: Default::default(),
+        };
         let (root, ty) = compiler.compile(&ast)?;
         Ok(Expression {
             source: source.to_string(),
@@ -1159,6 +1172,10 @@ impl Expression {
 struct Compiler<'i> {
     info: &'i SourceInfo,
     phase: Phase,
+    /// The names the macros being compiled bind, innermost last.
+    scope: std::cell::RefCell<Vec<comprehension::Binding>>,
+    /// The next slot a bound name gets (unique within one expression).
+    next_slot: std::cell::Cell<u16>,
 }
 
 impl Compiler<'_> {
@@ -1246,10 +1263,7 @@ impl Compiler<'_> {
             }
             Ast::Call(call) => self.call(e, call),
             Ast::Struct(_) => Err(self.error(e, "message literals are not supported")),
-            Ast::Comprehension(_) => Err(self.error(
-                e,
-                "macros over lists (all, exists, map, filter) are not supported",
-            )),
+            Ast::Comprehension(c) => self.comprehension(e, c),
             Ast::Unspecified => Err(self.error(e, "empty expression")),
         }
     }
@@ -1257,6 +1271,19 @@ impl Compiler<'_> {
     /// A dotted name: a scalar, a map, or `vars.NAME`.
     fn variable(&self, e: &IdedExpr) -> Result<(Node, Type), ExprError> {
         let path = dotted(e).ok_or_else(|| self.error(e, "expected a variable"))?;
+        let mut parts = path.split('.');
+        if let Some(binding) = parts.next().and_then(|root| self.bound(root)) {
+            let fields: Vec<Box<str>> = parts.map(Box::from).collect();
+            if !fields.is_empty() && binding.ty != Type::Dyn {
+                return Err(self.error(e, format!("a {} has no fields", binding.ty)));
+            }
+            let ty = if fields.is_empty() {
+                binding.ty
+            } else {
+                Type::Dyn
+            };
+            return Ok((Node::Bound(binding.slot, fields.into_boxed_slice()), ty));
+        }
         if let Some(rest) = path.strip_prefix("vars.") {
             let mut parts = rest.split('.');
             let name = parts.next().unwrap_or("");
@@ -1401,6 +1428,14 @@ impl Compiler<'_> {
                     Node::Or(b(l), b(r))
                 };
                 Ok((node, Type::Bool))
+            }
+            // What the macros' expansion wraps its conditions in.
+            (operators::NOT_STRICTLY_FALSE, None) => {
+                arity(1)?;
+                Ok((
+                    Node::NotStrictlyFalse(b(self.typed(&args[0], Type::Bool, "a condition")?)),
+                    Type::Bool,
+                ))
             }
             (operators::LOGICAL_NOT, None) => {
                 arity(1)?;

@@ -77,6 +77,15 @@ impl Facts for Fake {
     fn map_size(&self, _: MapVar) -> usize {
         self.headers.len()
     }
+    fn keys(&self, map: MapVar) -> Vec<String> {
+        let mut keys: Vec<String> = match map {
+            MapVar::RequestHeaders => self.headers.iter().map(|(n, _)| n.to_string()).collect(),
+            MapVar::QueryParams => QUERY.iter().map(|(n, _)| n.to_string()).collect(),
+            MapVar::ResponseHeaders => Vec::new(),
+        };
+        keys.dedup();
+        keys
+    }
     fn user_var(&self, name: &str) -> Option<&serde_json::Value> {
         self.vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
@@ -646,4 +655,52 @@ fn user_agent_fields() {
     assert!(e.message.contains("not available in on_tcp_connect"), "{e}");
     let e = Expression::compile("req.user_agent.browser == 'x'", Phase::HttpRequest).unwrap_err();
     assert!(e.message.contains("unknown variable"), "{e}");
+}
+
+#[test]
+fn list_and_map_macros_as_documented() {
+    let f = fake();
+    // The macros page's examples.
+    assert_eq!(rendered(&f, "[1, 2, 3].all(x, x > 0)"), "true");
+    assert_eq!(rendered(&f, "[1, -2, 3].exists(x, x > 0)"), "true");
+    assert_eq!(rendered(&f, "[1, 2, 3].exists_one(x, x == 2)"), "true");
+    assert_eq!(rendered(&f, "[1, 2, 3].filter(x, x > 1)"), "[2,3]");
+    assert_eq!(rendered(&f, "[1, 2, 3].map(n, n * n)"), "[1,4,9]");
+    assert_eq!(
+        rendered(&f, "[1, 2, 3, 4].map(num, num % 2 == 0, num * 2)"),
+        "[4,8]"
+    );
+    // Over variables: header values, vars' lists and maps (keys), results.
+    assert!(check("req.headers['x-multi'].all(v, v.size() == 1)"));
+    assert!(check("req.headers['x-multi'].exists(v, v == 'b')"));
+    assert!(check(
+        "!req.headers['x-multi'].exists_one(v, v.size() == 1)"
+    ));
+    assert!(check("vars.list.filter(i, i >= 2) == [2, 3]"));
+    assert!(check("vars.map.exists(k, k == 'nested')"));
+    assert!(check("vars.map.all(k, k.size() > 2)"));
+    assert_eq!(rendered(&f, "size(vars.list.map(i, i + 1))"), "3");
+    assert_eq!(
+        rendered(&f, "['a', 'b'].map(s, s.upper()).join('-')"),
+        "A-B"
+    );
+    // Nested, with the outer name seen inside.
+    assert!(check("[1, 2].all(a, [2, 3].exists(b, b > a))"));
+    // Empty ranges.
+    assert!(check("[].all(x, false) && ![].exists(x, true)"));
+    // Types are checked inside: a bound string has no fields, `x` is not outside.
+    let err = |src: &str| Expression::compile(src, Phase::HttpRequest).unwrap_err();
+    let e = err("['a'].all(x, x.name == 'a')");
+    assert!(e.message.contains("has no fields"), "{e}");
+    let e = err("['a'].all(x, true) && x == 'a'");
+    assert!(e.message.contains("unknown variable `x`"), "{e}");
+    // Maps of the request: their keys.
+    assert!(check("req.headers.exists(k, k == 'x-api-key')"));
+    assert!(check("req.headers.exists_one(k, k == 'x-multi')"));
+    assert_eq!(
+        rendered(&f, "req.url.query_params.map(k, k.upper())"),
+        "[\"A\",\"B\"]"
+    );
+    let e = err("req.method.all(x, true)");
+    assert!(e.message.contains("cannot iterate over a string"), "{e}");
 }
