@@ -434,6 +434,28 @@ on_http_request:
 }
 
 #[test]
+fn format_quote_url_parse_and_bytes_on_real_requests() {
+    let policy = r#"
+on_http_request:
+  - expressions:
+      - "base64.decode(getReqHeader('x-token')[0]).size() == 5"
+    actions:
+      - type: custom-response
+        config:
+          body: "${'%s %d%%'.format([url.parse(req.url).host, 42])} ${strings.quote(string(base64.decode(getReqHeader('x-token')[0])))} ${req.url.parseUrl().raw_query}"
+  - actions:
+      - type: deny
+"#;
+    let dp = serve(policy);
+    let mut conn = HttpConn::connect(dp.http_addr());
+    assert_eq!(
+        send(&mut conn, "/?q=1", "X-Token: aGVsbG8=\r\n").text(),
+        "app.example.com 42% \"hello\" q=1"
+    );
+    assert_eq!(send(&mut conn, "/", "X-Token: bm9wZQ==\r\n").status, 403);
+}
+
+#[test]
 fn geo_and_ip_intelligence_come_from_the_files_the_data_plane_is_given() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("city.mmdb");

@@ -66,6 +66,8 @@ pub enum Val<'a> {
     Duration(SignedDuration),
     /// A string, borrowed where possible.
     Str(Cow<'a, str>),
+    /// Bytes.
+    Bytes(Cow<'a, [u8]>),
     /// The values of one map key.
     MapValues(MapVar, Cow<'a, str>),
     /// A list literal.
@@ -265,6 +267,7 @@ pub(crate) fn eval<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
         Node::InMap(key, map) => Val::Bool(f.count(*map, &string(eval(key, f)?)) > 0),
         Node::Size(x) => Val::Int(match eval(x, f)? {
             Val::Str(s) => s.chars().count() as i64,
+            Val::Bytes(b) => b.len() as i64,
             Val::MapValues(map, key) => f.count(map, &key) as i64,
             Val::List(ListLiteral(items)) => items.len() as i64,
             Val::Map(map) => f.map_size(map) as i64,
@@ -374,6 +377,7 @@ fn compare_other<'a>(op: Cmp, l: &Val<'_>, r: &Val<'_>, f: &dyn Facts) -> R<'a> 
             }
         }
         (Val::Duration(a), Val::Duration(b)) => a.cmp(b),
+        (Val::Bytes(a), Val::Bytes(b)) => a.cmp(b),
         // Numbers compare across int and double; NaN compares unequal to all.
         (Val::Double(_) | Val::Int(_), Val::Double(_) | Val::Int(_)) => {
             let as_f64 = |v: &Val<'_>| match v {
@@ -535,6 +539,7 @@ fn rare<'a>(node: &'a Node, f: &'a dyn Facts) -> R<'a> {
             Val::from_json(value)
         }
         Node::Comprehension(c) => comprehension(c, f)?,
+        Node::Bytes(b) => Val::Bytes(Cow::Borrowed(b)),
         Node::NotStrictlyFalse(x) => Val::Bool(!matches!(eval(x, f), Ok(Val::Bool(false)))),
         Node::HasCookie(side, name) => {
             let name = string(eval(name, f)?);
@@ -857,6 +862,37 @@ fn call<'a>(func: Func, args: &'a [Node], f: &'a dyn Facts) -> R<'a> {
             Ok(std::net::IpAddr::V4(ip)) if ip.is_private()
         ))),
         Func::IsUrl => Ok(Val::Bool(is_url(&string(next())))),
+        Func::Format => {
+            let template = string(next());
+            let serde_json::Value::Array(args) = next().to_json(f) else {
+                return Err(EvalError::BadArgument);
+            };
+            owned(super::strings::format(&template, &args).ok_or(EvalError::BadArgument)?)
+        }
+        Func::Quote => owned(super::strings::quote(&string(next()))),
+        Func::ToBytes => Ok(match next() {
+            Val::Str(Cow::Borrowed(s)) => Val::Bytes(Cow::Borrowed(s.as_bytes())),
+            Val::Str(Cow::Owned(s)) => Val::Bytes(Cow::Owned(s.into_bytes())),
+            bytes @ Val::Bytes(_) => bytes,
+            _ => return Err(EvalError::BadArgument),
+        }),
+        Func::Base64Encode => {
+            use base64::Engine;
+            let Val::Bytes(b) = next() else {
+                return Err(EvalError::BadArgument);
+            };
+            owned(base64::engine::general_purpose::STANDARD.encode(b))
+        }
+        Func::Base64Decode => {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(string(next()).as_bytes())
+                .map_err(|_| EvalError::BadArgument)?;
+            Ok(Val::Bytes(Cow::Owned(bytes)))
+        }
+        Func::ParseUrl => Ok(Val::from_owned_json(
+            super::strings::parse_url(&string(next())).ok_or(EvalError::BadArgument)?,
+        )),
         Func::InCidrRange => {
             let (ip, cidr) = (string(next()), string(next()));
             Ok(Val::Bool(in_ranges(&ip, [cidr])))
@@ -886,6 +922,11 @@ fn call<'a>(func: Func, args: &'a [Node], f: &'a dyn Facts) -> R<'a> {
         })),
         Func::ToString => {
             let v = next();
+            if let Val::Bytes(b) = v {
+                return owned(
+                    String::from_utf8(b.into_owned()).map_err(|_| EvalError::BadArgument)?,
+                );
+            }
             let mut out = String::new();
             v.write_to(f, &mut out);
             owned(out)
@@ -1272,6 +1313,7 @@ impl<'a> Val<'a> {
             Val::Int(i) => Value::from(*i),
             Val::Double(d) => serde_json::Number::from_f64(*d).map_or(Value::Null, Value::Number),
             Val::Str(s) => Value::String(s.to_string()),
+            Val::Bytes(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
             Val::Json(v) => v.as_ref().clone(),
             Val::Strings(items) => Value::from(items.to_vec()),
             Val::MapValues(map, key) => Value::from(
@@ -1313,6 +1355,7 @@ impl Val<'_> {
             }
             Val::Duration(d) => out.push_str(&time::duration_text(*d)),
             Val::Str(s) => out.push_str(s),
+            Val::Bytes(b) => out.push_str(&String::from_utf8_lossy(b)),
             Val::MapValues(map, key) => {
                 for i in 0..f.count(*map, key) {
                     if i > 0 {

@@ -12,6 +12,7 @@ mod comprehension;
 mod cookies;
 mod digest;
 mod eval;
+mod strings;
 mod template;
 mod time;
 mod tls;
@@ -44,6 +45,8 @@ pub enum Type {
     Duration,
     /// A UTF-8 string.
     String,
+    /// A sequence of bytes (`b'…'`, `base64.decode`).
+    Bytes,
     /// A list of strings (header values, query values, list literals).
     List,
     /// A map from string to list of strings (headers, query parameters).
@@ -66,6 +69,7 @@ impl fmt::Display for Type {
             Type::Timestamp => "timestamp",
             Type::Duration => "duration",
             Type::String => "string",
+            Type::Bytes => "bytes",
             Type::List => "list(string)",
             Type::Map => "map(string, list(string))",
             Type::StrMap => "map(string, string)",
@@ -769,6 +773,12 @@ pub(crate) enum Func {
     InCidrRange,
     InCidrRanges,
     BasicAuthEncode,
+    Format,
+    Quote,
+    ParseUrl,
+    ToBytes,
+    Base64Encode,
+    Base64Decode,
 }
 
 /// The digests of the `hash.*` macros.
@@ -856,6 +866,12 @@ const FUNCTIONS: &[Signature] = {
         method("isURL", &[], &[], Bool, Func::IsUrl),
         global("url.escape", &[Str], Str, Func::EscapeUrl),
         global("url.unescape", &[Str], Str, Func::UnescapeUrl),
+        global("url.parse", &[Str], Type::Dyn, Func::ParseUrl),
+        method("parseUrl", &[], &[], Type::Dyn, Func::ParseUrl),
+        method("format", &[Type::Dyn], &[], Str, Func::Format),
+        global("strings.quote", &[Str], Str, Func::Quote),
+        global("base64.encode", &[Type::Bytes], Str, Func::Base64Encode),
+        global("base64.decode", &[Str], Type::Bytes, Func::Base64Decode),
         global("inCidrRange", &[Str, Str], Bool, Func::InCidrRange),
         global("inCidrRanges", &[Str, List], Bool, Func::InCidrRanges),
         global("basic_auth.encode", &[Str, Str], Str, Func::BasicAuthEncode),
@@ -977,7 +993,13 @@ fn converts(func: Func, from: Type) -> bool {
     match func {
         Func::ToInt => matches!(from, Int | Double | String | Timestamp),
         Func::ToUint | Func::ToDouble => matches!(from, Int | Double | String),
-        Func::ToString => matches!(from, Int | Double | String | Bool | Timestamp | Duration),
+        Func::ToString => {
+            matches!(
+                from,
+                Int | Double | String | Bytes | Bool | Timestamp | Duration
+            )
+        }
+        Func::ToBytes => matches!(from, String | Bytes),
         Func::ToTimestamp => matches!(from, String | Timestamp | Int),
         Func::ToDuration => matches!(from, String | Duration),
         _ => false,
@@ -1015,6 +1037,8 @@ fn arith_type(op: ArithOp, l: Type, r: Type) -> Option<Type> {
 /// A compiled expression node.
 #[derive(Clone, Debug)]
 pub(crate) enum Node {
+    /// A bytes literal.
+    Bytes(Box<[u8]>),
     /// A value a macro bound (an element, its accumulator), then fields of it.
     Bound(u16, Box<[Box<str>]>),
     /// `all`, `exists`, `exists_one`, `filter`, `map`, as the parser expands them.
@@ -1208,9 +1232,7 @@ impl Compiler<'_> {
                 LiteralValue::String(s) => (Node::Str(s.inner().into()), Type::String),
                 LiteralValue::Null => (Node::Null, Type::Null),
                 LiteralValue::Double(d) => (Node::Double(*d.inner()), Type::Double),
-                LiteralValue::Bytes(_) => {
-                    return Err(self.error(e, "bytes literals are not supported"))
-                }
+                LiteralValue::Bytes(bytes) => (Node::Bytes(bytes.inner().into()), Type::Bytes),
             }),
             // The parser expands `has(a.b)` into a test-only select.
             Ast::Select(select) if select.test => {
@@ -1478,10 +1500,11 @@ impl Compiler<'_> {
                 })?;
                 Ok((Node::Arith(op, b(l), b(r)), ty))
             }
-            ("int" | "uint" | "double" | "string" | "timestamp" | "duration", None) => {
+            ("int" | "uint" | "double" | "string" | "bytes" | "timestamp" | "duration", None) => {
                 arity(1)?;
                 let func = match name {
                     "int" => Func::ToInt,
+                    "bytes" => Func::ToBytes,
                     "uint" => Func::ToUint,
                     "double" => Func::ToDouble,
                     "string" => Func::ToString,
@@ -1507,6 +1530,7 @@ impl Compiler<'_> {
                     Func::ToInt | Func::ToUint => Type::Int,
                     Func::ToDouble => Type::Double,
                     Func::ToString => Type::String,
+                    Func::ToBytes => Type::Bytes,
                     Func::ToTimestamp => Type::Timestamp,
                     _ => Type::Duration,
                 };
@@ -1548,6 +1572,7 @@ impl Compiler<'_> {
                     matches!(
                         t,
                         Type::String
+                            | Type::Bytes
                             | Type::Int
                             | Type::Bool
                             | Type::Double
@@ -1629,11 +1654,11 @@ impl Compiler<'_> {
                 let (node, ty) = self.compile(arg)?;
                 if !matches!(
                     ty,
-                    Type::String | Type::List | Type::Map | Type::StrMap | Type::Dyn
+                    Type::String | Type::Bytes | Type::List | Type::Map | Type::StrMap | Type::Dyn
                 ) {
                     return Err(self.error(
                         arg,
-                        format!("size expects a string, list or map, found {ty}"),
+                        format!("size expects a string, bytes, a list or a map, found {ty}"),
                     ));
                 }
                 Ok((Node::Size(b(node)), Type::Int))

@@ -704,3 +704,44 @@ fn list_and_map_macros_as_documented() {
     let e = err("req.method.all(x, true)");
     assert!(e.message.contains("cannot iterate over a string"), "{e}");
 }
+
+#[test]
+fn format_quote_and_url_parse() {
+    let f = fake();
+    assert_eq!(rendered(&f, "'hello %s'.format(['world'])"), "hello world");
+    assert_eq!(
+        rendered(&f, "'%s %d %.1f %x'.format([req.method, 42, 2.25, 255])"),
+        "GET 42 2.2 ff"
+    );
+    assert_eq!(rendered(&f, "strings.quote('a\"b')"), "\"a\\\"b\"");
+    assert!(check("url.parse('https://ngrok.com').host == 'ngrok.com'"));
+    assert!(check("url.parse(req.url).host == 'api.example.com:8443'"));
+    assert!(check("req.url.parseUrl().path == '/api/v1/users'"));
+    // A clause its argument does not fit fails the expression, at run time.
+    let e = Expression::compile_any("'%d'.format(['x'])", Phase::HttpRequest).unwrap();
+    assert!(e.eval(&f).is_err());
+}
+
+#[test]
+fn bytes_as_documented() {
+    let f = fake();
+    assert!(check("base64.decode('aGVsbG8=') == b'hello'"));
+    assert!(check("base64.encode(b'hello') == 'aGVsbG8='"));
+    assert!(check("b'hello'.size() == 5 && size(b'world!') == 6"));
+    assert!(check("string(base64.decode('aGVsbG8=')) == 'hello'"));
+    assert!(check("bytes('hi') == b'hi' && b'a' < b'b'"));
+    assert_eq!(
+        rendered(&f, "base64.decode(base64.encode(bytes(req.method)))"),
+        "GET"
+    );
+    // Not base64: an error when it runs, as documented.
+    let e = Expression::compile_any("base64.decode('aGVsbG8')", Phase::HttpRequest).unwrap();
+    assert!(e.eval(&f).is_err());
+    let e = Expression::compile("b'x' == 'x'", Phase::HttpRequest).unwrap_err();
+    assert!(
+        e.message.contains("cannot compare bytes with string"),
+        "{e}"
+    );
+    let e = Expression::compile("base64.encode('x') == ''", Phase::HttpRequest).unwrap_err();
+    assert!(e.message.contains("expects bytes"), "{e}");
+}
